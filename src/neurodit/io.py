@@ -1,0 +1,147 @@
+"""Atomic writes, run metadata and seeding shared by every stage.
+
+Every output is written to a temporary sibling first and renamed into place, so an interrupted or
+failed run never leaves a half-written file or folder behind.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import platform
+import random
+import shutil
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neurodit.errors import NeuroditError
+
+_VERSIONED = (
+    "neurodit", "torch", "diffusers", "accelerate", "monai", "nibabel", "nilearn", "numpy",
+    "scipy", "scikit-learn", "pandas", "safetensors", "pytorch-msssim",
+)
+
+
+def package_versions() -> dict[str, str]:
+    """Versions of Python and the libraries whose behaviour decides our numbers."""
+    out = {"python": sys.version.split()[0], "platform": platform.platform()}
+    for name in _VERSIONED:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def seed_everything(seed: int) -> None:
+    """Seed Python, NumPy and torch (CPU and CUDA) in one place."""
+    random.seed(seed)
+    np.random.seed(seed % (2**32))
+    try:
+        import torch
+
+        torch.manual_seed(seed)
+    except ImportError:  # pragma: no cover - torch is a hard dependency
+        pass
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, Path):
+        return str(obj)
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, np.ndarray):
+        return obj.tolist()
+    if hasattr(obj, "__dataclass_fields__"):
+        import dataclasses
+
+        return dataclasses.asdict(obj)
+    raise TypeError(f"not JSON serialisable: {type(obj).__name__}")
+
+
+def to_json(obj: Any) -> str:
+    return json.dumps(obj, indent=2, default=_json_default, sort_keys=False) + "\n"
+
+
+def atomic_write_bytes(path: str | Path, data: bytes) -> Path:
+    """Write ``data`` to ``path`` via a temporary file in the same folder, then rename."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+    return path
+
+
+def atomic_write_text(path: str | Path, text: str) -> Path:
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def write_json(path: str | Path, obj: Any) -> Path:
+    return atomic_write_text(path, to_json(obj))
+
+
+def read_json(path: str | Path) -> Any:
+    path = Path(path)
+    try:
+        return json.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise NeuroditError("file not found", path) from exc
+    except json.JSONDecodeError as exc:
+        raise NeuroditError(f"not valid JSON ({exc.msg} at line {exc.lineno})", path) from exc
+
+
+@contextlib.contextmanager
+def atomic_dir(out: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
+    """Build an output folder in a temporary sibling and rename it into place on success.
+
+    Yields the temporary folder to write into. On any exception the temporary folder is removed
+    and ``out`` is left exactly as it was (absent, or the previous complete result).
+    An existing non-empty ``out`` is an error unless ``overwrite`` is set.
+    """
+    out = Path(out)
+    if out.exists() and not out.is_dir():
+        raise NeuroditError("output path exists and is not a folder", out)
+    if out.exists() and any(out.iterdir()) and not overwrite:
+        raise NeuroditError("output folder exists and is not empty (pass --overwrite to replace it)", out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent))
+    try:
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if out.exists():
+        old = out.with_name(f".{out.name}.old-{os.getpid()}")
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(tmp, out)
+
+
+def write_run_info(run_dir: str | Path, config: Any, seed: int | None, **extra: Any) -> Path:
+    """Write ``run.json`` (resolved config, seed, versions, command line, time) into a run folder."""
+    info = {
+        "config": config,
+        "seed": seed,
+        "versions": package_versions(),
+        "command": sys.argv,
+        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+        **extra,
+    }
+    return write_json(Path(run_dir) / "run.json", info)
