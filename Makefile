@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo_out
 
-.PHONY: demo test install lint clean
+.PHONY: demo test install lint clean browser
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -22,8 +22,21 @@ install: $(STAMP)
 demo: $(STAMP)
 	HF_HUB_OFFLINE=1 $(BIN)/neurodit demo --out $(DEMO_OUT)
 
-test: $(STAMP)
+test: $(STAMP) browser
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+# Headless chromium for the report's browser test (tests/report/test_browser.py). Never fails the
+# build: without root or network the install is skipped and that test skips with a clear message.
+browser:
+	@if command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1; then \
+	  echo "browser: $$(command -v chromium || command -v chromium-browser) found"; \
+	elif [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+	  echo "browser: installing Debian chromium for the report test (apt-get)"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+	    chromium >/dev/null) || echo "browser: could not install chromium; the browser test will skip"; \
+	else \
+	  echo "browser: chromium not found and cannot install it (needs root + apt-get); the browser test will skip"; \
+	fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests

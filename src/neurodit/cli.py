@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import functools
 from pathlib import Path
-from typing import Annotated, Optional
+from typing import Annotated
 
 import typer
 
@@ -64,8 +64,8 @@ def phantom_cmd(
 def prepare_cmd(
     data_dir: Annotated[Path, typer.Argument(help="folder with participants.tsv and NIfTI volumes")],
     out: Annotated[Path, typer.Option(help="prepared output folder")],
-    shape: Annotated[Optional[tuple[int, int, int]], typer.Option(help="grid shape D H W")] = None,
-    voxel_size: Annotated[Optional[float], typer.Option(help="grid voxel size in mm")] = None,
+    shape: Annotated[tuple[int, int, int] | None, typer.Option(help="grid shape D H W")] = None,
+    voxel_size: Annotated[float | None, typer.Option(help="grid voxel size in mm")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace a non-empty output folder")] = False,
 ):
     """Validate, reorient to RAS, resample to one grid, mask and normalise a cohort."""
@@ -99,6 +99,87 @@ def untile_cmd(
 
     path = untile_file(mosaic, out)
     typer.echo(f"untile: wrote {path}")
+
+
+# --------------------------------------------------------------------------- report (issue 6)
+@command("report")
+def report_cmd(
+    dirs: Annotated[list[Path], typer.Argument(help="run, cohort, prepared, eval or downstream folders, "
+                                                    "or a demo root holding them (one level down)")],
+    out: Annotated[Path, typer.Option(help="HTML file to write (self-contained, images embedded)")] = Path(
+        "report.html"),
+    title: Annotated[str, typer.Option(help="page title")] = "neurodit report",
+):
+    """Build one self-contained HTML report from the folders the other stages wrote."""
+    from neurodit.report import build_report
+
+    path = build_report(dirs, out, title=title)
+    typer.echo(f"report: wrote {path} ({path.stat().st_size / 1e6:.1f} MB); open it in a browser")
+
+
+# --------------------------------------------------------------------------- generative core (issue 3)
+@command("train")
+def train_cmd(
+    prep_dir: Annotated[Path, typer.Argument(help="folder written by `neurodit prepare`")],
+    out: Annotated[Path, typer.Option(help="run folder (model/, checkpoints/, samples/, loss.csv, ...)")],
+    preset: Annotated[str | None, typer.Option(help="model preset (tiny, S-8, B-4, XL-2-256, ...)")] = None,
+    init: Annotated[str | None, typer.Option(help="pretrained weights: hub id, diffusers folder or DiT .pt")] = None,
+    max_steps: Annotated[int | None, typer.Option(help="optimiser steps in total")] = None,
+    resume: Annotated[bool, typer.Option(help="continue from the last checkpoint in --out")] = False,
+    checkpoint_every: Annotated[int | None, typer.Option(help="save a checkpoint every N steps")] = None,
+    label: Annotated[str | None, typer.Option(help="label column, or combined 'sex*age_bin'")] = None,
+    seed: Annotated[int | None, typer.Option(help="random seed")] = None,
+    batch_size: Annotated[int | None, typer.Option(help="mosaics per step (per device)")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML with TrainConfig keys")] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override key=value (repeatable)")] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing run folder")] = False,
+):
+    """Train (or finetune with --init) a class-conditional DiT on tiled mosaics; `accelerate launch` works."""
+    from neurodit.config import parse_overrides
+    from neurodit.train import resolve_train_config, train_dit
+
+    cfg = resolve_train_config(config, parse_overrides(set_), prep_dir=str(prep_dir), out=str(out),
+                               preset=preset, init=init, max_steps=max_steps, resume=resume or None,
+                               checkpoint_every=checkpoint_every, label=label, seed=seed,
+                               batch_size=batch_size, overwrite=overwrite or None)
+    path = train_dit(cfg)
+    typer.echo(f"train: wrote {path} (EMA model in {path / 'model'}, previews in {path / 'samples'})")
+
+
+@command("sample")
+def sample_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="run folder written by `neurodit train`")],
+    n: Annotated[int, typer.Option("--n", help="number of synthetic volumes")],
+    out: Annotated[Path, typer.Option(help="output cohort folder (participants.tsv + NIfTI in mm2/s)")],
+    label: Annotated[list[str] | None, typer.Option(help="keep classes matching col=value, e.g. sex=F")] = None,
+    steps: Annotated[int, typer.Option(help="sampler steps")] = 25,
+    guidance: Annotated[float, typer.Option(help="classifier-free guidance scale (1 = none)")] = 2.0,
+    scheduler: Annotated[str, typer.Option(help="ddim | dpm | ddpm")] = "ddim",
+    seed: Annotated[int, typer.Option(help="same seed, same volumes")] = 0,
+    batch_size: Annotated[int, typer.Option(help="volumes per forward batch")] = 16,
+    overwrite: Annotated[bool, typer.Option(help="replace a non-empty output folder")] = False,
+):
+    """Sample synthetic volumes (classifier-free guidance) and write them as a cohort folder."""
+    from neurodit.sample import sample
+
+    path = sample(run_dir, n, out, label=label, steps=steps, guidance=guidance, scheduler=scheduler,
+                  seed=seed, batch_size=batch_size, overwrite=overwrite)
+    typer.echo(f"sample: wrote {n} volumes to {path}")
+
+
+@command("bench")
+def bench_cmd(
+    preset: Annotated[list[str], typer.Option(help="preset(s) to time (repeatable)")] = ["tiny"],  # noqa: B006
+    steps: Annotated[int, typer.Option(help="timed train steps per preset (after 2 warm-up steps)")] = 10,
+    batch_size: Annotated[int, typer.Option(help="mosaics per train step")] = 16,
+    sample_steps: Annotated[int, typer.Option(help="sampler steps per volume")] = 25,
+    out: Annotated[Path | None, typer.Option(help="write the results as JSON here")] = None,
+):
+    """Time a train step (s/step, img/s) and sampling (s/volume) per preset on this machine."""
+    from neurodit.bench import bench, format_table
+
+    results = bench(preset, steps=steps, batch_size=batch_size, sample_steps=sample_steps, out=out)
+    typer.echo(format_table(results))
 
 
 def main() -> None:  # console-script entry point

@@ -1,0 +1,408 @@
+"""Read and validate a cohort folder (the input format of docs/ARCHITECTURE.md) and load its volumes.
+
+A cohort folder holds ``participants.tsv`` (BIDS-style, tab-separated) and one 3D NIfTI mean
+diffusivity (MD) map per row, in mm²/s, in MNI space. A row finds its file through the optional
+``path`` column (relative to the folder) or by the pattern ``<participant_id>[_<session_id>]*.nii[.gz]``.
+Every problem is a :class:`~neurodit.errors.NeuroditError` whose one-line message names the file.
+
+Volumes are reoriented to RAS (``nibabel.as_closest_canonical``) and resampled onto a
+:class:`~neurodit.data.grid.Grid` with trilinear interpolation after a Gaussian anti-aliasing filter
+whose width matches the target voxel size (see :func:`resample_to_grid`). No registration is done.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import gzip
+import hashlib
+import io
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import nibabel as nib
+import numpy as np
+import pandas as pd
+from scipy import ndimage
+
+from neurodit.data.grid import Grid
+from neurodit.errors import NeuroditError
+from neurodit.io import atomic_write_bytes
+
+TABLE_NAME = "participants.tsv"
+STANDARD_COLUMNS = ("participant_id", "session_id", "sex", "age", "diagnosis", "synthetic", "path")
+MISSING = {"", "n/a", "na", "nan", "none"}  # BIDS writes "n/a"; the others are common in hand-made tables
+SEX_LABELS = {"f": "F", "female": "F", "m": "M", "male": "M"}
+DIAGNOSIS_LABELS = {"cn": "CN", "mci": "MCI", "ad": "AD"}
+NIFTI_SUFFIXES = (".nii.gz", ".nii")
+# MD of free water at 37 °C is ~3.0e-3 mm²/s; a median (over positive voxels) above this bound means
+# the map is in other units (e.g. µm²/ms = 1e-3 mm²/s gives ~0.8), a maximum below the lower bound
+# means m²/s (~1e-9).
+MD_MEDIAN_MAX_MM2S = 0.05
+MD_MAX_MIN_MM2S = 1e-5
+
+
+@dataclasses.dataclass(frozen=True)
+class Cohort:
+    """A validated cohort: ``table`` has one row per volume, columns :data:`STANDARD_COLUMNS`
+    (``path`` absolute; missing labels are None / NaN; ``synthetic`` 0/1) plus any extra columns."""
+
+    table: pd.DataFrame
+    data_dir: Path
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    @property
+    def paths(self) -> list[Path]:
+        return [Path(p) for p in self.table["path"]]
+
+    @property
+    def n_participants(self) -> int:
+        return int(self.table["participant_id"].nunique())
+
+
+# ----------------------------------------------------------------------------------------- table
+def _is_missing(value: str) -> bool:
+    return value.strip().lower() in MISSING
+
+
+def _read_table(tsv: Path) -> pd.DataFrame:
+    try:
+        df = pd.read_csv(tsv, sep="\t", dtype=str, keep_default_na=False, na_filter=False)
+    except pd.errors.EmptyDataError as exc:
+        raise NeuroditError("table is empty (expected a header with participant_id)", tsv) from exc
+    except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
+        first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise NeuroditError(f"not a readable tab-separated table ({first})", tsv) from exc
+    df.columns = [str(c).strip() for c in df.columns]
+    if "participant_id" not in df.columns:
+        hint = " (the file looks comma-separated; use tabs)" if "," in ",".join(df.columns) else ""
+        raise NeuroditError(f"missing required column participant_id (columns: {', '.join(df.columns)}){hint}",
+                            tsv)
+    if len(set(df.columns)) != len(df.columns):
+        raise NeuroditError("duplicate column names in header", tsv)
+    if len(df) == 0:
+        raise NeuroditError("table has no rows", tsv)
+    return df.apply(lambda col: col.str.strip())
+
+
+def _clean_table(df: pd.DataFrame, tsv: Path) -> pd.DataFrame:
+    """Check and normalise the label columns; returns a new frame with every standard column."""
+    out = pd.DataFrame(index=df.index)
+    line = {i: i + 2 for i in df.index}  # header is line 1
+
+    ids = df["participant_id"]
+    for i, pid in ids.items():
+        if _is_missing(pid):
+            raise NeuroditError(f"line {line[i]}: empty participant_id", tsv)
+        if any(ch in pid for ch in "/\\") or any(ch.isspace() for ch in pid):
+            raise NeuroditError(f"line {line[i]}: participant_id '{pid}' contains a path separator or space",
+                                tsv)
+    out["participant_id"] = ids
+
+    def optional(col: str) -> pd.Series:
+        if col not in df.columns:
+            return pd.Series([None] * len(df), index=df.index, dtype=object)
+        return df[col].map(lambda v: None if _is_missing(v) else v).astype(object)
+
+    out["session_id"] = optional("session_id")
+    key = list(zip(out["participant_id"], out["session_id"].fillna(""), strict=True))
+    seen: dict[tuple[str, str], int] = {}
+    for i, k in zip(df.index, key, strict=True):
+        if k in seen:
+            ses = f" session {k[1]}" if k[1] else ""
+            raise NeuroditError(f"duplicate participant_id {k[0]}{ses} on lines {seen[k]} and {line[i]}", tsv)
+        seen[k] = line[i]
+
+    for col, labels in (("sex", SEX_LABELS), ("diagnosis", DIAGNOSIS_LABELS)):
+        vals = optional(col)
+        for i, v in vals.items():
+            if v is not None and v.lower() not in labels:
+                allowed = "/".join(sorted(set(labels.values()), reverse=col == "sex"))
+                raise NeuroditError(f"line {line[i]} ({ids[i]}): unknown {col} label '{v}' (expected {allowed})",
+                                    tsv)
+        out[col] = vals.map(lambda v, lab=labels: None if v is None else lab[v.lower()]).astype(object)
+
+    ages = optional("age")
+    age_vals = []
+    for i, v in ages.items():
+        try:
+            a = float(v) if v is not None else float("nan")
+        except ValueError:
+            raise NeuroditError(f"line {line[i]} ({ids[i]}): age '{v}' is not a number", tsv) from None
+        if v is not None and not (np.isfinite(a) and 0 <= a < 150):
+            raise NeuroditError(f"line {line[i]} ({ids[i]}): age {v} out of range [0, 150) years", tsv)
+        age_vals.append(a)
+    out["age"] = np.asarray(age_vals, dtype=np.float64)
+
+    syn = optional("synthetic")
+    for i, v in syn.items():
+        if v is not None and v not in ("0", "1"):
+            raise NeuroditError(f"line {line[i]} ({ids[i]}): synthetic must be 0 or 1, got '{v}'", tsv)
+    out["synthetic"] = syn.map(lambda v: 0 if v is None else int(v)).astype(np.int64)
+    out["path"] = optional("path")
+    for col in df.columns:  # keep extra columns (e.g. site, scanner) untouched
+        if col not in out.columns:
+            out[col] = optional(col)
+    out = out[list(STANDARD_COLUMNS) + [c for c in out.columns if c not in STANDARD_COLUMNS]]
+    for col in out.columns:  # missing text is None (not NaN) in every object column
+        if out[col].dtype == object:
+            out[col] = out[col].astype(object).where(out[col].notna(), None)
+    return out
+
+
+# ----------------------------------------------------------------------------------------- files
+def _stem(name: str) -> str:
+    for suffix in NIFTI_SUFFIXES:
+        if name.endswith(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def _nifti_files(data_dir: Path) -> list[Path]:
+    files = []
+    for p in data_dir.rglob("*"):
+        rel = p.relative_to(data_dir)
+        if any(part.startswith(".") for part in rel.parts):  # hidden / partial outputs
+            continue
+        if p.is_file() and p.name.endswith(NIFTI_SUFFIXES):
+            files.append(p)
+    return sorted(files)
+
+
+def _prefixes(pid: str, ses: str | None) -> list[str]:
+    if ses is None:
+        return [pid]
+    out = [f"{pid}_{ses}"]
+    if not ses.startswith("ses-"):  # BIDS spells the file entity ses-<label>
+        out.append(f"{pid}_ses-{ses}")
+    return out
+
+
+def _matches(stem: str, prefixes: list[str]) -> bool:
+    return any(stem == p or stem.startswith(p + "_") for p in prefixes)
+
+
+def read_cohort(data_dir: str | Path) -> Cohort:
+    """Read ``data_dir/participants.tsv`` and pair each row with its NIfTI file.
+
+    Raises NeuroditError (naming the file) for: a missing/empty folder, a missing or unreadable
+    table, no ``participant_id`` column, duplicate (participant_id, session_id), unknown sex
+    (F/M, female/male) or diagnosis (CN/MCI/AD) labels, non-numeric age, rows with no file (or
+    several candidate files), and NIfTI files with no row. Volume contents are checked on load.
+    """
+    data_dir = Path(data_dir).expanduser().resolve()
+    if not data_dir.exists():
+        raise NeuroditError("cohort folder not found", data_dir)
+    if not data_dir.is_dir():
+        raise NeuroditError("not a folder (expected a cohort folder with participants.tsv)", data_dir)
+    tsv = data_dir / TABLE_NAME
+    files = _nifti_files(data_dir)
+    if not tsv.is_file():
+        if not any(data_dir.iterdir()):
+            raise NeuroditError("cohort folder is empty (expected participants.tsv and NIfTI volumes)",
+                                data_dir)
+        raise NeuroditError(f"missing {TABLE_NAME} (found {len(files)} NIfTI files)", tsv)
+    table = _clean_table(_read_table(tsv), tsv)
+    if not files and table["path"].isna().all():
+        raise NeuroditError(f"no NIfTI volumes (.nii/.nii.gz) in the folder for the {len(table)} rows", data_dir)
+
+    resolved: dict[int, Path] = {}
+    owner: dict[Path, int] = {}
+
+    def claim(i: int, f: Path) -> None:
+        if f in owner:
+            a, b = table.loc[owner[f], "participant_id"], table.loc[i, "participant_id"]
+            raise NeuroditError(f"file is claimed by two rows ({a} on line {owner[f] + 2}, {b} on line {i + 2})", f)
+        owner[f] = i
+        resolved[i] = f
+
+    for i, rel in table["path"].items():  # explicit paths first
+        if rel is None:
+            continue
+        f = (data_dir / rel).resolve()
+        if not f.is_file():
+            raise NeuroditError(f"line {i + 2} ({table.loc[i, 'participant_id']}): row has no file: "
+                                f"path '{rel}' does not exist", tsv)
+        claim(i, f)
+
+    stems = [(f, _stem(f.name)) for f in files if f not in owner]
+    for i, row in table.iterrows():
+        if i in resolved:
+            continue
+        pid, ses = row["participant_id"], row["session_id"]
+        cands = [f for f, s in stems if _matches(s, _prefixes(pid, ses))]
+        label = pid + (f" session {ses}" if ses else "")
+        if not cands:
+            pattern = f"{_prefixes(pid, ses)[0]}[_*].nii[.gz]"
+            raise NeuroditError(f"line {i + 2} ({label}): row has no file (no {pattern} in {data_dir})", tsv)
+        if len(cands) > 1:
+            names = ", ".join(c.name for c in cands[:3])
+            raise NeuroditError(f"line {i + 2} ({label}): several files match ({names}); "
+                                "add session_id or a path column", tsv)
+        claim(i, cands[0])
+
+    for f in files:
+        if f not in owner:
+            raise NeuroditError(f"file has no row in {TABLE_NAME}", f)
+
+    table["path"] = [str(resolved[i]) for i in table.index]
+    return Cohort(table=table.reset_index(drop=True), data_dir=data_dir)
+
+
+# ----------------------------------------------------------------------------------------- volumes
+@dataclasses.dataclass(frozen=True)
+class LoadedVolume:
+    """One checked volume in RAS orientation: ``data`` (X, Y, Z) float32 mm²/s, ``affine`` 4x4."""
+
+    data: np.ndarray
+    affine: np.ndarray
+    sha256: str
+
+
+def read_nifti(path: str | Path) -> LoadedVolume:
+    """Read one 3D MD map, reoriented to RAS, with its sha256; raise NeuroditError if it is corrupt,
+    not 3D (a trailing axis of length 1 is dropped), non-finite, all zero, or not in mm²/s."""
+    path = Path(path)
+    try:
+        raw = path.read_bytes()
+    except OSError as exc:
+        raise NeuroditError(f"cannot read file ({exc.strerror})", path) from exc
+    sha = hashlib.sha256(raw).hexdigest()
+    try:
+        # Parse from the bytes we hashed: the checksum is then exactly of what was loaded.
+        if raw[:2] == b"\x1f\x8b":
+            raw = gzip.decompress(raw)
+        img = None
+        for klass in (nib.Nifti1Image, nib.Nifti2Image):
+            try:
+                img = klass.from_bytes(raw)
+                break
+            except Exception:  # noqa: BLE001 - try the next NIfTI flavour, report below
+                continue
+        if img is None:
+            raise ValueError("no NIfTI-1/2 header")
+        shape = img.shape
+        if len(shape) == 4 and shape[3] == 1:
+            img = img.slicer[..., 0]
+            shape = img.shape
+        if len(shape) != 3:
+            raise NeuroditError(f"{len(shape)}D volume (shape {'x'.join(map(str, shape))}), expected 3D", path)
+        img = nib.as_closest_canonical(img)
+        data = np.asarray(img.dataobj, dtype=np.float32)
+    except NeuroditError:
+        raise
+    except (OSError, EOFError, zlib.error, gzip.BadGzipFile, ValueError, TypeError, IndexError,
+            nib.filebasedimages.ImageFileError, nib.spatialimages.HeaderDataError) as exc:
+        first = (str(exc).splitlines() or [type(exc).__name__])[0]
+        raise NeuroditError(f"not a readable NIfTI file ({type(exc).__name__}: {first})", path) from exc
+    if min(data.shape) < 2:
+        raise NeuroditError(f"degenerate volume (shape {'x'.join(map(str, data.shape))}), expected 3D", path)
+    finite = np.isfinite(data)
+    if not finite.all():
+        raise NeuroditError(f"{int((~finite).sum())} NaN/Inf voxels", path)
+    if not data.any():
+        raise NeuroditError("volume is all zero", path)
+    pos = data[data > 0]
+    if pos.size and float(np.median(pos)) > MD_MEDIAN_MAX_MM2S:
+        raise NeuroditError(f"median MD {float(np.median(pos)):.3g} is not in mm²/s (brain MD is ~1e-3; "
+                            "µm²/ms maps must be multiplied by 1e-3)", path)
+    if float(np.abs(data).max()) < MD_MAX_MIN_MM2S:
+        raise NeuroditError(f"maximum MD {float(np.abs(data).max()):.3g} is not in mm²/s (m²/s maps must be "
+                            "multiplied by 1e6)", path)
+    return LoadedVolume(data=data, affine=np.asarray(img.affine, dtype=np.float64), sha256=sha)
+
+
+def antialias_sigma(affine_in: np.ndarray, grid: Grid) -> np.ndarray:
+    """Gaussian sigma (input voxels, per input axis) applied before resampling onto ``grid``.
+
+    The filter's FWHM is set so that the input resolution combined with the filter matches the
+    target voxel: FWHM_filter = sqrt(r² - 1) input voxels, r = target step / input step along that
+    axis, sigma = FWHM / (2 sqrt(2 ln 2)). r <= 1 (same size or upsampling) gives no smoothing.
+    A 2 mm -> 6 mm step (r = 3) gives sigma 1.2 voxels: the input Nyquist frequency is damped by
+    ~1e-3 and the target Nyquist by ~0.45.
+    """
+    m = np.linalg.inv(affine_in) @ grid.affine
+    # m[i, j]: input-voxel displacement along axis i per grid step along axis j.
+    r = np.abs(m[:3, :3]).max(axis=1)
+    return np.sqrt(np.clip(r**2 - 1.0, 0.0, None)) / (2.0 * np.sqrt(2.0 * np.log(2.0)))
+
+
+def resample_to_grid(data: np.ndarray, affine: np.ndarray, grid: Grid) -> np.ndarray:
+    """Resample ``data`` (X, Y, Z) with voxel->world ``affine`` onto ``grid`` -> (D, H, W) float32.
+
+    Anti-aliasing Gaussian (:func:`antialias_sigma`) then trilinear interpolation
+    (``scipy.ndimage.affine_transform``, order 1, zero outside the input field of view).
+    """
+    m = np.linalg.inv(affine) @ grid.affine  # grid voxel -> input voxel
+    sigma = antialias_sigma(affine, grid)
+    src = data.astype(np.float32, copy=False)
+    if np.any(sigma > 0.05):
+        src = ndimage.gaussian_filter(src, sigma=sigma, mode="constant", cval=0.0, truncate=3.0)
+    out = ndimage.affine_transform(src, m[:3, :3], offset=m[:3, 3], output_shape=grid.shape,
+                                   order=1, mode="constant", cval=0.0, prefilter=False)
+    return out.astype(np.float32, copy=False)
+
+
+def iter_volumes(cohort: Cohort, grid: Grid | None = None) -> Iterator[tuple[np.ndarray, Grid, str]]:
+    """Yield ``(volume (D, H, W) float32 mm²/s, grid, sha256)`` per row of ``cohort.table``, in order.
+
+    ``grid=None``: every volume must already be on one grid (the first file's, after RAS
+    reorientation); a volume with another shape or affine raises NeuroditError naming it.
+    """
+    ref: Grid | None = grid
+    first: Path | None = None
+    for p in cohort.paths:
+        vol = read_nifti(p)
+        if grid is None:
+            here = Grid(vol.data.shape, vol.affine)
+            if ref is None:
+                ref, first = here, p
+            elif not ref.same_as(here):
+                what = ("shape " + "x".join(map(str, here.shape))) if here.shape != ref.shape else "affine"
+                raise NeuroditError(f"{what} differs from {first.name} (inputs must share one grid; "
+                                    "run prepare to resample)", p)
+            yield vol.data, ref, vol.sha256
+        else:
+            yield resample_to_grid(vol.data, vol.affine, grid), grid, vol.sha256
+
+
+def load_volumes(cohort: Cohort, grid: Grid | None = None) -> tuple[np.ndarray, Grid]:
+    """All volumes of ``cohort`` as ``(N, D, H, W)`` float32 in mm²/s on ``grid`` (RAS), plus the grid.
+
+    ``grid=None`` means the inputs must already share one grid (used by evaluation of samples).
+    """
+    vols: list[np.ndarray] = []
+    out_grid = grid
+    for vol, g, _ in iter_volumes(cohort, grid):
+        vols.append(vol)
+        out_grid = g
+    if not vols:
+        raise NeuroditError("cohort has no volumes", cohort.data_dir)
+    assert out_grid is not None
+    return np.stack(vols).astype(np.float32, copy=False), out_grid
+
+
+def write_nifti(volume: np.ndarray, affine: np.ndarray, path: str | Path,
+                description: str = "MD mm2/s") -> Path:
+    """Write a 3D float32 volume (D, H, W) with ``affine`` as NIfTI-1 (.nii or .nii.gz), atomically.
+
+    The sform/qform are labelled MNI (code 4), units mm; gzip output is byte-reproducible (mtime 0).
+    """
+    path = Path(path)
+    vol = np.asarray(volume, dtype=np.float32)
+    if vol.ndim != 3:
+        raise NeuroditError(f"expected a 3D volume to write, got shape {vol.shape}", path)
+    img = nib.Nifti1Image(vol, np.asarray(affine, dtype=np.float64))
+    img.header.set_xyzt_units("mm")
+    img.header.set_sform(img.affine, code=4)
+    img.header.set_qform(img.affine, code=4)
+    img.header["descrip"] = description.encode()[:79]
+    data = img.to_bytes()
+    if path.name.endswith(".gz"):
+        buf = io.BytesIO()
+        with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, compresslevel=6) as gz:
+            gz.write(data)
+        data = buf.getvalue()
+    return atomic_write_bytes(path, data)

@@ -1,0 +1,67 @@
+"""Downstream utility of synthetic MD maps: sex classifier (real / real+synthetic / synthetic) and
+transfer to AD vs CN (Chattopadhyay et al. 2025). The design and the ``results.json`` structure are
+documented in :mod:`neurodit.downstream.experiment`.
+
+:func:`run_downstream` is the folder layer: it reads cohort folders (``neurodit.data.cohort``),
+resamples every volume to one grid (``neurodit.data.grid.make_grid(shape)``), scales mm²/s to model
+range (``neurodit.data.normalize.Normalization``) and calls
+:func:`neurodit.downstream.experiment.run_experiment`, which works on in-memory arrays.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+
+from neurodit.downstream.experiment import DownstreamConfig, LabelledSet, labelled_from_table, run_experiment
+
+__all__ = ["DownstreamConfig", "LabelledSet", "labelled_from_table", "load_labelled", "run_downstream",
+           "run_experiment"]
+
+
+def load_labelled(data_dir: str | Path, task: str, shape: tuple[int, int, int], *, synthetic: bool | None,
+                  include_mci: bool = False) -> LabelledSet:
+    """Read a cohort folder and return its volumes for ``task`` on the common grid, in model range.
+
+    ``synthetic``: False keeps real rows only (SOURCE, TARGET); None keeps every row (SYN_DIR: all its
+    rows are treated as synthetic, whatever its ``synthetic`` column says).
+    """
+    from neurodit.data.cohort import load_volumes, read_cohort
+    from neurodit.data.grid import make_grid
+    from neurodit.data.normalize import Normalization
+
+    cohort = read_cohort(data_dir)
+    grid = make_grid(shape=shape)
+    vols_mm2s, _ = load_volumes(cohort, grid)  # (N, D, H, W) float32 mm²/s on the RAS grid
+    vols = Normalization().to_model(vols_mm2s).astype("float32")  # -> [-1, 1], background -1
+    return labelled_from_table(cohort.table, vols, task, name=str(Path(data_dir) / "participants.tsv"),
+                               include_mci=include_mci, synthetic=synthetic)
+
+
+def run_downstream(source: str | Path, target: str | Path, out: str | Path, synthetic: str | Path | None = None,
+                   arch: str = "small", folds: int = 5, seeds: int = 3, *, config: DownstreamConfig | None = None,
+                   overwrite: bool = False, progress: Callable[[str], None] | None = None,
+                   **settings) -> Path:
+    """Run the downstream experiment on cohort folders and write ``DS_DIR`` (``out``).
+
+    Args:
+        source: SOURCE_DIR (Cam-CAN-like, ``sex`` labels); synthetic rows in it are ignored.
+        target: TARGET_DIR (ADNI-like, ``diagnosis`` labels).
+        out: DS_DIR, written atomically.
+        synthetic: SYN_DIR (``neurodit sample`` output, ``sex`` labels), optional.
+        arch, folds, seeds, **settings: fields of :class:`DownstreamConfig` (unknown names raise).
+        config: a full config instead of the keyword settings.
+    """
+    from neurodit.config import from_dict, to_dict
+
+    base = to_dict(config) if config is not None else {}
+    base.update({"arch": arch, "folds": folds, "seeds": seeds} if config is None else {})
+    cfg = from_dict(DownstreamConfig, {**base, **settings})
+    cfg.shape = tuple(int(s) for s in cfg.shape)
+    src = load_labelled(source, "sex", cfg.shape, synthetic=False)
+    tgt = load_labelled(target, "diagnosis", cfg.shape, synthetic=False, include_mci=cfg.include_mci)
+    syn = load_labelled(synthetic, "sex", cfg.shape, synthetic=None) if synthetic is not None else None
+    inputs = {"source": str(Path(source).resolve()), "target": str(Path(target).resolve()),
+              "synthetic": str(Path(synthetic).resolve()) if synthetic is not None else None,
+              "grid_shape": list(cfg.shape), "normalization": "Normalization() defaults (0 to 4e-3 mm2/s)"}
+    return run_experiment(src, tgt, out, syn, cfg, overwrite=overwrite, progress=progress, inputs=inputs)

@@ -1,0 +1,459 @@
+"""The downstream utility experiment: sex classifier with and without synthetic data, transfer to AD vs CN.
+
+Design (Chattopadhyay et al. 2025 test the utility of synthetic MD maps this way; the synthetic-only
+arm, "train synthetic, test real", is added here):
+
+Source task ``sex`` (F=0, M=1) on the real SOURCE cohort, arms
+  - ``sex/real``: real training participants only;
+  - ``sex/real+synthetic``: the same real participants plus every synthetic volume;
+  - ``sex/synthetic``: synthetic volumes only (train-synthetic-test-real).
+Target task ``diagnosis`` (CN=0, AD=1) on the real TARGET cohort, arms
+  - ``ad/scratch``: random initialisation;
+  - ``ad/init-real``: backbone copied from the seed's *full* ``sex/real`` model;
+  - ``ad/init-real+synthetic``: backbone copied from the seed's full ``sex/real+synthetic`` model.
+  MCI is dropped by default; with ``include_mci`` it joins the positive class ("CN vs impaired").
+  The head (last linear layer) is always new; ``freeze_backbone`` trains the head only.
+
+Which source model initialises the target: for each seed, one extra source model per arm is trained
+on *all* real source participants (plus all synthetic volumes for ``real+synthetic``), with the same
+participant-grouped validation split for early stopping; the cross-validated source models are used
+for the source metrics only. These full models are saved as ``models/source-<arm>-seed<k>.safetensors``.
+
+Splits (paired across arms): for each seed k (``seed + k``), ``StratifiedGroupKFold`` over real
+participants; within every training fold a participant-grouped, stratified validation hold-out
+(``val_fraction``) is used for early stopping. Test folds are always real held-out participants.
+Synthetic volumes are only ever added to training data: the ``real+synthetic`` arm validates on the
+same real validation participants as ``real``; the ``synthetic`` arm validates on a held-out part of
+the synthetic set (no real data touches its training or model selection). The model of every arm of a
+(fold, seed) starts from the same random initialisation, so arms differ only in what they are trained
+on. Metrics are computed per participant (probabilities averaged over a participant's sessions).
+
+Caveat: if the generator was trained on SOURCE participants that are in a test fold, synthetic
+volumes can carry information about them (memorisation); train the generator on a separate split or
+check the memorisation metrics of ``neurodit.metrics``.
+
+``DS_DIR`` (written atomically):
+  - ``results.json``::
+
+      {"schema": "neurodit.downstream/1",
+       "config": {...DownstreamConfig...},
+       "data": {"source"|"target"|"synthetic": {"n_volumes", "n_participants", "classes": [neg, pos],
+                 "n_per_class": [n0, n1] (participants), "dropped": {reason: n}}},
+       "source_models": "<which source model initialises the target>",
+       "arms": {"sex/real": {"task": "sex", "description": str, "n_runs": R,
+                 "metrics": {"balanced_accuracy"|"f1"|"roc_auc"|"accuracy":
+                             {"mean", "sd", "ci95": [lo, hi], "n", "values": [R floats]}}}, ...},
+       "comparisons": [{"name", "task", "arm", "baseline", "question",
+                        "metrics": {metric: {"mean_diff", "sd_diff", "ci95", "p_bootstrap", "p_wilcoxon",
+                                             "p_corrected_t", "n_pairs", "wins", "losses", "ties"}},
+                        "outcome": "helped"|"hurt"|"no clear effect",   # on balanced accuracy
+                        "verdict": "synthetic data ... : +0.010 balanced accuracy, 95% CI ... (...)"}],
+       "verdict": {"synthetic_for_sex": str, "synthetic_for_transfer": str, "summary": str},
+       "timing": {"seconds": float, "models_trained": int}}
+
+    Values ``values`` are in run order (seed-major, then fold), identical across arms of a task, so
+    ``values[i]`` of two arms are a pair. ``ci95`` of an arm is the Student-t CI of the mean over runs;
+    ``ci95`` of a comparison is the percentile bootstrap CI of the mean paired difference.
+  - ``runs.csv``: one row per task/arm/seed/fold: counts (participants), synthetic volumes used,
+    best/run epochs, seconds and the four metrics.
+  - ``predictions.csv``: one row per test participant per run: task, arm, seed, fold,
+    participant_id, label, p_positive.
+  - ``arms.png`` (mean and 95% CI of balanced accuracy and ROC-AUC per arm, runs as dots),
+    ``roc.png`` (ROC curves of test predictions pooled over folds and seeds), ``run.json``.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import os
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import torch
+
+from neurodit.config import to_dict
+from neurodit.downstream import nets
+from neurodit.downstream.splits import grouped_folds, grouped_holdout
+from neurodit.downstream.stats import METRICS, classification_metrics, paired_comparison, summarize, verdict
+from neurodit.downstream.train import bf16_supported, fit_classifier, predict_proba
+from neurodit.errors import NeuroditError
+from neurodit.io import atomic_dir, atomic_write_text, seed_everything, write_json, write_run_info
+
+SOURCE_ARMS = ("sex/real", "sex/real+synthetic", "sex/synthetic")
+TARGET_ARMS = ("ad/scratch", "ad/init-real", "ad/init-real+synthetic")
+ARM_TEXT = {
+    "sex/real": "sex from real source participants",
+    "sex/real+synthetic": "sex from real source participants plus all synthetic volumes",
+    "sex/synthetic": "sex from synthetic volumes only, tested on real participants",
+    "ad/scratch": "AD vs CN from random initialisation",
+    "ad/init-real": "AD vs CN, backbone from the full sex/real model of the seed",
+    "ad/init-real+synthetic": "AD vs CN, backbone from the full sex/real+synthetic model of the seed",
+}
+# (arm, baseline, subject of the plain-words verdict)
+COMPARISONS = (
+    ("sex/real+synthetic", "sex/real", "adding synthetic data to the sex classifier"),
+    ("sex/synthetic", "sex/real", "training on synthetic instead of real data (sex)"),
+    ("ad/init-real", "ad/scratch", "sex pretraining on real data (AD vs CN)"),
+    ("ad/init-real+synthetic", "ad/init-real", "synthetic data in the sex pretraining (AD vs CN)"),
+    ("ad/init-real+synthetic", "ad/scratch", "sex pretraining on real+synthetic data (AD vs CN)"),
+)
+TASK_LABELS = {"sex": ("F", "M"), "diagnosis": ("CN", "AD")}
+
+
+@dataclass
+class DownstreamConfig:
+    """Settings of :func:`run_experiment` (all saved in ``run.json`` and ``results.json``)."""
+
+    arch: str = "small"  # small | densenet121 | resnet10
+    folds: int = 5
+    seeds: int = 3
+    seed: int = 0  # seeds used: seed, seed+1, ..., seed+seeds-1
+    shape: tuple[int, int, int] = (32, 32, 32)  # common grid (voxels) the cohorts are resampled to
+    epochs: int = 20  # maximum epochs per model
+    patience: int = 5  # early stopping: epochs without a lower validation loss
+    batch_size: int = 16
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    val_fraction: float = 0.2  # of the training participants, for early stopping
+    freeze_backbone: bool = False  # target arms with a source backbone: train the head only
+    include_mci: bool = False  # MCI joins AD as the positive class instead of being dropped
+    augment: bool = False  # random intensity gain/offset/noise inside the brain (training only)
+    amp: bool = True  # bf16 autocast where the hardware supports it
+    device: str = "auto"  # auto | cpu | cuda
+    threads: int = 0  # torch CPU threads; 0 = min(available cores, 8)
+    n_boot: int = 10000  # bootstrap resamples of the paired differences
+
+
+@dataclass
+class LabelledSet:
+    """Volumes with one binary label per volume, grouped by participant.
+
+    ``volumes``: (N, D, H, W) float32 in model range [-1, 1]; ``labels``: (N,) int in {0, 1};
+    ``groups``: (N,) participant ids (repeated for repeated sessions); ``classes``: names of 0 and 1.
+    """
+
+    volumes: np.ndarray
+    labels: np.ndarray
+    groups: np.ndarray
+    classes: tuple[str, str]
+    name: str = ""
+    dropped: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.labels = np.asarray(self.labels, dtype=int)
+        self.groups = np.asarray(self.groups).astype(str)
+        if self.volumes.ndim != 4:
+            raise NeuroditError(f"{self.name}: volumes must be (N, D, H, W), got shape {self.volumes.shape}")
+        if not len(self.volumes) == len(self.labels) == len(self.groups):
+            raise NeuroditError(f"{self.name}: {len(self.volumes)} volumes, {len(self.labels)} labels, "
+                                f"{len(self.groups)} participant ids")
+        if len(self.labels) and not set(np.unique(self.labels)) <= {0, 1}:
+            raise NeuroditError(f"{self.name}: labels must be 0/1")
+
+    def subset(self, idx: np.ndarray) -> LabelledSet:
+        return LabelledSet(self.volumes[idx], self.labels[idx], self.groups[idx], self.classes, self.name)
+
+    def summary(self) -> dict[str, object]:
+        per_part = pd.Series(self.labels).groupby(self.groups).first()
+        return {"n_volumes": int(len(self.labels)), "n_participants": int(per_part.size),
+                "classes": list(self.classes),
+                "n_per_class": np.bincount(per_part.to_numpy(int), minlength=2).tolist(),
+                "dropped": dict(self.dropped)}
+
+
+def labelled_from_table(table: pd.DataFrame, volumes: np.ndarray, task: str, *, name: str,
+                        include_mci: bool = False, synthetic: bool | None = False) -> LabelledSet:
+    """Select the rows usable for ``task`` ("sex" or "diagnosis") from a cohort table.
+
+    ``table`` is ``Cohort.table`` (one row per volume, same order as ``volumes``). Rows without the
+    label are dropped (counted in ``dropped``); for "diagnosis", MCI is dropped unless ``include_mci``
+    (then MCI is positive, with AD). ``synthetic``: False keeps only real rows (synthetic == 0),
+    True only synthetic rows, None all rows.
+    """
+    if task not in TASK_LABELS:
+        raise NeuroditError(f"unknown task '{task}' (known: {', '.join(TASK_LABELS)})")
+    if len(table) != len(volumes):
+        raise NeuroditError(f"{name}: table has {len(table)} rows but {len(volumes)} volumes")
+    if task not in table.columns or table[task].isna().all():
+        raise NeuroditError(f"{name}: participants.tsv has no '{task}' labels (needed for the {task} task)")
+    keep = np.ones(len(table), dtype=bool)
+    dropped: dict[str, int] = {}
+    if synthetic is not None and "synthetic" in table.columns:
+        is_syn = table["synthetic"].fillna(0).astype(int).to_numpy() == 1
+        other = is_syn if not synthetic else ~is_syn
+        if other.any():
+            dropped["synthetic" if not synthetic else "real"] = int(other.sum())
+        keep &= ~other
+    values = table[task].to_numpy(dtype=object)
+    missing = pd.isna(table[task]).to_numpy() & keep
+    if missing.any():
+        dropped[f"no {task}"] = int(missing.sum())
+    keep &= ~missing
+    neg, pos = TASK_LABELS[task]
+    labels = np.zeros(len(table), dtype=int)
+    if task == "diagnosis":
+        mci = (values == "MCI") & keep
+        if mci.any() and not include_mci:
+            dropped["MCI"] = int(mci.sum())
+            keep &= ~mci
+        positive = (values == pos) | ((values == "MCI") & include_mci)
+    else:
+        positive = values == pos
+    labels[positive] = 1
+    known = (values == neg) | positive
+    if (keep & ~known).any():
+        bad = sorted({str(v) for v in values[keep & ~known]})
+        raise NeuroditError(f"{name}: unexpected {task} label(s) {', '.join(bad)} (expected {neg}/{pos})")
+    classes = (neg, "MCI+AD") if task == "diagnosis" and include_mci else (neg, pos)
+    idx = np.flatnonzero(keep)
+    if idx.size == 0:
+        raise NeuroditError(f"{name}: no volumes left for the {task} task (dropped: {dropped})")
+    return LabelledSet(np.ascontiguousarray(volumes[idx], dtype=np.float32), labels[idx],
+                       table["participant_id"].to_numpy()[idx], classes, name, dropped)
+
+
+# ------------------------------------------------------------------------------------------- core
+def _device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise NeuroditError("device 'cuda' requested but no CUDA GPU is available")
+    if name not in ("cpu", "cuda"):
+        raise NeuroditError(f"unknown device '{name}' (auto, cpu or cuda)")
+    return torch.device(name)
+
+
+def _per_participant(groups: np.ndarray, labels: np.ndarray, p: np.ndarray):
+    """Average the positive-class probability over each participant's sessions."""
+    df = pd.DataFrame({"g": groups, "y": labels, "p": p}).groupby("g", sort=True).agg(y=("y", "first"),
+                                                                                       p=("p", "mean"))
+    return df.index.to_numpy(), df["y"].to_numpy(int), df["p"].to_numpy(float)
+
+
+class _Runner:
+    """Holds the config and accumulates runs, predictions and counts while the experiment runs."""
+
+    def __init__(self, cfg: DownstreamConfig, progress: Callable[[str], None] | None):
+        self.cfg = cfg
+        self.device = _device(cfg.device)
+        self.progress = progress or (lambda msg: None)
+        self.runs: list[dict[str, object]] = []
+        self.preds: list[pd.DataFrame] = []
+        self.n_models = 0
+
+    def fit(self, train: LabelledSet, val: LabelledSet, init_seed: int,
+            source_state: dict[str, torch.Tensor] | None = None) -> tuple[torch.nn.Module, object]:
+        cfg = self.cfg
+        seed_everything(init_seed)  # same initial weights for every arm of one (fold, seed)
+        model = nets.build_classifier(cfg.arch, n_classes=2)
+        frozen = False
+        if source_state is not None:
+            nets.transfer_backbone(model, source_state)
+            if cfg.freeze_backbone:
+                nets.freeze_backbone(model)
+                frozen = True
+        fit = fit_classifier(model, train.volumes, train.labels, val.volumes, val.labels,
+                             epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
+                             weight_decay=cfg.weight_decay, patience=cfg.patience, augment=cfg.augment,
+                             amp=cfg.amp, device=self.device, seed=init_seed, frozen_backbone=frozen)
+        self.n_models += 1
+        return model, fit
+
+    def evaluate(self, model, fit, test: LabelledSet, *, task: str, arm: str, seed: int, fold: int,
+                 train: LabelledSet, val: LabelledSet, n_syn: int) -> None:
+        p = predict_proba(model, test.volumes, batch_size=2 * self.cfg.batch_size, device=self.device,
+                          amp=self.cfg.amp and bf16_supported(self.device))[:, 1]
+        ids, y, pp = _per_participant(test.groups, test.labels, p)
+        m = classification_metrics(y, pp)
+        self.runs.append({"task": task, "arm": arm, "seed": seed, "fold": fold,
+                          "n_train": int(len(np.unique(train.groups))), "n_val": int(len(np.unique(val.groups))),
+                          "n_test": int(len(ids)), "n_train_synthetic": int(n_syn),
+                          "best_epoch": fit.best_epoch, "epochs_run": fit.epochs_run,
+                          "seconds": round(fit.seconds, 3), **m})
+        self.preds.append(pd.DataFrame({"task": task, "arm": arm, "seed": seed, "fold": fold,
+                                        "participant_id": ids, "label": y, "p_positive": pp}))
+        self.progress(f"{arm:24s} seed {seed} fold {fold}: balanced accuracy {m['balanced_accuracy']:.3f}, "
+                      f"AUC {m['roc_auc']:.3f} (best epoch {fit.best_epoch}/{fit.epochs_run}, {fit.seconds:.1f} s)")
+
+
+def _concat(a: LabelledSet, b: LabelledSet) -> LabelledSet:
+    return LabelledSet(np.concatenate([a.volumes, b.volumes]), np.concatenate([a.labels, b.labels]),
+                       np.concatenate([a.groups, b.groups]), a.classes, a.name)
+
+
+def _source_arms(r: _Runner, source: LabelledSet, synthetic: LabelledSet | None, seed: int, fold: int,
+                 train_idx: np.ndarray, syn_split: tuple[np.ndarray, np.ndarray] | None,
+                 test_idx: np.ndarray | None) -> dict[str, dict[str, torch.Tensor]]:
+    """Train the source arms on ``train_idx`` (test on ``test_idx`` unless None); return their weights."""
+    train_all = source.subset(train_idx)
+    fit_i, val_i = grouped_holdout(train_all.labels, train_all.groups, r.cfg.val_fraction, seed,
+                                   f"{source.name} (seed {seed}, fold {fold})")
+    train, val = train_all.subset(fit_i), train_all.subset(val_i)
+    init_seed = 1000 * seed + fold + 1
+    arms: list[tuple[str, LabelledSet, LabelledSet, int]] = [("sex/real", train, val, 0)]
+    if synthetic is not None:
+        arms.append(("sex/real+synthetic", _concat(train, synthetic), val, len(synthetic.labels)))
+        if test_idx is not None and syn_split is not None:
+            syn_tr, syn_va = synthetic.subset(syn_split[0]), synthetic.subset(syn_split[1])
+            arms.append(("sex/synthetic", syn_tr, syn_va, len(syn_tr.labels)))
+    states = {}
+    for arm, tr, va, n_syn in arms:
+        model, fit = r.fit(tr, va, init_seed)
+        if test_idx is not None:
+            r.evaluate(model, fit, source.subset(test_idx), task="sex", arm=arm, seed=seed, fold=fold,
+                       train=tr, val=va, n_syn=n_syn)
+        else:
+            r.progress(f"{arm:24s} seed {seed} full model for transfer (best epoch {fit.best_epoch}/"
+                       f"{fit.epochs_run}, {fit.seconds:.1f} s)")
+        states[arm] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
+    return states
+
+
+def run_experiment(source: LabelledSet, target: LabelledSet, out: str | Path,
+                   synthetic: LabelledSet | None = None, config: DownstreamConfig | None = None, *,
+                   overwrite: bool = False, progress: Callable[[str], None] | None = None,
+                   inputs: dict[str, object] | None = None) -> Path:
+    """Run every arm over ``folds`` x ``seeds`` and write ``DS_DIR`` (see the module docstring).
+
+    Args:
+        source: real source cohort, labels = sex (F=0, M=1).
+        target: real target cohort, labels = diagnosis (CN=0, AD[/MCI]=1).
+        synthetic: synthetic source volumes with sex labels (optional; without it only the
+            ``sex/real``, ``ad/scratch`` and ``ad/init-real`` arms run).
+        config: :class:`DownstreamConfig`.
+        inputs: extra provenance for ``run.json`` (e.g. input folders and grid).
+    Returns:
+        the output folder.
+    """
+    cfg = config or DownstreamConfig()
+    if cfg.arch not in nets.ARCHS:
+        raise NeuroditError(f"unknown architecture '{cfg.arch}' (known: {', '.join(nets.ARCHS)})")
+    for ds in (source, target, synthetic):
+        if ds is not None and min(ds.volumes.shape[1:]) < nets.MIN_SIDE[cfg.arch]:
+            raise NeuroditError(f"{ds.name}: volumes of shape {ds.volumes.shape[1:]} are too small for "
+                                f"{cfg.arch} (every side >= {nets.MIN_SIDE[cfg.arch]})")
+    if synthetic is not None:
+        clash = sorted(set(synthetic.groups) & set(source.groups))
+        if clash:
+            raise NeuroditError(f"{synthetic.name}: participant ids also in the source cohort ({clash[0]}, ...); "
+                                "synthetic ids must be distinct (e.g. syn-000001)")
+    if cfg.seeds < 1:
+        raise NeuroditError(f"--seeds must be at least 1, got {cfg.seeds}")
+    prev_threads = torch.get_num_threads()
+    n_cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    torch.set_num_threads(cfg.threads if cfg.threads > 0 else max(1, min(n_cores, 8)))
+    t0 = time.perf_counter()
+    r = _Runner(cfg, progress)
+    try:
+        with atomic_dir(out, overwrite=overwrite) as tmp:
+            (tmp / "models").mkdir()
+            ratios: dict[str, list[float]] = {"sex": [], "ad": []}
+            for k in range(cfg.seeds):
+                seed = cfg.seed + k
+                # ---- source task, cross-validated
+                syn_split = None
+                if synthetic is not None:
+                    syn_split = grouped_holdout(synthetic.labels, synthetic.groups, cfg.val_fraction, seed,
+                                                f"{synthetic.name} (seed {seed})")
+                for fold, (tr, te) in enumerate(grouped_folds(source.labels, source.groups, cfg.folds, seed,
+                                                              source.name)):
+                    ratios["sex"].append(len(np.unique(source.groups[te])) / len(np.unique(source.groups[tr])))
+                    _source_arms(r, source, synthetic, seed, fold, tr, syn_split, te)
+                # ---- full source models: these initialise the target backbones of this seed
+                full = _source_arms(r, source, synthetic, seed, -1, np.arange(len(source.labels)), None, None)
+                from safetensors.torch import save_file
+
+                for arm, state in full.items():
+                    name = arm.split("/")[1].replace("+", "_")
+                    save_file({k2: v.contiguous() for k2, v in state.items()},
+                              str(tmp / "models" / f"source-{name}-seed{seed}.safetensors"))
+                # ---- target task, cross-validated; arms share folds, validation split and head init
+                for fold, (tr, te) in enumerate(grouped_folds(target.labels, target.groups, cfg.folds, seed,
+                                                              target.name)):
+                    ratios["ad"].append(len(np.unique(target.groups[te])) / len(np.unique(target.groups[tr])))
+                    train_all = target.subset(tr)
+                    fit_i, val_i = grouped_holdout(train_all.labels, train_all.groups, cfg.val_fraction, seed,
+                                                   f"{target.name} (seed {seed}, fold {fold})")
+                    train, val, test = train_all.subset(fit_i), train_all.subset(val_i), target.subset(te)
+                    init_seed = 1000 * seed + 500 + fold
+                    plan = [("ad/scratch", None), ("ad/init-real", full["sex/real"])]
+                    if "sex/real+synthetic" in full:
+                        plan.append(("ad/init-real+synthetic", full["sex/real+synthetic"]))
+                    for arm, state in plan:
+                        model, fit = r.fit(train, val, init_seed, state)
+                        r.evaluate(model, fit, test, task="diagnosis", arm=arm, seed=seed, fold=fold,
+                                   train=train, val=val, n_syn=0)
+            seconds = time.perf_counter() - t0
+            results = _results(r, cfg, source, target, synthetic, ratios, seconds)
+            write_json(tmp / "results.json", results)
+            runs = pd.DataFrame(r.runs)
+            atomic_write_text(tmp / "runs.csv", runs.to_csv(index=False, float_format="%.6g"))
+            preds = pd.concat(r.preds, ignore_index=True)
+            buf = io.StringIO()
+            preds.to_csv(buf, index=False, float_format="%.6g", quoting=csv.QUOTE_MINIMAL)
+            atomic_write_text(tmp / "predictions.csv", buf.getvalue())
+            from neurodit.downstream.plots import plot_arms, plot_roc
+
+            plot_arms(results, tmp / "arms.png")
+            plot_roc(preds, tmp / "roc.png")
+            write_run_info(tmp, to_dict(cfg), cfg.seed, inputs=inputs or {},
+                           data=results["data"], timing=results["timing"])
+    finally:
+        torch.set_num_threads(prev_threads)
+    return Path(out)
+
+
+def _results(r: _Runner, cfg: DownstreamConfig, source: LabelledSet, target: LabelledSet,
+             synthetic: LabelledSet | None, ratios: dict[str, list[float]], seconds: float) -> dict:
+    runs = pd.DataFrame(r.runs)
+    arms: dict[str, dict] = {}
+    for arm in SOURCE_ARMS + TARGET_ARMS:
+        sub = runs[runs["arm"] == arm].sort_values(["seed", "fold"])
+        if sub.empty:
+            continue
+        arms[arm] = {"task": str(sub["task"].iloc[0]), "description": ARM_TEXT[arm], "n_runs": int(len(sub)),
+                     "metrics": {m: summarize(sub[m].to_numpy()) for m in METRICS}}
+    comparisons = []
+    for arm, base, subject in COMPARISONS:
+        if arm not in arms or base not in arms:
+            continue
+        a = runs[runs["arm"] == arm].sort_values(["seed", "fold"])
+        b = runs[runs["arm"] == base].sort_values(["seed", "fold"])
+        assert (a[["seed", "fold"]].to_numpy() == b[["seed", "fold"]].to_numpy()).all()  # paired runs
+        ratio = float(np.mean(ratios["sex" if arm.startswith("sex") else "ad"]))
+        per_metric = {m: paired_comparison(a[m].to_numpy(), b[m].to_numpy(), n_boot=cfg.n_boot,
+                                           seed=cfg.seed, test_train_ratio=ratio) for m in METRICS}
+        outcome, sentence = verdict(per_metric["balanced_accuracy"], subject=subject)
+        comparisons.append({"name": f"{arm} vs {base}", "task": arms[arm]["task"], "arm": arm,
+                            "baseline": base, "question": f"did {subject} help?", "metrics": per_metric,
+                            "outcome": outcome, "verdict": sentence})
+    by_name = {c["name"]: c for c in comparisons}
+    syn_sex = by_name.get("sex/real+synthetic vs sex/real")
+    syn_ad = by_name.get("ad/init-real+synthetic vs ad/init-real")
+    if syn_sex and syn_ad:
+        summary = f"Sex: {syn_sex['verdict']}. AD vs CN: {syn_ad['verdict']}."
+    else:
+        summary = "no synthetic data given: only the real-data arms ran"
+    data = {"source": source.summary(), "target": target.summary()}
+    if synthetic is not None:
+        data["synthetic"] = synthetic.summary()
+    return {
+        "schema": "neurodit.downstream/1",
+        "config": to_dict(cfg),
+        "data": data,
+        "source_models": ("each seed's target models are initialised from that seed's full source model, "
+                          "trained on all real source participants (plus all synthetic volumes for "
+                          "real+synthetic) with a participant-grouped validation split for early stopping; "
+                          f"head replaced, backbone {'frozen' if cfg.freeze_backbone else 'finetuned'}"),
+        "arms": arms,
+        "comparisons": comparisons,
+        "verdict": {"synthetic_for_sex": syn_sex["verdict"] if syn_sex else None,
+                    "synthetic_for_transfer": syn_ad["verdict"] if syn_ad else None,
+                    "summary": summary},
+        "timing": {"seconds": round(seconds, 2), "models_trained": r.n_models},
+    }

@@ -1,0 +1,286 @@
+"""``neurodit evaluate``: compare a synthetic cohort with a real one (and the training set).
+
+Inputs are cohort folders (docs/ARCHITECTURE.md, input format), MD in mm²/s, all on one grid
+(``load_volumes(cohort, grid=None)``; the three folders must share that grid too, else NeuroditError).
+Metrics are computed in model range ([-1, 1], :class:`neurodit.data.normalize.Normalization`) inside
+a brain mask (voxels with MD > 0 in at least half of the real (+ training) volumes); the tissue
+histograms in mm²/s.
+
+``EVAL_DIR/metrics.json`` (all numbers float unless said; "pairs" are seeded random subsets when
+there are more than ``max_pairs``; ci95 = percentile bootstrap of the mean over pairs)::
+
+    protocol        "ours" | "paper" ("paper" = everything of "ours" plus the "paper" section)
+    n_real, n_synthetic, n_train (int | null), mask_voxels (int), grid {shape, affine},
+    normalization   {vmin, vmax, unit}
+    msssim          {real_real | real_syn | syn_syn: {mean, ci95: [lo, hi], n_pairs},
+                     kernel_size, scales, kernel_sigma, weights, data_range}    3D MS-SSIM, model range
+                     (syn_syn high vs real_real = low diversity / mode collapse; real_syn low = poor fidelity)
+    mmd             {features: str, floor_sets: str,
+                     linear: {real_syn, floor: {mmd2, p_value, kernel, n_x, n_y, permutations}},
+                     rbf:    {real_syn, floor: {mmd2, p_value, bandwidth, kernel, n_x, n_y, permutations}}}
+                     floor = real train vs real held-out (or two halves of REAL_DIR without --train)
+    memorization    {similarity, heldout, reference_set, percentile, threshold, n_above, fraction_above,
+                     expected_fraction, binom_p, flagged (bool), n_duplicates, duplicate_r,
+                     syn_nn {mean, median, min, max, n}, heldout_nn {...},
+                     closest [{synthetic, reference, r, synthetic_id, reference_id}]}
+    coherence       {tiled_axis, ssim_2d {sagittal|coronal|axial: {real_real, real_syn, drop, n_pairs}},
+                     through_plane_excess_drop, slice_corr {real_mean, syn_mean, mean_abs_profile_diff,
+                     real_profile [..], syn_profile [..]}, anisotropy {real_mean, syn_mean,
+                     ratio_syn_over_real}}
+    tissue          {class: {real_mean, syn_mean, wasserstein, n_voxels}, thresholds_mm2s: [t1, t2]}
+    paper           (protocol "paper") {msssim {real_real|real_syn|syn_syn: {mean, ci95, n_pairs}},
+                     mmd_pairwise_msd {same groups}, settings {...}}
+    figures         {name: path relative to EVAL_DIR}
+    timings_s       {section: seconds}
+    notes           [str]  how to read the numbers (which held-out set, what the paper "MMD" is)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from neurodit.data.normalize import Normalization
+from neurodit.errors import NeuroditError
+from neurodit.io import atomic_dir, seed_everything, write_json, write_run_info
+from neurodit.metrics.coherence import coherence_report
+from neurodit.metrics.memorization import memorization_audit
+from neurodit.metrics.mmd import mmd_test, volume_features
+from neurodit.metrics.msssim import choose_settings, pairwise_msssim
+
+TISSUE_THRESHOLDS_MM2S = (0.8e-3, 1.5e-3)  # WM-like < 0.8e-3 <= GM-like < 1.5e-3 <= CSF-like
+
+
+@dataclasses.dataclass
+class EvalConfig:
+    """Settings of one evaluation (saved in run.json)."""
+
+    protocol: str = "ours"  # "ours" | "paper"
+    max_pairs: int = 500  # per MS-SSIM group (real-real, real-syn, syn-syn)
+    seed: int = 0
+    permutations: int = 500  # MMD permutation test
+    bootstrap: int = 1000  # bootstrap resamples for the MS-SSIM CIs
+    coherence_pairs: int = 60  # pairs per group for the 2D reformat SSIM
+    figures: bool = True
+
+    def __post_init__(self) -> None:
+        if self.protocol not in ("ours", "paper"):
+            raise NeuroditError(f"unknown protocol '{self.protocol}' (use ours or paper)")
+        if self.max_pairs < 1 or self.permutations < 0 or self.bootstrap < 1 or self.coherence_pairs < 1:
+            raise NeuroditError("max_pairs, bootstrap and coherence_pairs must be >= 1, permutations >= 0")
+
+
+def brain_mask(*sets_mm2s: np.ndarray, min_fraction: float = 0.5) -> np.ndarray:
+    """Voxels with MD > 0 in at least ``min_fraction`` of all given (N, D, H, W) volumes -> (D, H, W) bool."""
+    count = sum((np.asarray(s) > 0).sum(0) for s in sets_mm2s)
+    total = sum(len(s) for s in sets_mm2s)
+    return count >= min_fraction * total
+
+
+def tissue_classes(mean_real_mm2s: np.ndarray, mask: np.ndarray,
+                   thresholds: tuple[float, float] = TISSUE_THRESHOLDS_MM2S) -> dict[str, np.ndarray]:
+    """Voxel classes from the mean real MD map (same voxels for both sets): WM-like / GM-like / CSF-like.
+
+    Adult MD is ~0.7e-3 mm²/s in white matter, ~0.8-0.9e-3 in grey matter and ~3e-3 in CSF
+    (e.g. Pfefferbaum et al. 2000); the thresholds split the partial-volume continuum between them.
+    """
+    t1, t2 = thresholds
+    m = np.asarray(mask, dtype=bool)
+    return {"WM-like": m & (mean_real_mm2s < t1),
+            "GM-like": m & (mean_real_mm2s >= t1) & (mean_real_mm2s < t2),
+            "CSF-like": m & (mean_real_mm2s >= t2)}
+
+
+def _subsample(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    return x if x.size <= n else rng.choice(x, size=n, replace=False)
+
+
+def _strip(d: dict) -> dict:
+    return {k: v for k, v in d.items() if k not in ("_arrays", "values")}
+
+
+def evaluate_arrays(real: np.ndarray, synthetic: np.ndarray, train: np.ndarray | None = None,
+                    cfg: EvalConfig | None = None, norm: Normalization | None = None,
+                    fig_dir: Path | None = None, real_ids: list[str] | None = None,
+                    syn_ids: list[str] | None = None, train_ids: list[str] | None = None) -> dict:
+    """All metrics for (N, D, H, W) volumes in mm²/s on one grid; returns the metrics.json dict.
+
+    ``train`` given: memorization is against it with ``real`` as held-out subjects, and the MMD
+    floor is MMD(train, real). Without it: memorization against ``real`` (leave-one-out held-out),
+    floor = MMD between two seeded halves of ``real``. Figures go to ``fig_dir`` when given.
+    """
+    cfg = cfg or EvalConfig()
+    norm = norm or Normalization()
+    real = np.asarray(real, dtype=np.float32)
+    synthetic = np.asarray(synthetic, dtype=np.float32)
+    train = None if train is None else np.asarray(train, dtype=np.float32)
+    for name, s in (("real", real), ("synthetic", synthetic), ("train", train)):
+        if s is not None and (s.ndim != 4 or len(s) < 2):
+            raise NeuroditError(f"{name} set must hold >= 2 volumes (N, D, H, W), got shape {s.shape}")
+    shapes = {s.shape[1:] for s in (real, synthetic, train) if s is not None}
+    if len(shapes) != 1:
+        raise NeuroditError(f"volumes are on different grids: shapes {sorted(shapes)}")
+    settings = choose_settings(real.shape[1:], data_range=2.0, what="evaluation grid")
+    rng = np.random.default_rng(cfg.seed)
+    timings: dict[str, float] = {}
+    notes: list[str] = []
+
+    mask = brain_mask(real, *(() if train is None else (train,)))
+    if mask.sum() < 10:
+        raise NeuroditError("real volumes have (almost) no brain voxels (MD > 0): nothing to evaluate")
+    # (N, D, H, W) mm²/s -> model range [-1, 1]; background -> -1
+    r_m, s_m = norm.to_model(real), norm.to_model(synthetic)
+    t_m = None if train is None else norm.to_model(train)
+
+    t0 = time.perf_counter()
+    ms = {k: pairwise_msssim(a, b, settings, cfg.max_pairs, cfg.seed + i, cfg.bootstrap)
+          for i, (k, a, b) in enumerate((("real_real", r_m, None), ("real_syn", r_m, s_m),
+                                         ("syn_syn", s_m, None)))}
+    msssim = {k: _strip(v) for k, v in ms.items()} | settings.to_dict()
+    timings["msssim"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    f_r, f_s = volume_features(r_m, mask), volume_features(s_m, mask)
+    if t_m is not None:
+        f_a, f_b, floor_sets = volume_features(t_m, mask), f_r, "real train vs real held-out (REAL_DIR)"
+    else:
+        perm = rng.permutation(len(f_r))
+        half = len(f_r) // 2
+        f_a, f_b, floor_sets = f_r[perm[:half]], f_r[perm[half:]], "two random halves of REAL_DIR"
+    mmd = {"features": "in-mask voxels in model range [-1, 1]", "floor_sets": floor_sets}
+    for kernel in ("linear", "rbf"):
+        mmd[kernel] = {"real_syn": mmd_test(f_r, f_s, kernel, cfg.permutations, cfg.seed),
+                       "floor": mmd_test(f_a, f_b, kernel, cfg.permutations, cfg.seed)}
+    timings["mmd"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    mem = memorization_audit(s_m, r_m if t_m is None else t_m, None if t_m is None else r_m, mask)
+    ref_ids = real_ids if t_m is None else train_ids
+    for c in mem["closest"]:
+        c["synthetic_id"] = syn_ids[c["synthetic"]] if syn_ids else None
+        c["reference_id"] = ref_ids[c["reference"]] if ref_ids else None
+    mem["reference_set"] = "REAL_DIR (no --train)" if t_m is None else "TRAIN_DIR"
+    timings["memorization"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    coh = coherence_report(r_m, s_m, mask, axis=2, max_pairs=cfg.coherence_pairs, seed=cfg.seed)
+    timings["coherence"] = time.perf_counter() - t0
+
+    t0 = time.perf_counter()
+    classes = tissue_classes(real.mean(0), mask)
+    tissue: dict = {"thresholds_mm2s": list(TISSUE_THRESHOLDS_MM2S)}
+    r_vals, s_vals = {}, {}
+    for name, cm in classes.items():
+        if cm.sum() == 0:
+            tissue[name] = {"real_mean": None, "syn_mean": None, "wasserstein": None, "n_voxels": 0}
+            continue
+        r_vals[name] = _subsample(real[:, cm].ravel(), 200_000, rng)
+        s_vals[name] = _subsample(synthetic[:, cm].ravel(), 200_000, rng)
+        tissue[name] = {"real_mean": float(r_vals[name].mean()), "syn_mean": float(s_vals[name].mean()),
+                        "wasserstein": float(stats.wasserstein_distance(r_vals[name], s_vals[name])),
+                        "n_voxels": int(cm.sum())}
+    timings["tissue"] = time.perf_counter() - t0
+
+    out = {
+        "protocol": cfg.protocol, "n_real": len(real), "n_synthetic": len(synthetic),
+        "n_train": None if train is None else len(train), "mask_voxels": int(mask.sum()),
+        "normalization": norm.to_dict(), "msssim": msssim, "mmd": mmd, "memorization": _strip(mem),
+        "coherence": _strip(coh), "tissue": tissue,
+    }
+    if cfg.protocol == "paper":
+        from neurodit.metrics.paper import paper_protocol
+
+        t0 = time.perf_counter()
+        out["paper"] = paper_protocol(real, synthetic, cfg.max_pairs, cfg.seed, cfg.bootstrap)
+        timings["paper"] = time.perf_counter() - t0
+        notes.append("paper.mmd_pairwise_msd is the authors' 'MMD': MONAI MMDMetric on one pair at a time, "
+                     "i.e. the voxelwise mean squared difference of two volumes (in [0, 1] at 64^3), averaged "
+                     "over pairs. It is a distance between individual volumes, not a two-sample test; "
+                     "compare distributions with mmd.rbf (kernel MMD^2 with permutation p-value).")
+    notes.append("mmd.linear is MONAI MMDMetric's estimator: it only sees the difference of mean images, "
+                 "not spread; mmd.rbf (median-heuristic Gaussian kernel) also sees spread and shape. "
+                 "Compare real_syn with floor (" + floor_sets + ").")
+    notes.append("memorization: " + ("held-out = REAL_DIR subjects, nearest neighbours searched in TRAIN_DIR"
+                                     if t_m is not None else
+                                     "no TRAIN_DIR: neighbours searched in REAL_DIR; held-out distribution is "
+                                     "each real subject's nearest other real subject (leave-one-out)"))
+    notes.append("msssim ci95: bootstrap over pairs, which share volumes, so intervals are somewhat narrow.")
+    notes.append(f"msssim settings chosen to fit the grid {tuple(real.shape[1:])}: kernel "
+                 f"{settings.kernel_size}, {settings.scales} scales (MONAI defaults need >= 176 voxels a side).")
+
+    figures: dict[str, str] = {}
+    if fig_dir is not None and cfg.figures:
+        from neurodit.metrics import figures as fg
+
+        t0 = time.perf_counter()
+        fig_dir = Path(fig_dir)
+        vmax = float(norm.vmax) * 0.75  # CSF (~3e-3) still below the top of the scale at the default 4e-3
+        fg.mosaic_figure(real, synthetic, mask, fig_dir / "mosaics.png", vmax)
+        figures["mosaics"] = "mosaics.png"
+        if r_vals:
+            fg.tissue_histogram_figure(r_vals, s_vals, fig_dir / "tissue_histograms.png")
+            figures["tissue_histograms"] = "tissue_histograms.png"
+        fg.msssim_figure({k: v["values"] for k, v in ms.items()}, fig_dir / "msssim.png")
+        figures["msssim"] = "msssim.png"
+        fg.memorization_figure(mem["_arrays"]["syn_nn"], mem["_arrays"]["heldout_nn"], mem["threshold"],
+                               mem["closest"], synthetic, real if train is None else train,
+                               fig_dir / "memorization.png", vmax)
+        figures["memorization"] = "memorization.png"
+        fg.coherence_figure(coh["_arrays"]["real_profile"], coh["_arrays"]["syn_profile"], real, synthetic,
+                            fig_dir / "coherence.png", vmax)
+        figures["coherence"] = "coherence.png"
+        timings["figures"] = time.perf_counter() - t0
+    out["figures"] = figures
+    out["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
+    out["notes"] = notes
+    return out
+
+
+def _load(folder: str | Path):
+    from neurodit.data.cohort import load_volumes, read_cohort
+
+    cohort = read_cohort(folder)
+    vols, grid = load_volumes(cohort, grid=None)
+    return vols, grid, [str(x) for x in cohort.table["participant_id"]]
+
+
+def evaluate(real: str | Path, synthetic: str | Path, out: str | Path, train: str | Path | None = None,
+             protocol: str = "ours", max_pairs: int = 500, seed: int = 0, permutations: int = 500,
+             overwrite: bool = False, cfg: EvalConfig | None = None) -> Path:
+    """Evaluate the cohort folder ``synthetic`` against ``real`` (and ``train``); write EVAL_DIR.
+
+    Writes ``out/metrics.json`` (schema in this module's docstring), PNG figures and ``run.json``,
+    atomically. All volumes of the (two or three) folders must share one grid.
+    """
+    cfg = cfg or EvalConfig(protocol=protocol, max_pairs=max_pairs, seed=seed, permutations=permutations)
+    seed_everything(cfg.seed)
+    t0 = time.perf_counter()
+    r, grid, r_ids = _load(real)
+    s, s_grid, s_ids = _load(synthetic)
+    t, t_grid, t_ids = (None, None, None) if train is None else _load(train)
+    for folder, g in ((synthetic, s_grid), (train, t_grid)):
+        if g is not None and not grid.same_as(g):
+            what = "shape" if tuple(g.shape) != tuple(grid.shape) else "affine"
+            raise NeuroditError(f"grid {what} differs from the real folder {real} "
+                                f"({'x'.join(map(str, g.shape))} vs {'x'.join(map(str, grid.shape))}); "
+                                "all volumes must share one grid", folder)
+    if t_ids is not None:
+        shared = sorted(set(r_ids) & set(t_ids))
+        if shared:
+            raise NeuroditError(f"{len(shared)} participant(s) are in both the real (held-out) and the train "
+                                f"folder, e.g. {shared[0]}: split by participant", real)
+    load_s = time.perf_counter() - t0
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        metrics = evaluate_arrays(r, s, t, cfg, Normalization(), fig_dir=tmp, real_ids=r_ids, syn_ids=s_ids,
+                                  train_ids=t_ids)
+        metrics["grid"] = grid.to_dict()
+        metrics["timings_s"]["load"] = round(load_s, 3)
+        metrics["inputs"] = {"real": str(real), "synthetic": str(synthetic),
+                             "train": None if train is None else str(train)}
+        write_json(tmp / "metrics.json", metrics)
+        write_run_info(tmp, dataclasses.asdict(cfg), cfg.seed, inputs=metrics["inputs"])
+    return Path(out)

@@ -1,0 +1,103 @@
+"""Find out what each folder handed to ``neurodit report`` is, from the files the stages write.
+
+Kinds (see docs/ARCHITECTURE.md for each stage's folder layout):
+
+- ``train``: a training RUN_DIR (``train_config.yaml``, ``loss.csv``, ``labels.json``, ``model/``, ...).
+- ``eval``: an EVAL_DIR (``metrics.json`` + PNG figures).
+- ``downstream``: a DS_DIR (``results.json``, ``runs.csv``, PNG plots).
+- ``prepared``: a PREP_DIR (``prepare.json`` + ``volumes.npy``).
+- ``synthetic`` / ``real``: a cohort folder (``participants.tsv`` + NIfTI); synthetic when the table's
+  ``synthetic`` column is 1 everywhere or every id starts with ``syn-``.
+- a demo root holds several of these as direct subfolders: we recurse exactly one level.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import pandas as pd
+
+from neurodit.errors import NeuroditError
+
+KINDS = ("train", "eval", "downstream", "prepared", "synthetic", "real")
+
+
+@dataclass(frozen=True)
+class Found:
+    """One stage output folder: its kind (one of ``KINDS``) and where it is."""
+
+    kind: str
+    path: Path
+
+    @property
+    def name(self) -> str:
+        return self.path.name or str(self.path)
+
+
+def _is_synthetic_table(tsv: Path) -> bool:
+    try:
+        table = pd.read_csv(tsv, sep="\t", dtype=str)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise NeuroditError(f"cannot read participants table ({exc})", tsv) from exc
+    if "synthetic" in table.columns and len(table):
+        flags = pd.to_numeric(table["synthetic"], errors="coerce").fillna(0)
+        if bool((flags == 1).all()):
+            return True
+    if "participant_id" in table.columns and len(table):
+        return bool(table["participant_id"].astype(str).str.startswith("syn-").all())
+    return False
+
+
+def detect_kind(path: str | Path) -> str | None:
+    """The kind of one folder (see module docstring), or None when it holds no stage output.
+
+    The order matters: a training run also carries a copy of ``prepare.json``, and a prepared
+    folder also carries ``participants.tsv``.
+    """
+    p = Path(path)
+    if not p.is_dir():
+        return None
+    if (p / "train_config.yaml").is_file() or (p / "loss.csv").is_file() or (
+        (p / "model").is_dir() and (p / "labels.json").is_file()
+    ):
+        return "train"
+    if (p / "metrics.json").is_file():
+        return "eval"
+    if (p / "results.json").is_file() or (p / "runs.csv").is_file():
+        return "downstream"
+    if (p / "prepare.json").is_file():
+        return "prepared"
+    if (p / "participants.tsv").is_file():
+        return "synthetic" if _is_synthetic_table(p / "participants.tsv") else "real"
+    return None
+
+
+def discover(dirs: list[str | Path]) -> list[Found]:
+    """Classify every folder; a folder of no known kind is searched one level down (a demo root).
+
+    Raises NeuroditError for a path that does not exist, is not a folder, or holds nothing we know.
+    """
+    found: list[Found] = []
+    seen: set[Path] = set()
+    for d in dirs:
+        p = Path(d)
+        if not p.exists():
+            raise NeuroditError("folder not found", p)
+        if not p.is_dir():
+            raise NeuroditError("not a folder (give run, cohort, eval or downstream folders)", p)
+        kind = detect_kind(p)
+        if kind is not None:
+            items = [Found(kind, p)]
+        else:
+            items = [Found(k, sub) for sub in sorted(p.iterdir()) if (k := detect_kind(sub)) is not None]
+            if not items:
+                raise NeuroditError(
+                    "no neurodit output found here or in its subfolders (expected one of loss.csv, "
+                    "metrics.json, results.json, prepare.json, participants.tsv)", p)
+        for item in items:
+            key = item.path.resolve()
+            if key not in seen:
+                seen.add(key)
+                found.append(item)
+    return found

@@ -1,0 +1,101 @@
+"""Preset registry: shipped YAMLs, derived sizes, parameter counts, unknown keys rejected."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from accelerate import init_empty_weights
+from diffusers import DiTTransformer2DModel
+
+from neurodit.errors import NeuroditError
+from neurodit.models import ModelPreset, list_presets, load_preset
+from neurodit.models.presets import mosaic_side
+
+
+def test_registry_lists_the_shipped_presets():
+    names = list_presets()
+    for name in ("tiny", "S-8", "B-4", "XL-2-256", "XL-2-512"):
+        assert name in names
+
+
+def test_tiny_preset_sizes():
+    p = load_preset("tiny")
+    assert p.name == "tiny" and p.space == "pixel" and p.grid_shape == (32, 32, 32)
+    assert p.mosaic_size == 192 and p.sample_size == 192  # 6x6 tiles of 32^2
+    assert (p.in_channels, p.out_channels, p.width, p.patch_size) == (1, 1, 256, 8)
+    assert p.num_tokens == 24 * 24
+    assert p.num_params(2) == 8_059_712  # ~8M, the issue's CPU size
+
+
+@pytest.mark.parametrize("name,sample,tokens,cin,cout", [
+    ("S-8", 336, 42 * 42, 1, 1),
+    ("B-4", 64, 16 * 16, 4, 4),
+    ("XL-2-256", 30, 15 * 15, 4, 8),
+    ("XL-2-512", 64, 32 * 32, 4, 8),
+])
+def test_gpu_preset_sizes(name, sample, tokens, cin, cout):
+    p = load_preset(name)
+    assert (p.sample_size, p.num_tokens, p.in_channels, p.out_channels) == (sample, tokens, cin, cout)
+    if p.space == "latent":
+        assert p.vae and p.latent_scale == pytest.approx(0.18215) and p.latent_downsample == 8
+        assert p.mosaic_size == 8 * p.sample_size
+    if name.startswith("XL"):
+        assert (p.num_layers, p.num_attention_heads, p.attention_head_dim, p.patch_size) == (28, 16, 72, 2)
+        assert p.learn_sigma and p.pretrained and p.pretrained.startswith("facebook/DiT-XL-2-")
+
+
+@pytest.mark.parametrize("name", ["tiny", "S-8", "B-4", "XL-2-256"])
+def test_param_count_arithmetic_matches_diffusers(name):
+    # meta device: XL is never allocated on CPU
+    p = load_preset(name)
+    with init_empty_weights():
+        model = DiTTransformer2DModel(**p.dit_kwargs(3))
+    assert p.num_params(3) == sum(t.numel() for t in model.parameters())
+    assert next(model.parameters()).device == torch.device("meta")
+
+
+def test_mosaic_rule():
+    assert mosaic_side((32, 32, 32), 2) == 192
+    assert mosaic_side((55, 64, 55), 2) == 512  # 8x8 tiles of 64 (in-plane 55x64 padded square)
+    assert mosaic_side((96, 112, 96), 2) == 1120
+    assert mosaic_side((10, 20, 30), 0) == 4 * 30
+
+
+def test_unknown_key_rejected(tmp_path):
+    bad = tmp_path / "mine.yaml"
+    bad.write_text("grid_shape: [32, 32, 32]\nnum_layers: 2\nnum_attention_heads: 2\n"
+                   "attention_head_dim: 8\npatch_size: 8\nnum_heads: 3\n")
+    with pytest.raises(NeuroditError, match=r"mine\.yaml.*unknown config key.*num_heads"):
+        load_preset(bad)
+
+
+def test_yaml_path_name_defaults_to_stem_and_overrides(tmp_path):
+    f = tmp_path / "small.yaml"
+    f.write_text("grid_shape: [16, 16, 16]\nnum_layers: 2\nnum_attention_heads: 2\n"
+                 "attention_head_dim: 8\npatch_size: 4\n")
+    p = load_preset(f, overrides={"patch_size": 8})
+    assert p.name == "small" and p.patch_size == 8 and p.mosaic_size == 64
+
+
+def test_bad_presets_are_errors(tmp_path):
+    with pytest.raises(NeuroditError, match="unknown model preset 'huge'.*tiny"):
+        load_preset("huge")
+    with pytest.raises(NeuroditError, match="not a multiple of 16"):  # 6x6 tiles of 20 = 120
+        ModelPreset(name="x", grid_shape=(20, 20, 36), num_layers=1, num_attention_heads=1,
+                    attention_head_dim=8, patch_size=2, space="latent")
+    with pytest.raises(NeuroditError, match="space must be"):
+        load_preset("tiny", overrides={"space": "voxel"})
+    missing = tmp_path / "m.yaml"
+    missing.write_text("grid_shape: [16, 16, 16]\n")
+    with pytest.raises(NeuroditError, match=r"m\.yaml.*num_layers"):
+        load_preset(missing)
+
+
+def test_to_dict_round_trip():
+    p = load_preset("XL-2-512")
+    d = p.to_dict()
+    assert d["sample_size"] == 64 and d["out_channels"] == 8 and d["grid_shape"] == [55, 64, 55]
+    assert ModelPreset.from_dict(d) == p
+    d["sample_size"] = 32
+    with pytest.raises(NeuroditError, match="sample_size"):
+        ModelPreset.from_dict(d)

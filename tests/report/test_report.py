@@ -1,0 +1,171 @@
+"""`neurodit report`: numbers, sections, embedded images, escaping, graceful gaps, bad input."""
+
+from __future__ import annotations
+
+import base64
+import io
+import json
+import re
+
+import nibabel as nib
+import numpy as np
+import pytest
+from PIL import Image
+from report_stages import METRICS, VERDICT_AD, VERDICT_SEX
+from typer.testing import CliRunner
+
+from neurodit.cli import app
+from neurodit.errors import NeuroditError
+from neurodit.io import write_json
+from neurodit.report import build_report, detect_kind, discover, plain_difference
+from neurodit.report.figures import display_mosaic
+from neurodit.report.html import fmt
+
+IMG_RE = re.compile(r'<img src="data:image/png;base64,([A-Za-z0-9+/=]+)" alt="([^"]*)"')
+
+
+def images(page: str) -> dict[str, Image.Image]:
+    """alt text -> decoded PNG of every embedded image (fails if one is not a valid PNG)."""
+    out = {}
+    for data, alt in IMG_RE.findall(page):
+        im = Image.open(io.BytesIO(base64.b64decode(data)))
+        im.load()
+        out[alt] = im
+    return out
+
+
+def test_detect_kinds(stage_dirs):
+    kinds = {name: detect_kind(p) for name, p in stage_dirs.items()}
+    assert kinds == {"root": None, "real": "real", "synthetic": "synthetic", "train": "train",
+                     "eval": "eval", "downstream": "downstream"}
+    found = discover([stage_dirs["root"]])  # a demo root: one level down, sorted by name
+    assert [(f.kind, f.name) for f in found] == [
+        ("real", "camcan"), ("downstream", "downstream"), ("eval", "eval"), ("train", "run"),
+        ("synthetic", "synthetic")]
+
+
+def test_full_report_numbers_sections_images(stage_dirs, tmp_path):
+    out = build_report([stage_dirs["root"]], tmp_path / "report.html")
+    page = out.read_text()
+    # sections, in order, and no "not run" anywhere: every stage was given
+    ids = re.findall(r'<section[^>]* id="([a-z]+)"', page)
+    assert ids == ["summary", "images", "similarity", "memorization", "downstream", "training", "provenance"]
+    assert "Not run" not in page
+    # summary box: both downstream verdicts (escaped: × stays, − stays), memorization, MS-SSIM floor
+    summary = page.split('id="summary"')[1].split("</section>")[0]
+    assert VERDICT_SEX in summary and VERDICT_AD in summary
+    assert "no sign of memorization: 0.0% of synthetic volumes" in summary
+    assert "MS-SSIM real–synthetic 0.774 vs real–real floor 0.831" in summary
+    assert "200 steps" in summary
+    # MS-SSIM / MMD table values, memorization numbers, downstream arms and differences
+    for text in ("real–real (floor)", "0.8312", "0.8101", "0.8523", "0.7741", "0.9123", "0.01234", "0.0421",
+                 "5.670e\u221204", "0.00321", "two random halves of REAL_DIR", "7.010e\u221204", "2.200e\u221205",
+                 "sagittal", "0.6131", "1.218", "syn-000003", "sub-0006",
+                 "0.9871", "0.9704", "0.701 (0.661 to 0.741)", "0.662 (0.622 to 0.702)",
+                 "\u22120.081", "\u22120.12", "0.0503", "3/2/1"):
+        assert text in page, text
+    # the MD table is computed from the volumes: median of the first real F volume's brain voxels etc.
+    real = stage_dirs["real"]
+    vals = np.concatenate([np.asarray(nib.load(real / f"sub-{i:04d}_md.nii.gz").dataobj).ravel()
+                           for i in (1, 3, 5)])  # sex F = odd ids
+    assert f"<td>F</td><td>real (camcan)</td><td class=\"num\">3</td><td class=\"num\">" \
+           f"{fmt(float(np.median(vals[vals > 0])))}</td>" in page
+    # embedded images: every one decodes; the figures we draw are all there
+    imgs = images(page)
+    for alt in ("real vs synthetic mosaics per class", "three-plane view of one synthetic volume",
+                "MD histograms", "balanced accuracy per arm", "paired differences", "training loss curve",
+                "msssim", "memorization", "mosaics", "arms", "step-000200"):
+        assert alt in imgs, alt
+        assert imgs[alt].width > 20 and imgs[alt].height > 20
+    mosaic = np.asarray(imgs["real vs synthetic mosaics per class"].convert("L"), dtype=float)
+    assert mosaic.std() > 10  # not blank: brains on black with a colour bar
+    # configs and versions: run.json in a collapsible block, versions table with torch
+    assert "<details><summary>run.json</summary>" in page
+    assert "<details><summary>train_config.yaml</summary>" in page and "v_prediction" in page
+    assert re.search(r"<td>torch</td><td>[0-9.]+", page)
+    # self-contained: nothing fetched from anywhere
+    assert not re.search(r'(src|href)="(https?:)?//', page)
+    assert "Content-Security-Policy" in page
+
+
+def test_plain_words():
+    assert plain_difference("synthetic data", 0.01, -0.03, 0.05) == (
+        "synthetic data did not help: +0.01 balanced accuracy, 95% CI \u22120.03 to +0.05")
+    assert plain_difference("synthetic data", 0.06, 0.02, 0.10).startswith("synthetic data helped: +0.06")
+    assert plain_difference("pretraining", -0.05, -0.08, -0.01).startswith("pretraining hurt: \u22120.05")
+
+
+def test_generic_results_compose_verdict(tmp_path):
+    """A results.json without stored sentences: the verdict is composed from the numbers."""
+    ds = tmp_path / "ds"
+    ds.mkdir()
+    write_json(ds / "results.json", {"comparisons": {"synthetic": {"mean_diff": 0.01, "ci95": [-0.03, 0.05]}}})
+    page = build_report([ds], tmp_path / "r.html").read_text()
+    assert "did not help: +0.01 balanced accuracy, 95% CI \u22120.03 to +0.05" in page
+
+
+def test_escaping(stage_dirs, tmp_path):
+    evil = '<script>alert("x")</script> & <img src=x onerror=alert(1)>'
+    results = json.loads((stage_dirs["downstream"] / "results.json").read_text())
+    results["verdict"]["synthetic_for_sex"] = evil
+    write_json(stage_dirs["downstream"] / "results.json", results)
+    (stage_dirs["train"] / "train_config.yaml").write_text(f"note: '{evil}'\n")
+    page = build_report([stage_dirs["downstream"], stage_dirs["train"]], tmp_path / "r.html").read_text()
+    assert evil not in page
+    assert "&lt;script&gt;alert(&quot;x&quot;)&lt;/script&gt; &amp; &lt;img src=x onerror=alert(1)&gt;" in page
+    assert page.count("<script>") == 1  # only our own checker
+
+
+def test_missing_sections_degrade(stage_dirs, tmp_path):
+    page = build_report([stage_dirs["train"]], tmp_path / "r.html").read_text()
+    assert "Not run: no cohort, prepared or synthetic folder was given." in page
+    assert "Not run: no evaluation folder (metrics.json) was given." in page
+    assert "Not run: no downstream folder (results.json) was given." in page
+    assert "training loss curve" in page
+    # metrics.json without a memorization audit or MMD: those parts say so, the rest renders
+    ev = stage_dirs["eval"]
+    write_json(ev / "metrics.json", {"msssim": METRICS["msssim"]})
+    page = build_report([ev, stage_dirs["real"]], tmp_path / "r2.html").read_text()
+    assert "Not run: metrics.json has no memorization audit." in page and "No MMD values" in page
+    assert "0.8312" in page
+    assert "real vs synthetic mosaics per class" in page and "synthetic (" not in page  # real only
+
+
+def test_bad_input_errors_leave_no_file(stage_dirs, tmp_path):
+    out = tmp_path / "r.html"
+    with pytest.raises(NeuroditError, match="folder not found"):
+        build_report([tmp_path / "nope"], out)
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(NeuroditError, match="no neurodit output found"):
+        build_report([empty], out)
+    (stage_dirs["eval"] / "metrics.json").write_text("{not json")
+    with pytest.raises(NeuroditError, match=r"metrics\.json.*not valid JSON"):
+        build_report([stage_dirs["root"]], out)
+    (stage_dirs["train"] / "loss.csv").write_text("epoch,value\n1,2\n")
+    with pytest.raises(NeuroditError, match=r"loss\.csv.*needs columns step and loss"):
+        build_report([stage_dirs["train"]], out)
+    assert not out.exists() and not list(tmp_path.glob(".r.html*"))
+
+
+def test_display_mosaic_orientation():
+    """Anterior (high y in RAS) is drawn at the top of each tile, the subject's left on the left."""
+    vol = np.zeros((8, 10, 4), np.float32)
+    vol[:, 7:, :] = 1.0  # anterior band
+    vol[0, :, :] += 2.0  # subject's left column (x = 0 is leftmost in RAS)
+    m = display_mosaic(vol)
+    tile = m[:10, :10]  # first tile: (H=y flipped, D=x), padded to a square 10x10
+    cols = np.flatnonzero(tile.any(axis=0))
+    assert len(cols) == 8 and (tile[:, cols[0]] >= 2.0).all()  # left marker in the leftmost brain column
+    rest = tile[:, cols[1:]]
+    assert rest[:3].min() == 1.0 and rest[3:].max() == 0.0  # anterior band in the top 3 rows
+
+
+def test_cli_report(stage_dirs, tmp_path):
+    runner = CliRunner()
+    out = tmp_path / "cli.html"
+    res = runner.invoke(app, ["report", str(stage_dirs["eval"]), str(stage_dirs["downstream"]), "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert "report: wrote" in res.output and out.is_file()
+    res = runner.invoke(app, ["report", str(tmp_path / "missing"), "--out", str(out)])
+    assert res.exit_code == 2 and "folder not found" in res.output
