@@ -182,6 +182,36 @@ def bench_cmd(
     typer.echo(format_table(results))
 
 
+# --------------------------------------------------------------------------- demo (issue 6)
+@command("demo")
+def demo_cmd(
+    out: Annotated[Path, typer.Option(help="demo folder: every stage's outputs and report.html")],
+    quick: Annotated[bool, typer.Option(help="minimal sizes (~1 minute); numbers are not meaningful")] = False,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a demo setting, key=value")] = None,
+):
+    """Run the whole mission on the phantom cohorts: phantom → prepare → tile → train → sample →
+    evaluate → downstream → report.html."""
+    from neurodit.config import parse_overrides
+    from neurodit.demo import run_demo
+
+    run_demo(out, quick=quick, overrides=parse_overrides(set_), echo=typer.echo)
+
+
+
+# --------------------------------------------------------------------------- model presets (issue 3, models)
+@command("presets")
+def presets_cmd(
+    name: Annotated[list[str] | None, typer.Argument(help="preset names (default: all)")] = None,
+):
+    """List model presets: grid to prepare, mosaic, DiT size, parameters, suggested --init."""
+    from neurodit.models.presets import describe_presets
+
+    for row in describe_presets(name or None):
+        typer.echo(f"{row['name']:<10} {row['space']:<6} grid {row['grid']:<10} mosaic {row['mosaic']:>4}^2  "
+                   f"DiT in {row['dit_input']:<8} {row['tokens']:>5} tokens  {row['size']:<12} "
+                   f"{row['params_M']:>6}M  init {row['init']}")
+        typer.echo(f"{'':<10} {row['prepare']}")
+
 def main() -> None:  # console-script entry point
     app()
 

@@ -107,6 +107,10 @@ def test_read_cohort_sessions_labels_and_path_column(make_tiny_cohort):
     p = make_tiny_cohort("pathcol", n=2, path_column=True)
     c2 = read_cohort(p)
     assert [q.parent.name for q in c2.paths] == ["maps", "maps"]
+    # A symlinked map listed in the path column is the same file the folder scan sees.
+    (p / "maps" / "sub-0002_md.nii.gz").rename(p / "elsewhere.nii.gz.bak")
+    (p / "maps" / "sub-0002_md.nii.gz").symlink_to(p / "elsewhere.nii.gz.bak")
+    assert read_cohort(p).paths[1] == p.resolve() / "maps" / "sub-0002_md.nii.gz"
 
 
 # ------------------------------------------------------------------------------------------ volumes

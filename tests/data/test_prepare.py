@@ -100,6 +100,15 @@ def test_prepare_sessions_kept_as_rows(make_tiny_cohort, tmp_path):
     assert json.loads((prep.path / "prepare.json").read_text())["counts"]["participants"] == 2
 
 
+def test_path_column_outside_folder(make_tiny_cohort, tmp_path):
+    d = make_tiny_cohort("pc", n=2, path_column=True)
+    (d / "maps").rename(tmp_path / "shared_maps")
+    tsv = d / "participants.tsv"
+    tsv.write_text(tsv.read_text().replace("maps/", "../shared_maps/"))
+    meta = json.loads((prepare(d, tmp_path / "prep", shape=SHAPE) / "prepare.json").read_text())
+    assert sorted(meta["checksums"]) == ["../shared_maps/sub-0001_md.nii.gz", "../shared_maps/sub-0002_md.nii.gz"]
+
+
 def test_cli_prepare(tiny_cohort, tmp_path):
     res = CliRunner().invoke(app, ["prepare", str(tiny_cohort), "--out", str(tmp_path / "p"),
                                    "--shape", "8", "10", "8"])

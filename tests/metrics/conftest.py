@@ -32,3 +32,15 @@ def cohorts() -> dict[str, np.ndarray]:
     """Training, held-out real and a second held-out set, all independent draws of one population."""
     return {"train": brain_volumes(24, seed=1), "heldout": brain_volumes(24, seed=2),
             "heldout2": brain_volumes(24, seed=3)}
+
+
+@pytest.fixture(autouse=True, scope="session")
+def _one_torch_thread():
+    """The metric kernels are many small tensor ops: on a shared 2-core machine one thread is
+    several times faster than two competing ones (measured). Restored afterwards."""
+    import torch
+
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(old)

@@ -99,3 +99,16 @@ def test_to_dict_round_trip():
     d["sample_size"] = 32
     with pytest.raises(NeuroditError, match="sample_size"):
         ModelPreset.from_dict(d)
+
+
+def test_presets_command_lists_sizes_and_prepare_shape():
+    from typer.testing import CliRunner
+
+    from neurodit.cli import app
+
+    res = CliRunner().invoke(app, ["presets", "tiny", "XL-2-256"])
+    assert res.exit_code == 0, res.output
+    assert "mosaic  192^2" in res.output and "8.1M" in res.output
+    assert "--shape 36 40 36" in res.output and "facebook/DiT-XL-2-256" in res.output
+    bad = CliRunner().invoke(app, ["presets", "nope"])
+    assert bad.exit_code == 2 and "unknown model preset 'nope'" in bad.output

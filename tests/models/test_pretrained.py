@@ -198,3 +198,14 @@ def test_export_refuses_diverged_embedders(tiny_pixel, dt):
     sd = export_original_state_dict(model, strict=False)
     assert torch.equal(sd["t_embedder.mlp.0.weight"],
                        model.transformer_blocks[0].norm1.emb.timestep_embedder.linear_1.weight)
+
+
+def test_source_without_sigma_into_learn_sigma_target(tmp_path, tiny_pixel, dt):
+    src = dt.random_dit(tiny_pixel, 2)
+    src.save_pretrained(tmp_path / "s")
+    model, summary = load_init(tmp_path / "s", dt.pixel_preset(learn_sigma=True), 2, return_summary=True)
+    out = dt.forward(model.eval(), X, [0, 1, 2])
+    assert out.shape == (3, 2, 8, 8)
+    assert torch.equal(out[:, :1], dt.forward(src, X, [0, 1, 2]))  # prediction channel kept exactly
+    assert float(out[:, 1:].abs().max()) == 0.0  # new variance channel starts at zero (adaLN-Zero)
+    assert "variance channels newly initialised" in summary["adapted"]["proj_out_2.weight"]

@@ -150,12 +150,14 @@ def write_train_run(out: Path) -> Path:
     (out / "model" / "config.json").write_text(json.dumps({"_class_name": "DiTTransformer2DModel"}))
     steps = np.arange(1, 201)
     loss = 0.9 * np.exp(-steps / 60) + 0.1 + 0.01 * np.random.default_rng(0).standard_normal(200)
-    (out / "loss.csv").write_text("step,loss\n" + "".join(f"{s},{v:.6f}\n" for s, v in zip(steps, loss,
-                                                                                          strict=True)))
-    write_json(out / "labels.json", {"column": "sex", "classes": ["F", "M"]})
+    (out / "loss.csv").write_text("step,loss,lr\n" + "".join(f"{s},{v:.6f},0.001\n" for s, v in zip(
+        steps, loss, strict=True)))
+    write_json(out / "labels.json", {"label": "sex", "columns": ["sex"], "classes": ["F", "M"], "null_class": 2,
+                                     "age_bins": [], "counts": [3, 3]})
     (out / "train_config.yaml").write_text("preset: tiny\nsteps: 200\nlr: 0.001\nprediction: v_prediction\n")
     (out / "samples").mkdir()
-    (out / "samples" / "step-000200.png").write_bytes(png_bytes(3))
+    (out / "samples" / "preview.png").write_bytes(png_bytes(3))
+    (out / "samples" / "real.png").write_bytes(png_bytes(4))
     write_run_info(out, {"preset": "tiny", "steps": 200}, seed=7)
     return out
 

@@ -69,12 +69,12 @@ def test_full_report_numbers_sections_images(stage_dirs, tmp_path):
     vals = np.concatenate([np.asarray(nib.load(real / f"sub-{i:04d}_md.nii.gz").dataobj).ravel()
                            for i in (1, 3, 5)])  # sex F = odd ids
     assert f"<td>F</td><td>real (camcan)</td><td class=\"num\">3</td><td class=\"num\">" \
-           f"{fmt(float(np.median(vals[vals > 0])))}</td>" in page
+           f"{fmt(float(np.percentile(vals[vals > 0] * 1e3, 50)))}</td>" in page
     # embedded images: every one decodes; the figures we draw are all there
     imgs = images(page)
     for alt in ("real vs synthetic mosaics per class", "three-plane view of one synthetic volume",
                 "MD histograms", "balanced accuracy per arm", "paired differences", "training loss curve",
-                "msssim", "memorization", "mosaics", "arms", "step-000200"):
+                "msssim", "memorization", "mosaics", "arms", "preview", "real"):
         assert alt in imgs, alt
         assert imgs[alt].width > 20 and imgs[alt].height > 20
     mosaic = np.asarray(imgs["real vs synthetic mosaics per class"].convert("L"), dtype=float)
@@ -169,3 +169,31 @@ def test_cli_report(stage_dirs, tmp_path):
     assert "report: wrote" in res.output and out.is_file()
     res = runner.invoke(app, ["report", str(tmp_path / "missing"), "--out", str(out)])
     assert res.exit_code == 2 and "folder not found" in res.output
+
+
+def test_prepared_dir_is_the_real_reference(stage_dirs, tmp_path):
+    """A PREP_DIR (model range on the training grid) is shown in mm²/s, preferred over the raw cohort."""
+    from neurodit.data.prepare import prepare
+
+    prep = prepare(stage_dirs["real"], tmp_path / "prep", voxel_size=8.0, workers=1)
+    page = build_report([prep, stage_dirs["real"], stage_dirs["synthetic"]], tmp_path / "r.html").read_text()
+    assert "real (prep): 6 volumes" in page and "real (camcan)" not in page
+    meta = json.loads((prep / "prepare.json").read_text())
+    vmin, vmax = meta["normalization"]["vmin"], meta["normalization"]["vmax"]
+    vols = np.load(prep / "volumes.npy")[[0, 2, 4]]  # sex F: rows 1, 3, 5
+    mask = np.load(prep / "mask.npy")
+    phys = np.where(mask, (vols + 1) / 2 * (vmax - vmin) + vmin, 0.0)
+    med = float(np.percentile(phys[phys > 0] * 1e3, 50))
+    assert f"<td>F</td><td>real (prep)</td><td class=\"num\">3</td><td class=\"num\">{fmt(med)}</td>" in page
+
+
+def test_real_reference_is_the_training_source(stage_dirs, tmp_path):
+    """A demo root holds two real cohorts: the one the run was prepared from is shown (not adni)."""
+    from helpers import write_tiny_cohort
+
+    write_tiny_cohort(stage_dirs["root"] / "adni", n=4, shape=(24, 28, 24), voxel_size=8.0, seed=5, diagnosis=True)
+    page = build_report([stage_dirs["root"]], tmp_path / "a.html").read_text()
+    assert "real (adni)" in page  # both have sex F/M: without provenance the first by name wins
+    write_json(stage_dirs["train"] / "prepare.json", {"source": str(stage_dirs["real"]), "n": 6})
+    page = build_report([stage_dirs["root"]], tmp_path / "b.html").read_text()
+    assert "real (camcan)" in page and "real (adni)" not in page

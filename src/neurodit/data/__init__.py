@@ -1,7 +1,8 @@
 """Data layer: cohort folders in, one prepared array cache out (see docs/ARCHITECTURE.md).
 
-Submodules import lazily-heavy libraries (nibabel, nilearn) only where used; import the names from
-their modules, e.g. ``from neurodit.data.prepare import prepare, load_prepared``.
+``cohort`` (read/validate a cohort folder, load and resample NIfTI), ``grid`` (the RAS target grid),
+``normalize`` (mm²/s <-> [-1, 1]), ``prepare`` (PREP_DIR writer/reader), ``phantom`` (synthetic
+cohorts). nilearn is imported only when the MNI152 mask is needed.
 """
 
 from neurodit.data.cohort import Cohort, load_volumes, read_cohort, write_nifti

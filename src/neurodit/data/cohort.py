@@ -12,12 +12,17 @@ whose width matches the target voxel size (see :func:`resample_to_grid`). No reg
 
 from __future__ import annotations
 
+import collections
 import dataclasses
+import functools
 import gzip
 import hashlib
 import io
+import itertools
+import os
 import zlib
 from collections.abc import Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 import nibabel as nib
@@ -42,7 +47,7 @@ MD_MEDIAN_MAX_MM2S = 0.05
 MD_MAX_MIN_MM2S = 1e-5
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Cohort:
     """A validated cohort: ``table`` has one row per volume, columns :data:`STANDARD_COLUMNS`
     (``path`` absolute; missing labels are None / NaN; ``synthetic`` 0/1) plus any extra columns."""
@@ -221,7 +226,8 @@ def read_cohort(data_dir: str | Path) -> Cohort:
     for i, rel in table["path"].items():  # explicit paths first
         if rel is None:
             continue
-        f = (data_dir / rel).resolve()
+        # normpath, not resolve(): a symlinked file must stay the same path that the folder scan sees.
+        f = Path(os.path.normpath(data_dir / rel))
         if not f.is_file():
             raise NeuroditError(f"line {i + 2} ({table.loc[i, 'participant_id']}): row has no file: "
                                 f"path '{rel}' does not exist", tsv)
@@ -252,7 +258,7 @@ def read_cohort(data_dir: str | Path) -> Cohort:
 
 
 # ----------------------------------------------------------------------------------------- volumes
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class LoadedVolume:
     """One checked volume in RAS orientation: ``data`` (X, Y, Z) float32 mm²/s, ``affine`` 4x4."""
 
@@ -304,9 +310,12 @@ def read_nifti(path: str | Path) -> LoadedVolume:
         raise NeuroditError(f"{int((~finite).sum())} NaN/Inf voxels", path)
     if not data.any():
         raise NeuroditError("volume is all zero", path)
-    pos = data[data > 0]
-    if pos.size and float(np.median(pos)) > MD_MEDIAN_MAX_MM2S:
-        raise NeuroditError(f"median MD {float(np.median(pos)):.3g} is not in mm²/s (brain MD is ~1e-3; "
+    # Median over every 3rd voxel per axis (1/27 of them): robust, and 20x cheaper than the full median.
+    sub = data[::3, ::3, ::3]
+    pos = sub[sub > 0]
+    median = float(np.median(pos)) if pos.size else 0.0
+    if median > MD_MEDIAN_MAX_MM2S:
+        raise NeuroditError(f"median MD {median:.3g} is not in mm²/s (brain MD is ~1e-3; "
                             "µm²/ms maps must be multiplied by 1e-3)", path)
     if float(np.abs(data).max()) < MD_MAX_MIN_MM2S:
         raise NeuroditError(f"maximum MD {float(np.abs(data).max()):.3g} is not in mm²/s (m²/s maps must be "
@@ -345,16 +354,53 @@ def resample_to_grid(data: np.ndarray, affine: np.ndarray, grid: Grid) -> np.nda
     return out.astype(np.float32, copy=False)
 
 
-def iter_volumes(cohort: Cohort, grid: Grid | None = None) -> Iterator[tuple[np.ndarray, Grid, str]]:
+def _read_and_resample(path: Path, grid: Grid | None) -> LoadedVolume:
+    vol = read_nifti(path)
+    if grid is None:
+        return vol
+    return dataclasses.replace(vol, data=resample_to_grid(vol.data, vol.affine, grid), affine=grid.affine)
+
+
+def _ordered_map(fn, items: list, workers: int) -> Iterator:
+    """``map(fn, items)`` in order on ``workers`` threads, at most 2*workers results in flight
+    (gzip inflation and most of numpy/scipy release the GIL, so threads overlap on 2+ cores)."""
+    if workers <= 1 or len(items) <= 1:
+        yield from map(fn, items)
+        return
+    pending: collections.deque[Future] = collections.deque()
+    with ThreadPoolExecutor(max_workers=workers) as pool:
+        try:
+            it = iter(items)
+            for item in itertools.islice(it, 2 * workers):
+                pending.append(pool.submit(fn, item))
+            while pending:
+                result = pending.popleft().result()
+                for item in itertools.islice(it, 1):
+                    pending.append(pool.submit(fn, item))
+                yield result
+        finally:
+            for f in pending:
+                f.cancel()
+
+
+def default_workers() -> int:
+    return max(1, min(4, os.cpu_count() or 1))
+
+
+def iter_volumes(cohort: Cohort, grid: Grid | None = None,
+                 workers: int | None = None) -> Iterator[tuple[np.ndarray, Grid, str]]:
     """Yield ``(volume (D, H, W) float32 mm²/s, grid, sha256)`` per row of ``cohort.table``, in order.
 
     ``grid=None``: every volume must already be on one grid (the first file's, after RAS
     reorientation); a volume with another shape or affine raises NeuroditError naming it.
+    Files are read and resampled on ``workers`` threads (default: min(4, CPU count)).
     """
     ref: Grid | None = grid
     first: Path | None = None
-    for p in cohort.paths:
-        vol = read_nifti(p)
+    workers = default_workers() if workers is None else workers
+    paths = cohort.paths
+    fn = functools.partial(_read_and_resample, grid=grid)
+    for p, vol in zip(paths, _ordered_map(fn, paths, workers), strict=True):
         if grid is None:
             here = Grid(vol.data.shape, vol.affine)
             if ref is None:
@@ -365,7 +411,7 @@ def iter_volumes(cohort: Cohort, grid: Grid | None = None) -> Iterator[tuple[np.
                                     "run prepare to resample)", p)
             yield vol.data, ref, vol.sha256
         else:
-            yield resample_to_grid(vol.data, vol.affine, grid), grid, vol.sha256
+            yield vol.data, grid, vol.sha256
 
 
 def load_volumes(cohort: Cohort, grid: Grid | None = None) -> tuple[np.ndarray, Grid]:

@@ -93,8 +93,8 @@ class PhantomEffects:
     head_sex: float = 0.02          # linear head scale: M +2 %, F -2 %
     head_sd: float = 0.035          # individual linear scale sd
     head_aniso_sd: float = 0.015    # extra per-axis scale sd
-    sex_md: float = 0.03            # M - F relative MD difference at the sex blob centres
-    field_sd: float = 0.04          # random regional relative MD field, pointwise sd
+    sex_md: float = 0.05            # M - F relative MD difference at the sex blob centres
+    field_sd: float = 0.03          # random regional relative MD field, pointwise sd
     field_spacing_mm: float = 32.0
     wm_age: float = 0.15            # relative WM MD increase from 18 to 88 y
     wm_sd: float = 0.03

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -78,18 +79,21 @@ def brain_mask(mni_mask: np.ndarray, support: np.ndarray, grid: Grid, margin_mm:
 
 
 def _table_for_output(table: pd.DataFrame) -> pd.DataFrame:
-    out = table.rename(columns={"path": "source_path"})
-    return out
+    # PREP_DIR is not a cohort folder: name the absolute source file ``source_path`` so nobody reads
+    # it as the input format's folder-relative ``path``.
+    return table.rename(columns={"path": "source_path"})
 
 
 def prepare(data_dir: str | Path, out: str | Path, shape: Sequence[int] | None = None,
             voxel_size: float | Sequence[float] | None = None, overwrite: bool = False,
-            mask_margin_mm: float = DEFAULT_MASK_MARGIN_MM, norm: Normalization | None = None) -> Path:
+            mask_margin_mm: float = DEFAULT_MASK_MARGIN_MM, norm: Normalization | None = None,
+            workers: int | None = None) -> Path:
     """Validate the cohort in ``data_dir`` and write PREP_DIR ``out`` (see module docstring); returns ``out``.
 
     ``shape`` (D, H, W) and/or ``voxel_size`` (mm) define the grid as in :func:`make_grid`
     (default 2 mm, 96x112x96). Intensities stay in mm²/s until the final affine map to [-1, 1]
-    (``norm``, default [0, 4e-3] mm²/s). Raises NeuroditError naming the file on any bad input.
+    (``norm``, default [0, 4e-3] mm²/s). Files are read on ``workers`` threads (default min(4, CPUs)).
+    Raises NeuroditError naming the file on any bad input; nothing is left in ``out`` then.
     """
     t0 = time.perf_counter()
     data_dir = Path(data_dir)
@@ -109,7 +113,7 @@ def prepare(data_dir: str | Path, out: str | Path, shape: Sequence[int] | None =
         vols = np.lib.format.open_memmap(tmp / VOLUMES, mode="w+", dtype=np.float32, shape=(n, *grid.shape))
         support = np.zeros(grid.shape, dtype=bool)
         # Stream one volume at a time: memory stays O(one volume) whatever N is.
-        for i, (vol, _, sha) in enumerate(iter_volumes(cohort, grid)):
+        for i, (vol, _, sha) in enumerate(iter_volumes(cohort, grid, workers)):
             src = cohort.paths[i]
             positive = vol > 0
             coverage = float(positive[mni].mean()) if mni.any() else 0.0
@@ -118,7 +122,7 @@ def prepare(data_dir: str | Path, out: str | Path, shape: Sequence[int] | None =
                                     "(is the volume in MNI space?)", src)
             support |= positive
             vols[i] = norm.to_model(vol)  # (D, H, W) mm²/s -> [-1, 1]
-            checksums[str(src.relative_to(cohort.data_dir))] = sha
+            checksums[os.path.relpath(src, cohort.data_dir)] = sha  # a path column may point outside
         mask = brain_mask(mni, support, grid, mask_margin_mm)
         outside = ~mask
         for i in range(n):
@@ -155,7 +159,7 @@ def prepare(data_dir: str | Path, out: str | Path, shape: Sequence[int] | None =
     return out
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, eq=False)
 class Prepared:
     """A loaded PREP_DIR: ``volumes`` (N, D, H, W) read-only memmap in model range, ``mask`` bool
     (D, H, W), ``table`` (rows in volume order), ``grid``, ``norm``, ``path`` (the folder)."""

@@ -13,7 +13,7 @@ MONAI tutorials use the same code, so values are comparable when the settings ar
 MONAI's defaults (kernel 11, 5 scales) need >= 176 voxels a side (FACTS.md), far more than our 32^3 to
 96x112x96 grids. :func:`choose_settings` picks the most scales (<= 5) for which an odd kernel >= 3 still
 fits at the coarsest scale, then the largest such kernel (<= 11); the weights are the first M of the
-standard five, renormalised to sum to 1; sigma = 1.5 * kernel / 11 (the standard ratio).
+standard five, renormalised to sum to 1 (all five unchanged); sigma = 1.5 * kernel / 11 (the standard ratio).
 """
 
 from __future__ import annotations
@@ -66,7 +66,8 @@ def choose_settings(shape: Sequence[int], data_range: float = 2.0, max_kernel: i
         if kernels:
             k = max(kernels)
             w = np.asarray(STANDARD_WEIGHTS[:scales], dtype=np.float64)
-            w = tuple(float(v) for v in w / w.sum())
+            # 5 scales: MONAI's / Wang et al.'s weights unchanged; fewer: the first ones, renormalised
+            w = STANDARD_WEIGHTS if scales == len(STANDARD_WEIGHTS) else tuple(float(v) for v in w / w.sum())
             return MSSSIMSettings(kernel_size=k, scales=scales, kernel_sigma=1.5 * k / 11, weights=w,
                                   data_range=float(data_range))
     raise NeuroditError(

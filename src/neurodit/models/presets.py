@@ -215,3 +215,18 @@ def load_preset(name_or_path: str | Path, overrides: dict[str, Any] | None = Non
         raise NeuroditError(f"{path}: {exc}", path) from None
     except TypeError as exc:  # a required field is missing
         raise NeuroditError(f"{path}: {exc}", path) from None
+
+
+def describe_presets(names: list[str] | None = None, num_classes: int = 2) -> list[dict[str, Any]]:
+    """One row per preset for ``neurodit presets``: sizes, parameter count and the prepare command."""
+    rows = []
+    for name in names or list_presets():
+        p = load_preset(name)
+        rows.append({
+            "name": p.name, "space": p.space, "grid": "x".join(map(str, p.grid_shape)),
+            "mosaic": p.mosaic_size, "dit_input": f"{p.in_channels}x{p.sample_size}^2",
+            "tokens": p.num_tokens, "size": f"{p.num_layers}x{p.width} /{p.patch_size}",
+            "params_M": round(p.num_params(num_classes) / 1e6, 1), "init": p.pretrained or "-",
+            "prepare": f"neurodit prepare DATA --out PREP --shape {' '.join(map(str, p.grid_shape))}",
+        })
+    return rows

@@ -30,7 +30,7 @@ Adaptation to the target preset (every copied tensor's shape is checked):
   input channels (= the source model seeing the gray mosaic in every channel; ``in_reduce="mean"``
   divides by C);
 - output channels: DiT's learn_sigma head is [prediction channels, variance channels]; each group is
-  kept (C -> C) or averaged (C -> 1); a variance group the source lacks stays at DiT's zero init;
+  kept (C -> C) or averaged (C -> 1); a variance group the source lacks starts at zero (adaLN-Zero);
 - width, patch size, depth or head count differences -> NeuroditError (no sensible copy exists).
 """
 
@@ -337,7 +337,8 @@ def _adapt_out(t: torch.Tensor, patch: int, src: tuple[int, int], dst: tuple[int
     (sc, sg), (dc, dg) = src, dst
     rest = t.shape[1:]
     x = t.reshape(patch, patch, sg, sc, *rest)  # (p, p, groups, C, [W])
-    y = init.reshape(patch, patch, dg, dc, *rest).clone()
+    # groups the source lacks start at DiT's adaLN-Zero init: zero weights and bias
+    y = torch.zeros_like(init).reshape(patch, patch, dg, dc, *rest)
     how = []
     for g in range(dg):
         if g >= sg:
@@ -388,9 +389,13 @@ def adapt_state_dict(src: Mapping[str, torch.Tensor], target: DiTTransformer2DMo
                      seed: int = 0, where: str = "source") -> dict[str, Any]:
     """Copy a diffusers-format DiT state dict ``src`` into ``target`` with shape-checked adaptation.
 
-    Returns a summary: ``copied`` (names copied unchanged), ``adapted`` ({name: how}), ``initialised``
-    (target names left at their init). Raises NeuroditError on width/patch/depth mismatches.
+    Returns a summary: ``copied`` (names copied unchanged), ``adapted`` ({name: how: e.g. new class
+    rows, new zero variance channels, channel sums}), ``class_table`` (how the label table was made).
+    Every target tensor comes from the source (else NeuroditError naming the missing one); width, patch
+    or depth mismatches raise NeuroditError.
     """
+    if in_reduce not in ("sum", "mean"):
+        raise NeuroditError(f"in_reduce must be 'sum' or 'mean', got {in_reduce!r}")
     sa = _diffusers_arch(src, where)
     cfg = target.config
     tgt = target.state_dict()
@@ -438,13 +443,12 @@ def adapt_state_dict(src: Mapping[str, torch.Tensor], target: DiTTransformer2DMo
             adapted[name] = how
         else:
             copied.append(name)
-    initialised = sorted(set(tgt) - set(new))
-    missing_weights = [k for k in initialised if not k.endswith("pos_embed.pos_embed")]
-    if missing_weights:
-        raise NeuroditError(f"{where}: source lacks {', '.join(missing_weights[:5])}")
-    target.load_state_dict(new, strict=False)
+    missing = sorted(set(tgt) - set(new))  # pos_embed.pos_embed (fixed sin-cos) is not in state_dict()
+    if missing:
+        raise NeuroditError(f"{where}: source lacks {', '.join(missing[:5])}")
+    target.load_state_dict(new, strict=True)
     return {"source_arch": sa, "target_arch": ta, "copied": copied, "adapted": adapted,
-            "initialised": initialised, "class_table": table_how or "copied"}
+            "class_table": table_how or "copied"}
 
 
 # --------------------------------------------------------------------------- entry point
@@ -460,7 +464,7 @@ def load_init(source: str | Path, preset: ModelPreset, num_classes: int, subfold
     ``"mean"`` (source mean row + ``class_noise`` x std Gaussian noise, seeded by ``seed``), or a list of
     ``num_classes`` source rows. ``in_reduce``: ``"sum"`` or ``"mean"`` for C -> 1 input channels.
     The result has label dropout 0 in every block; with ``return_summary`` also returns the summary of
-    what was copied / adapted / newly initialised (also logged at INFO).
+    what was copied unchanged / adapted (new class rows, channel changes) (also logged at INFO).
     """
     text = str(source)
     path = Path(text).expanduser()
@@ -498,12 +502,14 @@ def load_init(source: str | Path, preset: ModelPreset, num_classes: int, subfold
     if heads is not None and heads != preset.num_attention_heads:
         raise NeuroditError(f"{text}: source DiT has {heads} attention heads but preset '{preset.name}' "
                             f"has {preset.num_attention_heads}")
-    model = build_dit(preset, num_classes)
+    # every tensor is overwritten below (new variance channels are zeroed there), so skip DiT's init:
+    # it costs ~10 s for XL on 2 cores
+    model = build_dit(preset, num_classes, dit_init=False)
     summary = adapt_state_dict(sd, model, class_init=class_init, class_noise=class_noise,
                                in_reduce=in_reduce, seed=seed, where=text)
     summary.update(info)
     disable_label_dropout(model)
-    log.info("load_init %s (%s): %d tensors copied, %d adapted (%s), %d left at init",
+    log.info("load_init %s (%s): %d tensors copied unchanged, %d adapted (%s)",
              text, summary["format"], len(summary["copied"]), len(summary["adapted"]),
-             "; ".join(sorted(set(summary["adapted"].values())))[:300], len(summary["initialised"]))
+             "; ".join(sorted(set(summary["adapted"].values())))[:300])
     return (model, summary) if return_summary else model

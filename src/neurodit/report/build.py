@@ -84,7 +84,12 @@ def _classes(vs: VolumeSet, column: str) -> list[str]:
 
 
 def _label_info(trains: list[Found]) -> tuple[str | None, list[str]]:
-    """Label column and class names from a training run's ``labels.json`` (key names read defensively)."""
+    """Label column and class names (index order) from a training run's ``labels.json``.
+
+    ``neurodit.train`` writes ``{"label", "columns", "classes", "null_class", ...}``; a combined label
+    (``sex*age_bin``, classes ``"F|<50"``) is shown by its first real table column (``sex``), with the
+    classes then read from the tables.
+    """
     for t in trains:
         f = t.path / "labels.json"
         if not f.is_file():
@@ -92,12 +97,16 @@ def _label_info(trains: list[Found]) -> tuple[str | None, list[str]]:
         data = read_json(f)
         if not isinstance(data, dict):
             continue
-        column = next((data[k] for k in ("column", "label", "label_column", "name") if
-                       isinstance(data.get(k), str)), None)
-        classes = next((data[k] for k in ("classes", "class_names", "names", "values") if
-                        isinstance(data.get(k), list)), [])
-        if column:
-            return column, [str(c) for c in classes]
+        columns = data.get("columns") if isinstance(data.get("columns"), list) else []
+        label = data.get("label", data.get("column"))
+        if not columns and isinstance(label, str):
+            columns = [label]
+        classes = data.get("classes") if isinstance(data.get("classes"), list) else []
+        if len(columns) == 1:
+            return str(columns[0]), [str(c) for c in classes]
+        for col in columns:
+            if col != "age_bin":
+                return str(col), []
     return None, []
 
 
@@ -133,11 +142,11 @@ def _name(path: tuple[str, ...]) -> str:
 
 
 def _scalar_rows(obj: Any, skip: tuple[str, ...] = ()) -> list[tuple[str, Any]]:
-    """Every scalar leaf as (dotted name, value); short numeric lists are shown inline."""
+    """Every scalar leaf as (dotted name, value); short numeric lists are shown inline, the items of
+    longer lists (profiles, per-run values, lists of records) are left to the dedicated tables."""
     rows = []
     for path, v in _walk(obj):
-        if any(p in skip for p in path) or (path and path[-1].isdigit() and len(path) > 1 and
-                                            isinstance(v, (int, float)) and not isinstance(v, bool)):
+        if any(p in skip or p.isdigit() for p in path):  # p.isdigit(): inside a list
             continue
         if isinstance(v, (str, int, float, bool)) or v is None:
             if path:
@@ -193,6 +202,27 @@ class Report:
         klass = cls or H.verdict_class(text)
         self.summary.append((prio, f'<span class="{klass}">{H.esc(text)}</span>'))
 
+    def _training_sources(self) -> set[Path]:
+        """Real cohort folders named by training runs (prepare.json "source") and evals (inputs.real)."""
+        out: set[Path] = set()
+        for f in self.of("train"):
+            meta = f.path / "prepare.json"
+            if meta.is_file() and isinstance(src := read_json(meta).get("source"), str):
+                out.add(Path(src).resolve())
+        for f in self.of("eval"):
+            inputs = read_json(f.path / "metrics.json")
+            inputs = inputs.get("inputs") if isinstance(inputs, dict) else None
+            if isinstance(inputs, dict) and isinstance(inputs.get("real"), str):
+                out.add(Path(inputs["real"]).resolve())
+        return out
+
+    @staticmethod
+    def _prep_source(vs: VolumeSet) -> Path | None:
+        meta = vs.path / "prepare.json"
+        if vs.kind == "prepared" and meta.is_file() and isinstance(src := read_json(meta).get("source"), str):
+            return Path(src).resolve()
+        return None
+
     # ----------------------------------------------------------------- images
     def images_section(self) -> str:
         head = '<section id="images"><h2>Real vs synthetic volumes</h2>'
@@ -208,9 +238,13 @@ class Report:
         classes = [c for c in classes if not syn_sets or ref.indices_of(column, c)] or classes
         real = None
         if real_sets:
+            # the real data the model was trained on / evaluated against first (a demo root holds both
+            # camcan and adni), then class overlap, then prepared (same grid as the synthetic volumes)
+            wanted = self._training_sources()
             ranked = sorted(real_sets, key=lambda vs: (
+                not ({vs.path.resolve(), self._prep_source(vs)} & wanted),
                 -len(set(_classes(vs, column)) & set(classes)) if column else 0,
-                vs.kind != "prepared"))  # same grid as the synthetic volumes first
+                vs.kind != "prepared"))
             real = ranked[0]
         syn = syn_sets[0] if syn_sets else None
         parts = [head]
@@ -267,16 +301,14 @@ class Report:
         rows = []
         for cls in groups:
             for label, _ in srcs:
-                vals = hist[cls][label]
+                vals = hist[cls][label] * 1e3  # mm²/s -> 10⁻³ mm²/s, as on the figures' axes
                 rows.append([cls, label, len(loaded[cls][label]),
-                             float(np.median(vals)) if vals.size else None,
-                             float(np.percentile(vals, 5)) if vals.size else None,
-                             float(np.percentile(vals, 95)) if vals.size else None])
-        parts.append(H.table(["class", "source", "volumes", "median MD (mm²/s)", "5th pct", "95th pct"], rows,
-                             numeric_from=2))
+                             *(float(np.percentile(vals, q)) if vals.size else None for q in (50, 5, 95))])
+        parts.append(H.table(["class", "source", "volumes", "median MD (10⁻³ mm²/s)", "5th percentile",
+                              "95th percentile"], rows, numeric_from=2))
         if syn is not None:
             counts = ", ".join(f"{c}: {len(idx(syn, c))}" for c in groups)
-            self.say(f"Synthetic cohort {syn.name}: {len(syn.table)} volumes ({counts}).", "verdict-neutral", prio=4)
+            self.say(f"Synthetic cohort ({syn.path.name}/): {len(syn.table)} volumes ({counts}).", "verdict-neutral", prio=4)
         return "".join(parts) + "</section>"
 
     # ----------------------------------------------------------------- evaluation
@@ -542,7 +574,8 @@ class Report:
         ba = [(p, d) for p, d in summaries if p and "balanced" in p[-1]]
         plot_rows = [(_name(p[:-1]) or _name(p), float(d["mean"]), *_ci(d)) for p, d in ba]
         if plot_rows:
-            figs.append(H.img(F.interval_figure(plot_rows, "balanced accuracy (mean, 95% CI)", ref=0.5),
+            figs.append(H.img(F.interval_figure(plot_rows, "balanced accuracy (mean, 95% CI)", ref=0.5,
+                                                  bounds=(0.0, 1.0)),
                               "balanced accuracy per arm", "Balanced accuracy per arm; dashed: chance (0.5)."))
         diff_rows = [(_name(p), float(d["mean_diff"]), *_ci(d)) for p, d in comparisons]
         if diff_rows:
@@ -622,7 +655,8 @@ class Report:
             if isinstance(m, dict) and _num(m.get("mean")) is not None:
                 plot_rows.append((name, float(m["mean"]), *_ci(m)))
         if plot_rows:
-            figs.append(H.img(F.interval_figure(plot_rows, "balanced accuracy (mean, 95% CI)", ref=0.5),
+            figs.append(H.img(F.interval_figure(plot_rows, "balanced accuracy (mean, 95% CI)", ref=0.5,
+                                                  bounds=(0.0, 1.0)),
                               "balanced accuracy per arm", "Balanced accuracy per arm; dashed: chance (0.5)."))
         diff_rows = []
         for c in comps:
@@ -680,7 +714,8 @@ class Report:
         parts.append(H.table(["kind", "folder"], rows, numeric_from=99))
         for f in self.found:
             blocks = []
-            for name in ("run.json", "train_config.yaml", "labels.json", "tiling.json", "prepare.json"):
+            for name in ("run.json", "train_config.yaml", "labels.json", "preset.json", "tiling.json",
+                         "prepare.json"):
                 p = f.path / name
                 if not p.is_file():
                     continue

@@ -14,10 +14,10 @@ import matplotlib
 matplotlib.use("Agg")  # headless: never open a window, never need a display
 
 import matplotlib.pyplot as plt  # noqa: E402
-from matplotlib.ticker import FuncFormatter  # noqa: E402
 import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+from matplotlib.ticker import FuncFormatter  # noqa: E402
 
 from neurodit.errors import NeuroditError  # noqa: E402
 
@@ -220,8 +220,12 @@ def loss_figure(steps: np.ndarray, loss: np.ndarray) -> bytes:
 
 
 def interval_figure(rows: list[tuple[str, float, float | None, float | None]], xlabel: str,
-                    ref: float | None = None) -> bytes:
-    """Forest plot: one row per (label, estimate, CI low, CI high); optional vertical reference line."""
+                    ref: float | None = None, bounds: tuple[float, float] | None = None) -> bytes:
+    """Forest plot: one row per (label, estimate, CI low, CI high); optional vertical reference line.
+
+    ``bounds`` (e.g. (0, 1) for balanced accuracy) clips the x axis: a t-interval from 2 runs can
+    span far beyond the metric's range, and would squash every other interval.
+    """
     fig, ax = plt.subplots(figsize=(7, 0.55 * len(rows) + 1.2))
     ys = np.arange(len(rows))[::-1]
     for y, (_, est, lo, hi) in zip(ys, rows, strict=True):
@@ -230,6 +234,9 @@ def interval_figure(rows: list[tuple[str, float, float | None, float | None]], x
         ax.plot([est], [y], "o", color="#d35400", markersize=7)
     if ref is not None:
         ax.axvline(ref, color="#888", linestyle="--", linewidth=1)
+    if bounds is not None:
+        lo, hi = ax.get_xlim()
+        ax.set_xlim(max(lo, bounds[0] - 0.02), min(hi, bounds[1] + 0.02))
     ax.set_yticks(ys)
     ax.set_yticklabels([r[0] for r in rows])
     ax.set_xlabel(xlabel)

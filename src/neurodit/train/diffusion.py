@@ -41,6 +41,10 @@ class DiffusionConfig:
         if self.beta_schedule not in BETA_SCHEDULES:
             raise NeuroditError(f"diffusion.beta_schedule must be one of {BETA_SCHEDULES}, "
                                 f"got {self.beta_schedule!r}")
+        if self.rescale_zero_terminal_snr and self.prediction_type == "epsilon":
+            # at SNR 0 the noise alone says nothing about x0 (Lin et al. 2024, Sec. 3.2)
+            raise NeuroditError("diffusion.rescale_zero_terminal_snr needs prediction_type "
+                                "v_prediction or sample, not epsilon")
 
 
 def make_noise_scheduler(cfg: DiffusionConfig) -> DDPMScheduler:
@@ -63,11 +67,11 @@ def make_sampler(kind: str, train_scheduler: DDPMScheduler):
     config = dict(train_scheduler.config)
     if kind == "ddim":
         return DDIMScheduler.from_config(config, timestep_spacing="trailing", clip_sample=False,
-                                         set_alpha_to_one=False)
+                                         set_alpha_to_one=True)  # last step lands on x0, not t=0 noise
     if kind == "dpm":
         return DPMSolverMultistepScheduler.from_config(
             config, timestep_spacing="trailing", algorithm_type="dpmsolver++", solver_order=2,
-            final_sigmas_type="zero" if config.get("rescale_betas_zero_snr") else "sigma_min")
+            final_sigmas_type="zero")  # last step lands on x0 rather than on sigma_min noise
     if kind == "ddpm":
         return DDPMScheduler.from_config(config, timestep_spacing="trailing")
     raise NeuroditError(f"scheduler must be one of {SAMPLERS}, got {kind!r}")
