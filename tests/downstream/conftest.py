@@ -34,3 +34,14 @@ def planted_set(n_participants: int, *, effect: float = 0.4, sessions: int = 1, 
 @pytest.fixture
 def make_set():
     return planted_set
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    # the test machine's 2 cores are shared: one thread per test process avoids oversubscription
+    import torch
+
+    prev = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(prev)

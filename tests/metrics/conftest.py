@@ -44,3 +44,20 @@ def _one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(old)
+
+
+@pytest.fixture(scope="session")
+def phantom(tmp_path_factory) -> dict:
+    """One 36-subject camcan phantom cohort at 6 mm (33x39x32), split by participant into
+    train / heldout / fresh (12 each). Returns the folder, the arrays (mm²/s), ids and the affine."""
+    from neurodit.data.cohort import load_volumes, read_cohort
+    from neurodit.data.phantom import make_phantom_cohort
+
+    folder = make_phantom_cohort("camcan", 36, tmp_path_factory.mktemp("phantom") / "camcan", seed=0,
+                                 voxel_size=6.0)
+    cohort = read_cohort(folder)
+    vols, grid = load_volumes(cohort)
+    ids = list(cohort.table["participant_id"])
+    parts = {"train": slice(0, 12), "heldout": slice(12, 24), "fresh": slice(24, 36)}
+    return {"folder": folder, "table": cohort.table, "grid": grid, "affine": grid.affine,
+            **{k: vols[s] for k, s in parts.items()}, "ids": {k: ids[s] for k, s in parts.items()}}

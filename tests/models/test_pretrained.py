@@ -209,3 +209,23 @@ def test_source_without_sigma_into_learn_sigma_target(tmp_path, tiny_pixel, dt):
     assert torch.equal(out[:, :1], dt.forward(src, X, [0, 1, 2]))  # prediction channel kept exactly
     assert float(out[:, 1:].abs().max()) == 0.0  # new variance channel starts at zero (adaLN-Zero)
     assert "variance channels newly initialised" in summary["adapted"]["proj_out_2.weight"]
+
+
+def test_hub_pipeline_layout_with_legacy_transformer2d_config(tmp_path, dt):
+    # facebook/DiT-XL-2-256 on the hub: a DiTPipeline folder whose transformer/config.json names the
+    # legacy class Transformer2DModel (attention_bias true, ada_norm_zero). Emulated with a tiny one.
+    from diffusers import Transformer2DModel
+
+    torch.manual_seed(0)
+    legacy = Transformer2DModel(num_attention_heads=2, attention_head_dim=8, in_channels=4, out_channels=8,
+                                num_layers=2, sample_size=8, patch_size=2, norm_type="ada_norm_zero",
+                                num_embeds_ada_norm=5, activation_fn="gelu-approximate",
+                                norm_elementwise_affine=False, attention_bias=True).eval()
+    legacy.save_pretrained(tmp_path / "pipe" / "transformer")
+    preset = dt.latent_preset(grid_shape=(4, 4, 4), latent_downsample=1)
+    model, summary = load_init(tmp_path / "pipe", preset, 5, return_summary=True)
+    assert summary["subfolder"] == "transformer" and summary["format"] == "diffusers"
+    x, t, y = torch.randn(2, 4, 8, 8), torch.tensor([3, 700]), torch.tensor([1, 5])
+    with torch.no_grad():
+        assert torch.equal(model.eval()(x, timestep=t, class_labels=y).sample,
+                           legacy(x, timestep=t, class_labels=y).sample)

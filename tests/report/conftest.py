@@ -42,4 +42,7 @@ def stage_dirs(tmp_path) -> dict[str, Path]:
                                  "sex,sex/real+synthetic,0,0,0.71\n")
     (ds / "arms.png").write_bytes(png_bytes(2))
     write_run_info(ds, {"arch": "small"}, seed=0)
+    write_json(root / "demo.json", {"quick": True, "timings_s": {"phantom": 1.2, "train": 30.5},
+                                    "commands": {"phantom": "neurodit phantom --cohort camcan --n 6",
+                                                 "train": "neurodit train prep --out run --preset tiny"}})
     return {"root": root, "real": real, "synthetic": syn, "train": run, "eval": ev, "downstream": ds}

@@ -83,6 +83,7 @@ def test_full_report_numbers_sections_images(stage_dirs, tmp_path):
     assert "<details><summary>run.json</summary>" in page
     assert "<details><summary>train_config.yaml</summary>" in page and "v_prediction" in page
     assert re.search(r"<td>torch</td><td>[0-9.]+", page)
+    assert '<td>train</td><td class="num">30.5</td><td><code>neurodit train prep --out run' in page  # demo.json
     # self-contained: nothing fetched from anywhere
     assert not re.search(r'(src|href)="(https?:)?//', page)
     assert "Content-Security-Policy" in page

@@ -56,9 +56,16 @@ def split_cohort(data_dir: str | Path, train_out: str | Path, heldout_out: str |
         with atomic_dir(out, overwrite=overwrite) as tmp:
             names = []
             for src in part["path"]:
+                # keep the file's place relative to the cohort folder, so equal names in
+                # different subfolders cannot overwrite each other
                 src = Path(src)
-                shutil.copy2(src, tmp / src.name)
-                names.append(src.name)
+                rel = src.resolve().relative_to(cohort.data_dir.resolve()) \
+                    if src.resolve().is_relative_to(cohort.data_dir.resolve()) else Path(src.name)
+                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+                if (tmp / rel).exists():
+                    raise NeuroditError(f"two volumes map to the same file name {rel}", src)
+                shutil.copy2(src, tmp / rel)
+                names.append(rel.as_posix())
             part["path"] = names
             _write_table(tmp, part)
         outs.append(Path(out))

@@ -123,7 +123,7 @@ class DownstreamConfig:
     freeze_backbone: bool = False  # target arms with a source backbone: train the head only
     include_mci: bool = False  # MCI joins AD as the positive class instead of being dropped
     augment: bool = False  # random intensity gain/offset/noise inside the brain (training only)
-    amp: bool = True  # bf16 autocast where the hardware supports it
+    amp: bool = True  # bf16 autocast on CUDA GPUs with bf16 (off on CPU: see train.bf16_supported)
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # torch CPU threads; 0 = min(available cores, 8)
     n_boot: int = 10000  # bootstrap resamples of the paired differences

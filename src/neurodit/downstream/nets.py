@@ -7,7 +7,7 @@ Architectures (all take ``(B, 1, D, H, W)`` volumes in model range [-1, 1], retu
 - ``resnet10``: MONAI ``resnet10`` (Hara et al. 2018, 3D ResNets for video / MedicalNet), one input channel.
 - ``small``: the CPU preset, :class:`SmallCNN` (~240k parameters): four stride-2 MONAI ``Convolution``
   blocks (Conv3d -> InstanceNorm -> PReLU) and one stride-1 block, global average pooling, a linear head.
-  At 32^3 one training step costs ~0.8 ms per volume on 2 CPU cores (bf16 autocast).
+  At 32^3 one training step costs ~0.9 ms per volume on 2 idle CPU cores (fp32, batch 32).
 
 The *head* of every network is its last ``nn.Linear``; everything before it is the *backbone*.
 :func:`transfer_backbone` copies every backbone tensor from a source model (shape-checked, as in

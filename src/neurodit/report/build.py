@@ -24,7 +24,7 @@ from neurodit.errors import NeuroditError
 from neurodit.io import atomic_write_text, read_json
 from neurodit.report import figures as F
 from neurodit.report import html as H
-from neurodit.report.discover import Found, discover
+from neurodit.report.discover import Found, detect_kind, discover
 
 MAX_HIST_VOLUMES = 24  # per class and source: enough for a smooth histogram, cheap to load
 LABEL_GUESSES = ("sex", "diagnosis")
@@ -52,7 +52,15 @@ class VolumeSet:
 
 def _cohort_set(found: Found) -> VolumeSet:
     table = F.cohort_table(found.path)
-    return VolumeSet(found.name, found.path, found.kind, table, lambda i: F.load_md(table["path"].iloc[i]))
+
+    def load(i: int) -> tuple[np.ndarray, np.ndarray]:
+        path = table["path"].iloc[i]
+        if path is None:
+            raise NeuroditError(f"no NIfTI file for {table['participant_id'].iloc[i]}",
+                                found.path / "participants.tsv")
+        return F.load_md(path)
+
+    return VolumeSet(found.name, found.path, found.kind, table, load)
 
 
 def _prepared_set(found: Found) -> VolumeSet:
@@ -187,8 +195,9 @@ def plain_difference(subject: str, diff: float, lo: float, hi: float, metric: st
 
 # --------------------------------------------------------------------------- sections
 class Report:
-    def __init__(self, found: list[Found]):
+    def __init__(self, found: list[Found], roots: list[Path] | None = None):
         self.found = found
+        self.roots = roots or []  # demo roots: folders whose subfolders hold the stage outputs
         self.summary: list[tuple[int, str]] = []  # (priority, HTML): downstream first, training last
         self.by_kind: dict[str, list[Found]] = {}
         for f in found:
@@ -712,6 +721,23 @@ class Report:
         for f in self.found:
             rows.append([f.kind, str(f.path)])
         parts.append(H.table(["kind", "folder"], rows, numeric_from=99))
+        for root in self.roots:
+            demo = root / "demo.json"
+            info = read_json(demo) if demo.is_file() else None
+            if isinstance(info, dict):
+                parts.append(f"<h3>demo: {H.esc(root.name)}</h3>")
+                timings = info.get("timings_s") if isinstance(info.get("timings_s"), dict) else {}
+                commands = info.get("commands") if isinstance(info.get("commands"), dict) else {}
+                stages = list(dict.fromkeys([*timings, *commands]))
+                if stages:
+                    body = "".join(f"<tr><td>{H.esc(k)}</td><td class=\"num\">{H.esc(H.fmt(timings.get(k)))}</td>"
+                                   f"<td><code>{H.esc(commands.get(k, ''))}</code></td></tr>" for k in stages)
+                    parts.append("<table><thead><tr><th>stage</th><th>seconds</th><th>re-run with</th></tr>"
+                                 f"</thead><tbody>{body}</tbody></table>")
+                parts.append(H.details("demo.json", H.pre(json.dumps(info, indent=2))))
+            if (root / "run.json").is_file():
+                parts.append(H.details(f"{root.name}/run.json",
+                                       H.pre(json.dumps(read_json(root / "run.json"), indent=2))))
         for f in self.found:
             blocks = []
             for name in ("run.json", "train_config.yaml", "labels.json", "preset.json", "tiling.json",
@@ -751,7 +777,8 @@ def build_report(dirs: list[str | Path], out_html: str | Path, title: str = "neu
     if not dirs:
         raise NeuroditError("give at least one folder to report on")
     found = discover(list(dirs))
-    rep = Report(found)
+    roots = [Path(d) for d in dirs if detect_kind(d) is None]
+    rep = Report(found, roots)
     sections = [rep.images_section(), rep.eval_sections(), rep.downstream_section(), rep.training_section(),
                 rep.provenance_section()]
     kinds = ", ".join(f"{len(v)} {k}" for k, v in rep.by_kind.items())

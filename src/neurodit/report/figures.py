@@ -43,39 +43,39 @@ def fig_to_png(fig) -> bytes:
 
 # --------------------------------------------------------------------------- volumes
 def cohort_table(cohort_dir: Path) -> pd.DataFrame:
-    """The cohort's participants table with an absolute ``path`` column (one row per volume).
+    """The cohort's participants table with an absolute ``path`` column (None where no file is found).
 
-    Uses the data layer's validating reader when it is installed; otherwise reads the table and
-    finds each NIfTI by ``path`` or by ``<participant_id>[_<session_id>]*.nii[.gz]``.
+    The report only looks at a few volumes, so this is a light reader, not the data layer's validation
+    (``neurodit.data.cohort.read_cohort`` opens every file): each NIfTI is found by the ``path`` column
+    or by the input-format pattern ``<participant_id>[_<session_id>]*.nii[.gz]`` in one directory listing.
     """
-    try:
-        from neurodit.data.cohort import read_cohort
-    except ImportError:
-        read_cohort = None
-    if read_cohort is not None:
-        return read_cohort(cohort_dir).table.reset_index(drop=True)
     tsv = cohort_dir / "participants.tsv"
-    table = pd.read_csv(tsv, sep="\t", dtype=str)
+    try:
+        table = pd.read_csv(tsv, sep="\t", dtype=str)
+    except (OSError, ValueError, pd.errors.ParserError) as exc:
+        raise NeuroditError(f"cannot read participants table ({exc})", tsv) from exc
     if "participant_id" not in table.columns:
         raise NeuroditError("missing column participant_id", tsv)
-    paths = []
+    names = sorted(p.name for p in cohort_dir.iterdir() if ".nii" in p.name)
+    paths: list[str | None] = []
     for _, row in table.iterrows():
         if "path" in table.columns and isinstance(row["path"], str) and row["path"]:
             paths.append(str((cohort_dir / row["path"]).resolve()))
             continue
-        stem = row["participant_id"]
+        stem = str(row["participant_id"])
         if "session_id" in table.columns and isinstance(row["session_id"], str):
             stem = f"{stem}_{row['session_id']}"
-        hits = sorted(cohort_dir.glob(f"{stem}*.nii*"))
-        if not hits:
-            raise NeuroditError(f"no NIfTI for {row['participant_id']}", tsv)
-        paths.append(str(hits[0].resolve()))
+        # sub-0001 must not match sub-00010: the id is followed by "_" or the extension
+        hit = next((n for n in names if n.startswith(stem) and n[len(stem):len(stem) + 1] in ("_", ".")), None)
+        paths.append(str((cohort_dir / hit).resolve()) if hit else None)
     table["path"] = paths
     return table
 
 
-def load_md(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
+def load_md(path: str | Path | None) -> tuple[np.ndarray, np.ndarray]:
     """One 3D MD volume in mm²/s, RAS, float32 (D, H, W), and its voxel sizes in mm (3,)."""
+    if path is None:
+        raise NeuroditError("a participants.tsv row has no NIfTI file (expected <participant_id>*.nii[.gz])")
     try:
         img = nib.as_closest_canonical(nib.load(str(path)))
         vol = np.asarray(img.get_fdata(dtype=np.float32))
@@ -186,7 +186,9 @@ def histogram_figure(values: dict[str, dict[str, np.ndarray]], vmax: float) -> b
     """MD histograms of brain voxels: one panel per class, one density curve per source."""
     classes = list(values)
     fig, axes = plt.subplots(1, len(classes), figsize=(3.6 * len(classes), 3.0), squeeze=False)
-    bins = np.linspace(0.0, vmax * 1.1, 60)
+    # the range covers every source's 99.9th percentile: an over-bright generator must show, not be cut off
+    tops = [float(np.percentile(v, 99.9)) for c in values.values() for v in c.values() if v.size]
+    bins = np.linspace(0.0, max([vmax, *tops]) * 1.05, 60)
     for ax, cls in zip(axes[0], classes, strict=True):
         for src, vals in values[cls].items():
             if vals.size:
