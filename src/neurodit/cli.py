@@ -255,7 +255,7 @@ def evaluate_cmd(
     real: Annotated[Path, typer.Option(help="real cohort folder (held-out subjects when --train is given)")],
     synthetic: Annotated[Path, typer.Option(help="synthetic cohort folder (sample output)")],
     out: Annotated[Path, typer.Option(help="EVAL_DIR: metrics.json, figures, run.json")],
-    train: Annotated[Optional[Path], typer.Option(help="training cohort folder (memorization audit)")] = None,
+    train: Annotated[Path | None, typer.Option(help="training cohort folder (memorization audit)")] = None,
     protocol: Annotated[str, typer.Option(help="ours, or paper (adds the authors' 64^3 protocol)")] = "ours",
     max_pairs: Annotated[int, typer.Option(help="MS-SSIM pairs per group (seeded subset)")] = 500,
     seed: Annotated[int, typer.Option(help="seed for pair subsets, bootstrap, permutations")] = 0,

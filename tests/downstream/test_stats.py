@@ -15,7 +15,7 @@ def test_classification_metrics_known_case():
     assert m["accuracy"] == pytest.approx(4 / 6)
     assert m["balanced_accuracy"] == pytest.approx((3 / 4 + 1 / 2) / 2)
     assert m["f1"] == pytest.approx(0.5)  # precision 1/2, recall 1/2
-    assert m["roc_auc"] == pytest.approx(6 / 8)  # 6 of 8 (pos, neg) pairs ordered correctly
+    assert m["roc_auc"] == pytest.approx(7 / 8)  # 7 of 8 (pos, neg) pairs ordered correctly
 
 
 def test_summarize_t_interval():

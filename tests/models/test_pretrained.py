@@ -229,3 +229,13 @@ def test_hub_pipeline_layout_with_legacy_transformer2d_config(tmp_path, dt):
     with torch.no_grad():
         assert torch.equal(model.eval()(x, timestep=t, class_labels=y).sample,
                            legacy(x, timestep=t, class_labels=y).sample)
+
+
+def test_trained_run_folder_keeps_per_block_embedders(tmp_path, tiny_pixel, dt):
+    # after training, diffusers' per-block embedders differ; a diffusers folder keeps each block's own
+    src = dt.random_dit(tiny_pixel, 2, shared=False)
+    src.save_pretrained(tmp_path / "model")
+    model = load_init(tmp_path / "model", tiny_pixel, 2)
+    assert torch.equal(dt.forward(model.eval(), X, [0, 1, 2]), dt.forward(src, X, [0, 1, 2]))
+    e0, e1 = (b.norm1.emb.timestep_embedder.linear_1.weight for b in model.transformer_blocks)
+    assert not torch.equal(e0, e1)

@@ -105,10 +105,10 @@ class PhantomEffects:
     vent_base: float = 0.05         # ventricular expansion α at 18 y
     vent_age: float = 0.25          # α increase from 18 to 88 y
     vent_sd: float = 0.04
-    hippo_md: float = 0.20          # relative hippocampal MD increase at severity 1 (AD)
-    ad_vent: float = 0.10           # α increase at severity 1
-    sev_h_sd: float = 0.5
-    sev_v_sd: float = 0.7
+    hippo_md: float = 0.30          # relative hippocampal MD increase at severity 1 (AD)
+    ad_vent: float = 0.15           # α increase at severity 1
+    sev_h_sd: float = 0.45
+    sev_v_sd: float = 0.6
     warp_sd_mm: float = 2.0
     warp_spacing_mm: float = 40.0
     noise_sd: float = 0.03          # multiplicative voxel noise

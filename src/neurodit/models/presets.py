@@ -85,6 +85,7 @@ class ModelPreset:
 
     def __post_init__(self) -> None:
         where = f"preset '{self.name}'"
+        object.__setattr__(self, "grid_shape", tuple(int(s) for s in self.grid_shape))  # lists from JSON
         if len(self.grid_shape) != 3 or any(int(s) < 1 for s in self.grid_shape):
             raise NeuroditError(f"{where}: grid_shape must be three positive ints, got {self.grid_shape}")
         if self.axis not in (0, 1, 2):

@@ -585,11 +585,11 @@ class Report:
         if plot_rows:
             figs.append(H.img(F.interval_figure(plot_rows, "balanced accuracy (mean, 95% CI)", ref=0.5,
                                                   bounds=(0.0, 1.0)),
-                              "balanced accuracy per arm", "Balanced accuracy per arm; dashed: chance (0.5)."))
+                              "balanced accuracy per arm", "Balanced accuracy per arm; dashed: chance (0.5).", "half"))
         diff_rows = [(_name(p), float(d["mean_diff"]), *_ci(d)) for p, d in comparisons]
         if diff_rows:
             figs.append(H.img(F.interval_figure(diff_rows, "difference to baseline (95% CI)", ref=0.0),
-                              "paired differences", "Paired difference to the baseline arm; dashed: no effect."))
+                              "paired differences", "Paired difference to the baseline arm; dashed: no effect.", "half"))
         return "".join(parts), figs
 
     def _downstream_schema(self, results: dict) -> tuple[str, list[str]]:
@@ -666,7 +666,7 @@ class Report:
         if plot_rows:
             figs.append(H.img(F.interval_figure(plot_rows, "balanced accuracy (mean, 95% CI)", ref=0.5,
                                                   bounds=(0.0, 1.0)),
-                              "balanced accuracy per arm", "Balanced accuracy per arm; dashed: chance (0.5)."))
+                              "balanced accuracy per arm", "Balanced accuracy per arm; dashed: chance (0.5).", "half"))
         diff_rows = []
         for c in comps:
             ba = (c.get("metrics") or {}).get("balanced_accuracy", {})
@@ -674,7 +674,7 @@ class Report:
                 diff_rows.append((f"{c.get('arm')} − {c.get('baseline')}", float(ba["mean_diff"]), *_ci(ba)))
         if diff_rows:
             figs.append(H.img(F.interval_figure(diff_rows, "difference in balanced accuracy (95% CI)", ref=0.0),
-                              "paired differences", "Paired difference to the baseline arm; dashed: no effect."))
+                              "paired differences", "Paired difference to the baseline arm; dashed: no effect.", "half"))
         return "".join(parts), figs
 
     # ----------------------------------------------------------------- training
