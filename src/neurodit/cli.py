@@ -44,15 +44,16 @@ def command(name: str | None = None, **kwargs):
 # --------------------------------------------------------------------------- data (issue 2)
 @command("phantom")
 def phantom_cmd(
-    cohort: Annotated[str, typer.Option(help="camcan (sex/age) or adni (CN/AD[/MCI])")],
+    cohort: Annotated[str, typer.Option(help="camcan (sex/age) or adni (CN/AD, optionally MCI)")],
     n: Annotated[int, typer.Option("--n", help="number of subjects")],
     out: Annotated[Path, typer.Option(help="output folder (participants.tsv + NIfTI)")],
     seed: Annotated[int, typer.Option(help="random seed: same seed, same bytes")] = 0,
-    voxel_size: Annotated[float, typer.Option(help="voxel size in mm (MNI template resolution)")] = 2.0,
+    voxel_size: Annotated[float, typer.Option(help="voxel size in mm (1 and 2: native MNI152 templates; "
+                                                   "others resampled, e.g. 4 for speed)")] = 2.0,
     include_mci: Annotated[bool, typer.Option(help="adni: also draw MCI subjects")] = False,
     overwrite: Annotated[bool, typer.Option(help="replace a non-empty output folder")] = False,
 ):
-    """Write a phantom cohort (MNI152-based MD maps with known effects) in the input format."""
+    """Write a phantom cohort (MNI152-based MD maps with known effects, see docs/PHANTOM.md)."""
     from neurodit.data.phantom import make_phantom_cohort
 
     path = make_phantom_cohort(cohort, n=n, out=out, seed=seed, voxel_size=voxel_size,

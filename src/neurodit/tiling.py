@@ -24,7 +24,6 @@ selected slices, for numpy arrays and torch tensors, single volumes and batches.
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import io
 import math
 from collections.abc import Sequence
@@ -35,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from neurodit.errors import NeuroditError
-from neurodit.io import atomic_write_bytes, read_json, write_json
+from neurodit.io import atomic_write_bytes, read_json, write_json, write_nifti
 
 try:  # torch is a hard dependency of the package, but keep tiling importable without it
     import torch
@@ -273,30 +272,6 @@ def load_nifti_3d(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
     return data, np.asarray(img.affine, dtype=np.float64)
 
 
-def nifti_bytes(volume: np.ndarray, affine: np.ndarray, gz: bool = True, compresslevel: int = 1,
-                xform_code: int = 1) -> bytes:
-    """Serialise a float32 NIfTI-1 image; gzip with mtime 0 so the same volume gives the same bytes.
-
-    ``xform_code``: NIfTI qform/sform code (1 scanner, 4 MNI152).
-    """
-    import nibabel as nib
-
-    img = nib.Nifti1Image(np.asarray(volume, dtype=np.float32), np.asarray(affine, dtype=np.float64))
-    img.header.set_xyzt_units("mm")
-    img.set_qform(img.affine, code=xform_code)
-    img.set_sform(img.affine, code=xform_code)
-    raw = img.to_bytes()
-    return gzip.compress(raw, compresslevel=compresslevel, mtime=0) if gz else raw
-
-
-def write_nifti(path: str | Path, volume: np.ndarray, affine: np.ndarray) -> Path:
-    """Atomically write ``volume`` (float32) to ``path`` (``.nii`` or ``.nii.gz``), deterministic bytes."""
-    path = Path(path)
-    if not (path.name.endswith(".nii") or path.name.endswith(".nii.gz")):
-        raise NeuroditError("output must end in .nii or .nii.gz", path)
-    return atomic_write_bytes(path, nifti_bytes(volume, affine, gz=path.name.endswith(".gz")))
-
-
 def _window(x: np.ndarray, vmin: float | None, vmax: float | None) -> tuple[float, float]:
     lo = float(np.min(x)) if vmin is None else float(vmin)
     hi = float(np.max(x)) if vmax is None else float(vmax)
@@ -457,4 +432,4 @@ def untile_file(mosaic_path: str | Path, out: str | Path) -> Path:
                             f"{spec.mosaic_shape} ({spec_file.name})", mosaic_path)
     vol = mosaic_to_volume(mosaic, spec)
     affine = spec.affine_array if spec.affine is not None else np.eye(4)
-    return write_nifti(out, vol, affine)
+    return write_nifti(vol, affine, out)

@@ -51,9 +51,16 @@ def test_end_to_end_six_arms(make_set, tmp_path):
     assert len(runs) == 6 * 4
     assert set(runs.loc[runs.arm == "sex/real+synthetic", "n_train_synthetic"]) == {12}
     assert set(runs.loc[runs.arm == "sex/real", "n_train_synthetic"]) == {0}
+    # paired: same test participants in every arm of a task; real+synthetic validates on the real arm's
+    # validation participants (synthetic data only ever enters training)
+    key = ["task", "seed", "fold"]
+    assert runs.groupby(key)["n_test"].nunique().eq(1).all()
+    real = runs[runs.arm == "sex/real"].set_index(["seed", "fold"])
+    both = runs[runs.arm == "sex/real+synthetic"].set_index(["seed", "fold"])
+    assert (real["n_val"] == both["n_val"]).all() and (real["n_train"] + 12 == both["n_train"]).all()
     preds = pd.read_csv(out / "predictions.csv")
     assert not preds["participant_id"].str.startswith("syn").any()  # tests are always real
-    for (arm, seed), g in preds.groupby(["arm", "seed"]):
+    for (arm, _seed), g in preds.groupby(["arm", "seed"]):
         ids = sorted(g["participant_id"])
         expected = sorted(set(source.groups)) if arm.startswith("sex") else sorted(set(target.groups))
         assert ids == expected, arm  # each real participant tested exactly once per seed, all arms alike

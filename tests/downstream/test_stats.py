@@ -50,5 +50,15 @@ def test_paired_comparison_no_effect_and_harm():
     assert outcome == "no clear effect" and "did not clearly help" in text
     worse = paired_comparison(base - 0.1, base, n_boot=2000)
     assert verdict(worse, subject="x")[0] == "hurt"
-    ties = paired_comparison(base, base)
+    ties = paired_comparison(base, base, n_boot=500)
     assert ties["mean_diff"] == 0 and math.isnan(ties["p_wilcoxon"])
+
+
+def test_verdict_needs_wilcoxon_too():
+    # 4 pairs, all better: the bootstrap CI excludes 0, but the smallest exact Wilcoxon p with 4 pairs is 0.125
+    c = paired_comparison(np.array([0.61, 0.62, 0.63, 0.64]), np.full(4, 0.6), n_boot=2000, test_train_ratio=0.5)
+    assert c["ci95"][0] > 0 and c["p_wilcoxon"] == pytest.approx(0.125)
+    outcome, text = verdict(c, subject="synthetic data")
+    assert outcome == "no clear effect"
+    assert text.startswith("synthetic data did not clearly help (bootstrap CI excludes 0, Wilcoxon p >= 0.05)")
+    assert "Wilcoxon p=0.12, corrected t p=" in text

@@ -65,3 +65,14 @@ def test_slice_shuffling_generator_scores_worse_than_real_heldout(cohorts):
     assert abs(honest["through_plane_excess_drop"]) < bad["through_plane_excess_drop"] / 3
     for plane in ("sagittal", "coronal"):
         assert bad["ssim_2d"][plane]["real_syn"] < honest["ssim_2d"][plane]["real_syn"]
+
+
+def test_slice_shuffling_caught_on_phantom_cohort(phantom):
+    norm = Normalization()
+    heldout = norm.to_model(phantom["heldout"])
+    mask = brain_mask(phantom["heldout"])
+    honest = coherence_report(heldout, norm.to_model(phantom["fresh"]), mask, max_pairs=30)
+    bad = coherence_report(heldout, norm.to_model(_slice_shuffler(phantom["train"], 12)), mask, max_pairs=30)
+    assert bad["slice_corr"]["syn_mean"] < honest["slice_corr"]["syn_mean"] - 0.1
+    assert bad["anisotropy"]["ratio_syn_over_real"] > 1.3 > 1.1 > honest["anisotropy"]["ratio_syn_over_real"]
+    assert bad["through_plane_excess_drop"] > 0.01 > honest["through_plane_excess_drop"]

@@ -115,13 +115,13 @@ def test_label_dropout_is_ours_not_diffusers(fast_cfg, monkeypatch):
         return orig(self, hidden_states, timestep=timestep, class_labels=class_labels, **kw)
 
     monkeypatch.setattr(DiTTransformer2DModel, "forward", spy)
-    train_dit(fast_cfg("drop", max_steps=20, batch_size=16, preview_per_class=0, label_dropout=0.25))
+    train_dit(fast_cfg("drop", max_steps=10, batch_size=16, preview_per_class=0, label_dropout=0.25))
     train_calls = [s for s in seen if s[1]]
-    assert len(train_calls) == 20
+    assert len(train_calls) == 10
     assert all(p == [0.0, 0.0] for p, _, _ in train_calls)
     labels = torch.cat([y for _, _, y in train_calls])
     frac_null = float((labels == 2).float().mean())
-    assert 0.15 < frac_null < 0.35, frac_null  # 320 draws at p = 0.25
+    assert 0.15 < frac_null < 0.35, frac_null  # 160 draws at p = 0.25: +-3 sd
 
 
 def test_latent_path_end_to_end(phantom_prep, tmp_path):

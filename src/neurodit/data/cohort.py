@@ -17,7 +17,6 @@ import dataclasses
 import functools
 import gzip
 import hashlib
-import io
 import itertools
 import os
 import zlib
@@ -32,7 +31,7 @@ from scipy import ndimage
 
 from neurodit.data.grid import Grid
 from neurodit.errors import NeuroditError
-from neurodit.io import atomic_write_bytes
+from neurodit.io import write_nifti  # noqa: F401  (re-exported: the one NIfTI writer)
 
 TABLE_NAME = "participants.tsv"
 STANDARD_COLUMNS = ("participant_id", "session_id", "sex", "age", "diagnosis", "synthetic", "path")
@@ -429,26 +428,3 @@ def load_volumes(cohort: Cohort, grid: Grid | None = None) -> tuple[np.ndarray, 
     assert out_grid is not None
     return np.stack(vols).astype(np.float32, copy=False), out_grid
 
-
-def write_nifti(volume: np.ndarray, affine: np.ndarray, path: str | Path,
-                description: str = "MD mm2/s") -> Path:
-    """Write a 3D float32 volume (D, H, W) with ``affine`` as NIfTI-1 (.nii or .nii.gz), atomically.
-
-    The sform/qform are labelled MNI (code 4), units mm; gzip output is byte-reproducible (mtime 0).
-    """
-    path = Path(path)
-    vol = np.asarray(volume, dtype=np.float32)
-    if vol.ndim != 3:
-        raise NeuroditError(f"expected a 3D volume to write, got shape {vol.shape}", path)
-    img = nib.Nifti1Image(vol, np.asarray(affine, dtype=np.float64))
-    img.header.set_xyzt_units("mm")
-    img.header.set_sform(img.affine, code=4)
-    img.header.set_qform(img.affine, code=4)
-    img.header["descrip"] = description.encode()[:79]
-    data = img.to_bytes()
-    if path.name.endswith(".gz"):
-        buf = io.BytesIO()
-        with gzip.GzipFile(fileobj=buf, mode="wb", mtime=0, compresslevel=6) as gz:
-            gz.write(data)
-        data = buf.getvalue()
-    return atomic_write_bytes(path, data)

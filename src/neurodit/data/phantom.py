@@ -14,35 +14,35 @@ expansion, smooth random deformation) and given multiplicative Gaussian noise.
 Effects and their sizes (defaults of :class:`PhantomEffects`; "age term" = (age - 18) / 70, i.e.
 0 at 18 and 1 at 88 years; both cohorts use the same model so effects carry across cohorts):
 
-==========================  ================================================  =======================
-effect                      model                                             size (default)
-==========================  ================================================  =======================
-head size (sex)             linear scale about the brain centre               M - F = +4 % (±2 %)
-head size (individual)      N(0, sd) on the linear scale, + 1.5 % per axis    sd 3.5 % (d ≈ 1.1)
-sex regional MD pattern     4 bilateral Gaussian blobs (σ 16 mm): frontal     M - F = ±3 % MD at the
-                            (±30, 25, 25) mm higher, parietal-occipital        blob centres (d ≈ 1.5
-                            (±30, -55, 20) mm lower in M                        against the random field)
-random regional MD field    Gaussian blobs every 32 mm (σ 16 mm), N(0, sd)    pointwise sd 4 % MD
-WM MD (age)                 MD_WM × (1 + k·age term + N(0, 3 %))              k = +15 % at 88 y
-atrophy (age)               fraction β of GM turned into CSF (sulcal CSF)     β = 10 % at 88 y (±1 %)
-ventricles (age)            radial expansion α about (0, -15, 13) mm,         α = 0.05 + 0.25·age term
-                            Gaussian envelope σ (18, 28, 14) mm                (±0.04); ×(1-α)^-3 local
-                                                                              volume: ×1.2 at 18 y,
+======================  ===================================================  ============================
+effect                  model                                                size (default)
+======================  ===================================================  ============================
+head size (sex)         linear scale about the ventricle centre              M - F = +4 % (M +2 %, F -2 %)
+head size (individual)  N(0, sd) linear scale, + N(0, 1.5 %) per axis          sd 3.5 % (d ≈ 1.1)
+sex regional MD         4 Gaussian blobs (σ 16 mm) on tissue MD: frontal      M - F = ±5 % MD at the blob
+                        (±30, 25, 25) mm higher in M, parieto-occipital       centres (d ≈ 1.9 for the
+                        (±30, -55, 20) mm lower in M                          frontal/posterior WM ratio)
+random regional MD      Gaussian blobs every 32 mm (σ 16 mm), N(0, sd)        pointwise sd 3 % MD
+WM MD (age)             MD_WM × (1 + k·age term + N(0, 3 %))                  k = +15 % at 88 y
+GM / CSF MD             × (1 + N(0, 2 %)) / × (1 + N(0, 1 %))                 individual only
+atrophy (age)           fraction β of GM turned into CSF (sulcal widening)    β = 10 % at 88 y (sd 1 %)
+ventricles (age)        radial expansion α about (0, -15, 13) mm, Gaussian    α = 0.05 + 0.25·age term
+                        envelope σ (18, 28, 14) mm; local volume ×(1-α)^-3    (sd 0.04): ×1.2 at 18 y,
                                                                               ×2.8 at 88 y
-AD: hippocampal MD          MD × (1 + h · s_h · E(x)), E soft ellipsoids at   h = +20 % MD at s_h = 1
-                            (±27, -22, -12) mm, radii (7, 17, 8) mm
-AD: ventricles              α += v · s_v                                      v = 0.10
-AD severity                 s = base + N(0, sd); base CN 0, MCI 0.5, AD 1     sd_h 0.5, sd_v 0.7
-deformation                 smooth displacement, control points every 40 mm   pointwise sd 2 mm/axis
-noise                       MD × (1 + N(0, sd)) per voxel                     sd 3 %
-==========================  ================================================  =======================
+AD hippocampal MD       MD × (1 + h·s_h·E(x)), E = soft ellipsoids at         h = +30 % at s_h = 1
+                        (±27, -22, -12) mm, radii (7, 17, 8) mm               (≈ +15 % ROI mean, d ≈ 1.6)
+AD ventricles           α += v·s_v                                            v = 0.15
+AD severity             s = base + N(0, sd); base CN 0, MCI 0.5, AD 1         sd: s_h 0.45, s_v 0.6
+deformation             smooth displacement, control points every 40 mm       pointwise sd 2 mm per axis
+noise                   MD × (1 + N(0, sd)) per voxel                         sd 3 %
+======================  ===================================================  ============================
 
 Cohorts: ``camcan`` ages U(18, 88), sex F/M balanced, all diagnosis CN; ``adni`` ages U(55, 90),
 sex balanced, diagnosis CN/AD balanced (or CN/MCI/AD in thirds with ``include_mci``), ages drawn
 independently of sex and diagnosis (no confound). All blobs are ≥ 16 mm wide so every effect
-survives resampling to a 32³ (~6 mm) grid. Sizes are chosen so that classes overlap: the Bayes
-accuracy for sex is ≈ 0.8 (pattern d ≈ 1.5 and head size d ≈ 1.1, before deformation and noise),
-for AD vs CN ≈ 0.85-0.9.
+survives resampling to a 32³ (~6 mm) grid. Sizes are chosen so that classes overlap (measured
+effect sizes and a linear baseline on 32³ volumes: docs/PHANTOM.md): a logistic regression on
+200 subjects' 32³ voxels reaches ≈ 0.71 for sex and ≈ 0.67 for AD vs CN (5-fold CV).
 
 Outputs (the input format of docs/ARCHITECTURE.md), written atomically: ``participants.tsv``
 (participant_id sub-0001..., sex, age, diagnosis), ``sub-XXXX.nii.gz`` (float32, mm²/s, MNI affine),
@@ -64,8 +64,7 @@ import pandas as pd
 from scipy import ndimage
 
 from neurodit.errors import NeuroditError
-from neurodit.io import atomic_dir, atomic_write_bytes, write_json, write_run_info
-from neurodit.tiling import nifti_bytes
+from neurodit.io import atomic_dir, atomic_write_bytes, nifti_bytes, write_json, write_run_info
 
 __all__ = ["PhantomEffects", "Templates", "load_templates", "draw_subjects", "synthesize_subject",
            "make_phantom_cohort", "COHORTS", "TISSUE_MD", "HIPPOCAMPUS_MM", "VENTRICLE_CENTRE_MM",
@@ -84,6 +83,9 @@ VENTRICLE_SIGMA_MM = (18.0, 28.0, 14.0)
 SEX_PATTERN_MM = (((-30.0, 25.0, 25.0), 1.0), ((30.0, 25.0, 25.0), 1.0),
                   ((-30.0, -55.0, 20.0), -1.0), ((30.0, -55.0, 20.0), -1.0))
 SEX_PATTERN_SIGMA_MM = 16.0
+# control-point spacing of the random MD field and of the random deformation (bases cached per grid)
+FIELD_SPACING_MM = 32.0
+WARP_SPACING_MM = 40.0
 
 
 @dataclass(frozen=True)
@@ -95,7 +97,6 @@ class PhantomEffects:
     head_aniso_sd: float = 0.015    # extra per-axis scale sd
     sex_md: float = 0.05            # M - F relative MD difference at the sex blob centres
     field_sd: float = 0.03          # random regional relative MD field, pointwise sd
-    field_spacing_mm: float = 32.0
     wm_age: float = 0.15            # relative WM MD increase from 18 to 88 y
     wm_sd: float = 0.03
     gm_sd: float = 0.02
@@ -110,7 +111,6 @@ class PhantomEffects:
     sev_h_sd: float = 0.45
     sev_v_sd: float = 0.6
     warp_sd_mm: float = 2.0
-    warp_spacing_mm: float = 40.0
     noise_sd: float = 0.03          # multiplicative voxel noise
 
 
@@ -216,13 +216,17 @@ def load_templates(voxel_size: float = 2.0) -> Templates:
         r2 = sum(((axes[k] - centre[k]) / radii[k]).reshape([-1 if j == k else 1 for j in range(3)]) ** 2
                  for k in range(3))
         hip = np.maximum(hip, 1.0 / (1.0 + np.exp((np.sqrt(r2) - 1.0) / 0.1)))
-    eff = PhantomEffects()
-    return Templates(
+    out_t = Templates(
         voxel_size=float(voxel_size), gm=gm, wm=wm, csf=csf, mask=mask, affine=affine, axes_mm=axes,
         sex_pattern=sex.astype(np.float32), hippocampus=hip.astype(np.float32),
-        field_basis=tuple(_basis(a, eff.field_spacing_mm) for a in axes),
-        warp_basis=tuple(_basis(a, eff.warp_spacing_mm) for a in axes),
+        field_basis=tuple(_basis(a, FIELD_SPACING_MM) for a in axes),
+        warp_basis=tuple(_basis(a, WARP_SPACING_MM) for a in axes),
     )
+    # the instance is shared through the cache: make every array read-only
+    for arr in (out_t.gm, out_t.wm, out_t.csf, out_t.mask, out_t.affine, out_t.sex_pattern, out_t.hippocampus,
+                *out_t.axes_mm, *out_t.field_basis, *out_t.warp_basis):
+        arr.setflags(write=False)
+    return out_t
 
 
 # --------------------------------------------------------------------------- subjects

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 from sklearn.metrics import roc_auc_score, roc_curve
 
+from neurodit.downstream.stats import PRETTY
 from neurodit.io import atomic_write_bytes
 
 TASK_TITLE = {"sex": "source: sex (test on real)", "diagnosis": "target: AD vs CN"}
@@ -40,7 +41,7 @@ def plot_arms(results: dict, path: str | Path) -> Path:
                 x = i + (j - 0.5) * 0.3
                 lo, hi = s["ci95"]
                 ax.errorbar(x, s["mean"], yerr=[[s["mean"] - lo], [hi - s["mean"]]], fmt="o", color=colour,
-                            capsize=4, label=metric.replace("_", " ") if i == 0 else None)
+                            capsize=4, label=PRETTY[metric] if i == 0 else None)
                 vals = np.asarray(s["values"])
                 ax.scatter(np.full(len(vals), x + 0.08), vals, s=8, color=colour, alpha=0.4)
         ax.axhline(0.5, color="grey", lw=0.8, ls="--")

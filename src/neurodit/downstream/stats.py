@@ -9,6 +9,8 @@
   generalization error") corrected resampled t-test, which widens the variance by
   ``n_test/n_train`` because cross-validation folds share training data. Runs are not independent
   (folds overlap), so (a) and (b) are optimistic; (c) is the conservative one.
+- :func:`verdict`: a plain-words sentence; "helped"/"hurt" only when the bootstrap CI excludes 0 and
+  the Wilcoxon p < 0.05.
 """
 
 from __future__ import annotations
@@ -98,26 +100,38 @@ def _signed(x: float) -> str:
     return f"{x:+.3f}".replace("-", "\u2212")
 
 
-def verdict(comparison: dict[str, object], *, subject: str, metric: str = "balanced_accuracy") -> tuple[str, str]:
-    """Plain-words verdict of a paired comparison, decided by whether the bootstrap CI excludes 0.
+def verdict(comparison: dict[str, object], *, subject: str, metric: str = "balanced_accuracy",
+            alpha: float = 0.05) -> tuple[str, str]:
+    """Plain-words verdict of a paired comparison.
 
-    ``subject`` names what is tested, e.g. "synthetic data" or "sex pretraining". Returns
-    (outcome, sentence) with outcome in {"helped", "hurt", "no clear effect"}, e.g.
-    ("no clear effect", "synthetic data did not clearly help: +0.010 balanced accuracy, 95% CI
-    -0.030 to +0.050 (6 paired runs, Wilcoxon p=0.56)").
+    "helped" / "hurt" need both the bootstrap 95% CI of the mean difference to exclude 0 and the
+    Wilcoxon signed-rank p < ``alpha`` (with few paired runs the percentile bootstrap is too narrow to
+    decide alone); otherwise "no clear effect". ``subject`` names what is tested, e.g. "synthetic data".
+    Returns (outcome, sentence), e.g. ("no clear effect", "synthetic data did not clearly help or hurt:
+    +0.010 balanced accuracy, 95% CI -0.030 to +0.050 (6 paired fold×seed runs, Wilcoxon p=0.56,
+    corrected t p=0.71)").
     """
     m = float(comparison["mean_diff"])
     lo, hi = (float(x) for x in comparison["ci95"])
     if not math.isfinite(m):
         return "no clear effect", f"{subject}: no paired runs to compare"
-    if lo > 0:
+    p = comparison.get("p_wilcoxon")
+    p_ok = isinstance(p, float) and math.isfinite(p) and p < alpha
+    if lo > 0 and p_ok:
         outcome, head = "helped", f"{subject} helped"
-    elif hi < 0:
+    elif hi < 0 and p_ok:
         outcome, head = "hurt", f"{subject} hurt"
+    elif lo > 0 or hi < 0:
+        outcome = "no clear effect"
+        head = (f"{subject} did not clearly {'help' if lo > 0 else 'hurt'} (bootstrap CI excludes 0, "
+                f"Wilcoxon p >= {alpha:g})")
     else:
         outcome, head = "no clear effect", f"{subject} did not clearly help or hurt"
-    p = comparison.get("p_wilcoxon")
-    p_txt = f", Wilcoxon p={p:.2g}" if isinstance(p, float) and math.isfinite(p) else ""
+    parts = [f"{comparison['n_pairs']} paired fold\u00d7seed runs"]
+    for key, name in (("p_wilcoxon", "Wilcoxon"), ("p_corrected_t", "corrected t")):
+        v = comparison.get(key)
+        if isinstance(v, float) and math.isfinite(v):
+            parts.append(f"{name} p={v:.2g}")
     sentence = (f"{head}: {_signed(m)} {PRETTY.get(metric, metric)}, 95% CI {_signed(lo)} to {_signed(hi)} "
-                f"({comparison['n_pairs']} paired fold\u00d7seed runs{p_txt})")
+                f"({', '.join(parts)})")
     return outcome, sentence

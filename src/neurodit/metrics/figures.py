@@ -30,7 +30,7 @@ def _save(fig, path: Path) -> Path:
 def brain_slices(mask: np.ndarray, axis: int = 2, n: int = 9) -> list[int]:
     """``n`` evenly spaced slice indices along ``axis`` among the slices that hold brain."""
     area = np.moveaxis(np.asarray(mask, dtype=bool), axis, 0).reshape(mask.shape[axis], -1).sum(1)
-    idx = np.flatnonzero(area > 0.05 * max(area.max(), 1))
+    idx = np.flatnonzero(area > 0.15 * max(area.max(), 1))
     if idx.size == 0:
         idx = np.arange(mask.shape[axis])
     return sorted({int(i) for i in np.linspace(idx[0], idx[-1], min(n, idx.size)).round()})
@@ -85,22 +85,23 @@ def msssim_figure(values: dict[str, np.ndarray], path: Path, title: str = "3D MS
 def memorization_figure(syn_nn: np.ndarray, heldout_nn: np.ndarray, threshold: float, closest: list[dict],
                         syn: np.ndarray, ref: np.ndarray, path: Path, vmax: float, axis: int = 2) -> Path:
     """Nearest-training correlation histograms (synthetic vs held-out) and the closest pairs (mid slice)."""
-    k = len(closest)
-    fig = plt.figure(figsize=(max(6, 2.2 * k), 6))
-    ax = fig.add_subplot(2, 1, 1)
+    k = max(len(closest), 1)
+    fig = plt.figure(figsize=(max(6, 2.2 * k), 7))
+    gs = fig.add_gridspec(3, k, height_ratios=[2, 1, 1], hspace=0.6)
+    ax = fig.add_subplot(gs[0, :])
     lo = float(min(syn_nn.min(), heldout_nn.min()))
     bins = np.linspace(lo, 1.0, 40)
     ax.hist(heldout_nn, bins=bins, alpha=0.5, density=True, label="real held-out")
     ax.hist(syn_nn, bins=bins, alpha=0.5, density=True, label="synthetic")
     ax.axvline(threshold, color="k", ls="--", label="held-out 99th pct")
-    ax.set_xlabel("correlation with nearest training volume (in mask)")
+    ax.set_xlabel("Pearson r with nearest reference (training) volume, in mask")
     ax.legend(fontsize=8)
     mid = syn.shape[axis + 1] // 2
     for c, pair in enumerate(closest):
         for row, vol in enumerate((syn[pair["synthetic"]], ref[pair["reference"]])):
-            a = fig.add_subplot(4, k, 2 * k + row * k + c + 1)
+            a = fig.add_subplot(gs[1 + row, c])
             a.imshow(np.take(vol, mid, axis=axis).T, origin="lower", cmap="gray", vmin=0, vmax=vmax)
-            title = f"syn {pair['synthetic']} r={pair['r']:.3f}" if row == 0 else f"train {pair['reference']}"
+            title = f"syn {pair['synthetic']} r={pair['r']:.3f}" if row == 0 else f"nearest: ref {pair['reference']}"
             a.set_title(title, fontsize=7)
             a.axis("off")
     return _save(fig, path)
@@ -110,19 +111,20 @@ def coherence_figure(real_profile: np.ndarray, syn_profile: np.ndarray, real: np
                      path: Path, vmax: float) -> Path:
     """Slice-to-slice correlation along the tiled axis, and mid sagittal/coronal planes (never seen
     by the model) of two real and two synthetic volumes."""
-    fig = plt.figure(figsize=(10, 6))
-    ax = fig.add_subplot(2, 1, 1)
+    panels = [(real[i], f"real {i}") for i in range(min(2, len(real)))] + \
+             [(syn[i], f"syn {i}") for i in range(min(2, len(syn)))]
+    n = len(panels)
+    fig = plt.figure(figsize=(10, 7))
+    gs = fig.add_gridspec(3, n, height_ratios=[2, 1.2, 1.2], hspace=0.6)
+    ax = fig.add_subplot(gs[0, :])
     ax.plot(real_profile, label="real")
     ax.plot(syn_profile, label="synthetic")
     ax.set_xlabel("axial slice k (tiled axis)")
     ax.set_ylabel("corr(slice k, k+1)")
     ax.legend(fontsize=8)
-    panels = [(real[i], f"real {i}") for i in range(min(2, len(real)))] + \
-             [(syn[i], f"syn {i}") for i in range(min(2, len(syn)))]
-    n = len(panels)
     for c, (vol, name) in enumerate(panels):
         for row, (axis, plane) in enumerate(((0, "sagittal"), (1, "coronal"))):
-            a = fig.add_subplot(4, n, 2 * n + row * n + c + 1)
+            a = fig.add_subplot(gs[1 + row, c])
             a.imshow(np.take(vol, vol.shape[axis] // 2, axis=axis).T, origin="lower", cmap="gray",
                      vmin=0, vmax=vmax)
             a.set_title(f"{name} {plane}", fontsize=7)

@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
+from safetensors.torch import load_file, save_file
 
 from neurodit.config import to_dict
 from neurodit.errors import NeuroditError
@@ -217,13 +218,22 @@ def train_dit(cfg: TrainConfig, *, vae=None) -> Path:
     ema = EMAModel(model.parameters(), decay=cfg.ema_decay, use_ema_warmup=False)
     model, optimizer, lr_sched = accelerator.prepare(model, optimizer, lr_sched)
     ema.to(device)
-    accelerator.register_for_checkpointing(ema)
+    # EMA weights go into each checkpoint as safetensors (not accelerate's custom-state pickle, which
+    # it loads with weights_only=False): resuming never unpickles anything from the run folder.
 
     start = 0
     if ckpts:
         step0, last = ckpts[-1]
         accelerator.load_state(str(last))
-        start = int(read_json(last / "state.json")["step"])
+        state = read_json(last / "state.json")
+        start = int(state["step"])
+        shadow = load_file(str(last / "ema.safetensors"))
+        if len(shadow) != len(ema.shadow_params):
+            raise NeuroditError(f"EMA has {len(shadow)} tensors, model {len(ema.shadow_params)}", last)
+        with torch.no_grad():
+            for i, p in enumerate(ema.shadow_params):
+                p.copy_(shadow[str(i)].to(p.device))
+        ema.optimization_step = int(state["ema_optimization_step"])
         if start >= cfg.max_steps:
             log.warning("resume: checkpoint step %d >= max_steps %d; nothing to train", start, cfg.max_steps)
     loss_rows = _read_loss_csv(run_dir / "loss.csv", start) if start else []
@@ -239,7 +249,9 @@ def train_dit(cfg: TrainConfig, *, vae=None) -> Path:
             # save_state writes into a temporary folder renamed into place: no half checkpoint on a crash
             with atomic_dir(final, overwrite=True) as tmp:
                 accelerator.save_state(str(tmp), safe_serialization=True)
-                write_json(tmp / "state.json", {"step": step})
+                save_file({str(i): p.detach().cpu().contiguous() for i, p in enumerate(ema.shadow_params)},
+                          str(tmp / "ema.safetensors"))
+                write_json(tmp / "state.json", {"step": step, "ema_optimization_step": ema.optimization_step})
             for _, old in _checkpoints(run_dir)[: -cfg.keep_checkpoints]:
                 shutil.rmtree(old, ignore_errors=True)
             _write_loss_csv(run_dir / "loss.csv", loss_rows)
