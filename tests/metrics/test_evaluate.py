@@ -9,9 +9,8 @@ import pytest
 from typer.testing import CliRunner
 
 from neurodit.cli import app
-from neurodit.data.cohort import write_nifti
 from neurodit.errors import NeuroditError
-from neurodit.io import read_json
+from neurodit.io import read_json, write_nifti
 from neurodit.metrics.evaluate import EvalConfig, evaluate_arrays
 
 FAST = EvalConfig(max_pairs=60, permutations=200, bootstrap=200, coherence_pairs=20, figures=False)

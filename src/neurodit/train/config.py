@@ -44,6 +44,7 @@ class TrainConfig:
     ema_decay: float = 0.99  # cap of diffusers EMAModel's (1+step)/(10+step) warm-up
     label_dropout: float = 0.1  # p of replacing a sample's label by the null class (CFG)
     mixed_precision: str = "auto"  # auto: bf16 where the device supports it
+    num_threads: int = 0  # CPU intra-op threads; 0 = torch's default. 1 is ~4x faster on a busy CPU
     checkpoint_every: int = 0  # 0: only the final checkpoint
     keep_checkpoints: int = 2
     log_every: int = 10
@@ -61,7 +62,7 @@ class TrainConfig:
             "grad_accum": self.grad_accum >= 1, "lr": self.lr > 0, "warmup_steps": self.warmup_steps >= 0,
             "ema_decay": 0.0 <= self.ema_decay < 1.0, "label_dropout": 0.0 <= self.label_dropout < 1.0,
             "checkpoint_every": self.checkpoint_every >= 0, "keep_checkpoints": self.keep_checkpoints >= 1,
-            "log_every": self.log_every >= 1, "preview_per_class": self.preview_per_class >= 0,
+            "log_every": self.log_every >= 1, "num_threads": self.num_threads >= 0, "preview_per_class": self.preview_per_class >= 0,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:
