@@ -29,9 +29,9 @@ atrophy (age)           fraction β of GM turned into CSF (sulcal widening)    �
 ventricles (age)        radial expansion α about (0, -15, 13) mm, Gaussian    α = 0.05 + 0.25·age term
                         envelope σ (18, 28, 14) mm; local volume ×(1-α)^-3    (sd 0.04): ×1.2 at 18 y,
                                                                               ×2.8 at 88 y
-AD hippocampal MD       MD × (1 + h·s_h·E(x)), E = soft ellipsoids at         h = +30 % at s_h = 1
-                        (±27, -22, -12) mm, radii (7, 17, 8) mm               (≈ +15 % ROI mean, d ≈ 1.6)
-AD ventricles           α += v·s_v                                            v = 0.15
+AD hippocampal MD       MD × (1 + h·s_h·E(x)), E = soft ellipsoids at         h = +45 % at s_h = 1
+                        (±27, -22, -12) mm, radii (7, 17, 8) mm               (≈ +32 % ROI mean, d ≈ 2.4)
+AD ventricles           α += v·s_v                                            v = 0.25
 AD severity             s = base + N(0, sd); base CN 0, MCI 0.5, AD 1         sd: s_h 0.45, s_v 0.6
 deformation             smooth displacement, control points every 40 mm       pointwise sd 2 mm per axis
 noise                   MD × (1 + N(0, sd)) per voxel                         sd 3 %
@@ -109,8 +109,8 @@ class PhantomEffects:
     vent_base: float = 0.05         # ventricular expansion α at 18 y
     vent_age: float = 0.25          # α increase from 18 to 88 y
     vent_sd: float = 0.04
-    hippo_md: float = 0.30          # relative hippocampal MD increase at severity 1 (AD)
-    ad_vent: float = 0.15           # α increase at severity 1
+    hippo_md: float = 0.45          # relative hippocampal MD increase at severity 1 (AD)
+    ad_vent: float = 0.25           # α increase at severity 1
     sev_h_sd: float = 0.45
     sev_v_sd: float = 0.6
     warp_sd_mm: float = 2.0
