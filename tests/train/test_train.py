@@ -59,9 +59,19 @@ def test_resume_continues_step_count_and_matches_uninterrupted(fast_cfg):
 
 
 def test_existing_run_needs_resume_or_overwrite(fast_cfg):
-    train_dit(fast_cfg("r", max_steps=1))
+    run = train_dit(fast_cfg("r", max_steps=1))
     with pytest.raises(NeuroditError, match="--resume"):
         train_dit(fast_cfg("r", max_steps=1))
+    # a run that died before its first checkpoint (config written, no model) is simply restarted
+    (run.parent / "dead").mkdir()
+    (run.parent / "dead" / "train_config.yaml").write_text("preset: x\n")
+    assert (train_dit(fast_cfg("dead", max_steps=1)) / "model" / "config.json").is_file()
+    # a foreign non-empty folder is never deleted
+    (run.parent / "foreign").mkdir()
+    (run.parent / "foreign" / "notes.txt").write_text("keep me")
+    with pytest.raises(NeuroditError, match="not a neurodit run"):
+        train_dit(fast_cfg("foreign", max_steps=1, overwrite=True))
+    assert (run.parent / "foreign" / "notes.txt").read_text() == "keep me"
 
 
 def _max_diff(a: torch.nn.Module, b: torch.nn.Module) -> float:

@@ -15,7 +15,7 @@ from neurodit.errors import NeuroditError
 from neurodit.train.diffusion import SAMPLERS, DiffusionConfig
 
 TRAIN_CONFIG_DIR = CONFIG_DIR / "train"
-MIXED_PRECISION = ("auto", "no", "bf16", "fp16")
+MIXED_PRECISION = ("auto", "fp32", "bf16", "fp16")  # not "no": YAML reads an unquoted no as false
 
 
 @dataclass
@@ -43,7 +43,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     ema_decay: float = 0.99  # cap of diffusers EMAModel's (1+step)/(10+step) warm-up
     label_dropout: float = 0.1  # p of replacing a sample's label by the null class (CFG)
-    mixed_precision: str = "auto"  # auto: bf16 where the device supports it
+    mixed_precision: str = "auto"  # auto: bf16 where the device supports it; fp32: none
     num_threads: int = 0  # CPU intra-op threads; 0 = torch's default. 1 is ~4x faster on a busy CPU
     checkpoint_every: int = 0  # 0: only the final checkpoint
     keep_checkpoints: int = 2
@@ -62,7 +62,8 @@ class TrainConfig:
             "grad_accum": self.grad_accum >= 1, "lr": self.lr > 0, "warmup_steps": self.warmup_steps >= 0,
             "ema_decay": 0.0 <= self.ema_decay < 1.0, "label_dropout": 0.0 <= self.label_dropout < 1.0,
             "checkpoint_every": self.checkpoint_every >= 0, "keep_checkpoints": self.keep_checkpoints >= 1,
-            "log_every": self.log_every >= 1, "num_threads": self.num_threads >= 0, "preview_per_class": self.preview_per_class >= 0,
+            "log_every": self.log_every >= 1, "num_threads": self.num_threads >= 0,
+            "preview_per_class": self.preview_per_class >= 0,
         }
         bad = [k for k, ok in checks.items() if not ok]
         if bad:

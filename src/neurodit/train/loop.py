@@ -39,6 +39,8 @@ _IDENTITY = ("preset", "preset_overrides", "label", "age_bins", "diffusion", "in
 def mixed_precision_for(choice: str, device_type: str) -> str:
     """Resolve ``auto``: bf16 on CUDA with bf16 support or on CPUs with AVX-512/AMX (FACTS.md: 1.6x
     faster on our CPUs), else full precision."""
+    if choice == "fp32":
+        return "no"  # accelerate's name for full precision
     if choice != "auto":
         return choice
     if device_type == "cuda":
@@ -103,6 +105,11 @@ def _prepare_run_dir(cfg: TrainConfig, run_dir: Path) -> list[tuple[int, Path]]:
                                 run_dir / "train_config.yaml")
         return ckpts
     if run_dir.exists() and any(run_dir.iterdir()):
+        started_only = ((run_dir / "train_config.yaml").is_file() and not (run_dir / "model").exists()
+                        and not (run_dir / "run.json").exists())
+        if started_only:  # our own run that failed before its first checkpoint: nothing to keep
+            shutil.rmtree(run_dir)
+            return []
         if not cfg.overwrite:
             raise NeuroditError("run folder exists and is not empty (pass --resume to continue it or "
                                 "--overwrite to replace it)", run_dir)
