@@ -445,7 +445,7 @@ class Report:
                 out.append("<h3>MD per tissue class (mm²/s)</h3>")
                 out.append(H.table(["tissue", "real mean", "synthetic mean", "Wasserstein distance", "voxels"], rows))
                 if isinstance(thr, list):
-                    out.append(f'<p class="muted">Classes by the mean real MD: thresholds '
+                    out.append(f'<p class="muted">Classes by the median real MD map: thresholds '
                                f'{H.esc(", ".join(H.fmt(_num(t)) for t in thr))} mm²/s.</p>')
         coh = metrics.get("coherence")
         if isinstance(coh, dict):
