@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 
@@ -64,3 +65,31 @@ def test_min_snr_weight_changes_loss_not_sign():
                               torch.Generator().manual_seed(1))
     # v-prediction weight min(snr, 5)/(snr+1) <= 1 with equality nowhere above snr 5 -> smaller loss
     assert 0 < float(weighted.detach()) < float(plain.detach())
+
+
+def test_snr_floor_keeps_high_noise_weight_for_x0():
+    # x0-prediction, one sample at a time: with gamma 5 and floor 1 the weight is clamp(snr, 1, 5):
+    # exactly the plain loss at high noise (snr < 1), 5x the plain loss at low noise (snr > 5).
+    sched = make_noise_scheduler(DiffusionConfig(prediction_type="sample", beta_schedule="squaredcos_cap_v2"))
+    net = torch.nn.Conv2d(1, 1, 1)
+    model = lambda x, timestep, class_labels: type("O", (), {"sample": net(x)})()  # noqa: E731
+    x0 = torch.rand(1, 1, 4, 4) * 2 - 1
+    y = torch.zeros(1, dtype=torch.long)
+    snr = (sched.alphas_cumprod / (1 - sched.alphas_cumprod))
+    plain_cfg = DiffusionConfig(prediction_type="sample", beta_schedule="squaredcos_cap_v2")
+    floor_cfg = DiffusionConfig(prediction_type="sample", beta_schedule="squaredcos_cap_v2", snr_gamma=5.0,
+                                snr_floor=1.0)
+    gamma_cfg = DiffusionConfig(prediction_type="sample", beta_schedule="squaredcos_cap_v2", snr_gamma=5.0)
+    ratios, gamma_ratios = [], []
+    for seed in range(40):
+        losses = [float(diffusion_loss(model, x0, y, sched, c, torch.Generator().manual_seed(seed)).detach())
+                  for c in (plain_cfg, floor_cfg, gamma_cfg)]
+        ratios.append(losses[1] / losses[0])
+        gamma_ratios.append(losses[2] / losses[0])
+    ratios, gamma_ratios = np.array(ratios), np.array(gamma_ratios)
+    assert np.all((ratios >= 1 - 1e-5) & (ratios <= 5 + 1e-4))  # weight clamp(snr, 1, 5)
+    assert np.any(ratios > 1.5) and np.any(np.isclose(ratios, 1.0, atol=1e-5))  # both regimes drawn
+    assert np.all(gamma_ratios <= ratios + 1e-6)  # without the floor, high-noise steps lose weight
+    assert snr.min() < 1 < 5 < snr.max()
+    with pytest.raises(NeuroditError, match="snr_floor"):
+        DiffusionConfig(prediction_type="v_prediction", snr_gamma=5.0, snr_floor=1.0)

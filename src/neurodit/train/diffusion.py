@@ -33,6 +33,10 @@ class DiffusionConfig:
     prediction_type: str = "v_prediction"
     rescale_zero_terminal_snr: bool = False
     snr_gamma: float | None = None  # Min-SNR-gamma weight; None = plain MSE on the target
+    # x0-prediction only: lower bound of the Min-SNR weight, so high-noise steps (which decide the
+    # global layout: which slice sits in which mosaic cell) keep the plain x0 weight 1 while
+    # low-noise steps (detail, subject-to-subject spread) are up-weighted to gamma.
+    snr_floor: float | None = None
 
     def __post_init__(self) -> None:
         if self.prediction_type not in PREDICTION_TYPES:
@@ -41,6 +45,8 @@ class DiffusionConfig:
         if self.beta_schedule not in BETA_SCHEDULES:
             raise NeuroditError(f"diffusion.beta_schedule must be one of {BETA_SCHEDULES}, "
                                 f"got {self.beta_schedule!r}")
+        if self.snr_floor is not None and (self.prediction_type != "sample" or self.snr_gamma is None):
+            raise NeuroditError("diffusion.snr_floor needs prediction_type sample and a snr_gamma")
         if self.rescale_zero_terminal_snr and self.prediction_type == "epsilon":
             # at SNR 0 the noise alone says nothing about x0 (Lin et al. 2024, Sec. 3.2)
             raise NeuroditError("diffusion.rescale_zero_terminal_snr needs prediction_type "
@@ -114,7 +120,7 @@ def diffusion_loss(model: torch.nn.Module, x0: torch.Tensor, labels: torch.Tenso
         elif cfg.prediction_type == "v_prediction":
             w = capped / (snr + 1.0)
         else:
-            w = capped
+            w = capped if cfg.snr_floor is None else capped.clamp_min(cfg.snr_floor)
         per_sample = per_sample * w
     return per_sample.mean()
 
