@@ -237,7 +237,7 @@ def test_cli_bad_inputs_exit_2_with_one_line(tmp_path):
     res = runner.invoke(app, ["tile", str(tmp_path / "v.nii.gz"), "--out", str(tmp_path / "m.jpg")])
     assert res.exit_code == 2 and ".npy or .png" in res.output
     (tmp_path / "bad.nii.gz").write_bytes(b"not a nifti")
-    with pytest.raises(NeuroditError, match="cannot read NIfTI"):
+    with pytest.raises(NeuroditError, match="not a readable NIfTI"):
         load_nifti_3d(tmp_path / "bad.nii.gz")
 
 

@@ -253,23 +253,12 @@ def mosaic_to_volume(mosaic, spec: TilingSpec):
 
 # --------------------------------------------------------------------------- NIfTI and PNG files
 def load_nifti_3d(path: str | Path) -> tuple[np.ndarray, np.ndarray]:
-    """Read a 3D NIfTI as float32 ``(D, H, W)`` plus its 4x4 affine; bad files -> NeuroditError."""
-    import nibabel as nib
+    """Read a 3D NIfTI as float32 ``(D, H, W)`` plus its 4x4 affine, in its stored orientation;
+    bad files -> NeuroditError (the data layer's reader, without reorientation)."""
+    from neurodit.data.cohort import load_nifti_3d as _load
 
-    path = Path(path)
-    if not path.is_file():
-        raise NeuroditError("file not found", path)
-    try:
-        img = nib.load(str(path))
-        data = np.asarray(img.dataobj, dtype=np.float32)
-    except Exception as exc:  # nibabel raises many types for corrupt files
-        raise NeuroditError(f"cannot read NIfTI ({type(exc).__name__}: {exc})", path) from exc
-    if data.ndim != 3:
-        shape = "x".join(str(s) for s in data.shape)
-        raise NeuroditError(f"{data.ndim}D volume (shape {shape}), expected 3D", path)
-    if not np.isfinite(data).all():
-        raise NeuroditError("volume contains NaN or Inf voxels", path)
-    return data, np.asarray(img.affine, dtype=np.float64)
+    vol = _load(path, canonical=False)
+    return vol.data, vol.affine
 
 
 def _window(x: np.ndarray, vmin: float | None, vmax: float | None) -> tuple[float, float]:

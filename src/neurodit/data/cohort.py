@@ -266,9 +266,13 @@ class LoadedVolume:
     sha256: str
 
 
-def read_nifti(path: str | Path) -> LoadedVolume:
-    """Read one 3D MD map, reoriented to RAS, with its sha256; raise NeuroditError if it is corrupt,
-    not 3D (a trailing axis of length 1 is dropped), non-finite, all zero, or not in mm²/s."""
+def load_nifti_3d(path: str | Path, canonical: bool = True) -> LoadedVolume:
+    """Read any 3D NIfTI-1/2 (``.nii`` or ``.nii.gz``) as float32 with its sha256; raise NeuroditError
+    if it is unreadable, not 3D (a trailing axis of length 1 is dropped) or non-finite.
+
+    ``canonical`` reorients to RAS (the data layer always does); tiling keeps the stored orientation so
+    that tile -> untile returns the very same voxels and affine.
+    """
     path = Path(path)
     try:
         raw = path.read_bytes()
@@ -294,7 +298,8 @@ def read_nifti(path: str | Path) -> LoadedVolume:
             shape = img.shape
         if len(shape) != 3:
             raise NeuroditError(f"{len(shape)}D volume (shape {'x'.join(map(str, shape))}), expected 3D", path)
-        img = nib.as_closest_canonical(img)
+        if canonical:
+            img = nib.as_closest_canonical(img)
         data = np.asarray(img.dataobj, dtype=np.float32)
     except NeuroditError:
         raise
@@ -307,6 +312,14 @@ def read_nifti(path: str | Path) -> LoadedVolume:
     finite = np.isfinite(data)
     if not finite.all():
         raise NeuroditError(f"{int((~finite).sum())} NaN/Inf voxels", path)
+    return LoadedVolume(data=data, affine=np.asarray(img.affine, dtype=np.float64), sha256=sha)
+
+
+def read_nifti(path: str | Path) -> LoadedVolume:
+    """Read one 3D MD map, reoriented to RAS, with its sha256; raise NeuroditError if it is corrupt,
+    not 3D, non-finite (see :func:`load_nifti_3d`), all zero, or not in mm²/s."""
+    vol = load_nifti_3d(path, canonical=True)
+    data = vol.data
     if not data.any():
         raise NeuroditError("volume is all zero", path)
     # Median over every 3rd voxel per axis (1/27 of them): robust, and 20x cheaper than the full median.
@@ -319,7 +332,7 @@ def read_nifti(path: str | Path) -> LoadedVolume:
     if float(np.abs(data).max()) < MD_MAX_MIN_MM2S:
         raise NeuroditError(f"maximum MD {float(np.abs(data).max()):.3g} is not in mm²/s (m²/s maps must be "
                             "multiplied by 1e6)", path)
-    return LoadedVolume(data=data, affine=np.asarray(img.affine, dtype=np.float64), sha256=sha)
+    return vol
 
 
 def antialias_sigma(affine_in: np.ndarray, grid: Grid) -> np.ndarray:
