@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 from neurodit.cli import app
 from neurodit.errors import NeuroditError
 from neurodit.io import write_json
-from neurodit.report import build_report, detect_kind, discover, plain_difference
+from neurodit.report import build_report, detect_kind, discover
 from neurodit.report.figures import display_mosaic
 from neurodit.report.html import fmt
 
@@ -89,20 +89,14 @@ def test_full_report_numbers_sections_images(stage_dirs, tmp_path):
     assert "Content-Security-Policy" in page
 
 
-def test_plain_words():
-    assert plain_difference("synthetic data", 0.01, -0.03, 0.05) == (
-        "synthetic data did not help: +0.01 balanced accuracy, 95% CI \u22120.03 to +0.05")
-    assert plain_difference("synthetic data", 0.06, 0.02, 0.10).startswith("synthetic data helped: +0.06")
-    assert plain_difference("pretraining", -0.05, -0.08, -0.01).startswith("pretraining hurt: \u22120.05")
-
-
-def test_generic_results_compose_verdict(tmp_path):
-    """A results.json without stored sentences: the verdict is composed from the numbers."""
+def test_results_of_another_schema_are_refused(tmp_path):
+    """The report renders results.json of schema neurodit.downstream/1 only, and says which file is wrong."""
     ds = tmp_path / "ds"
     ds.mkdir()
     write_json(ds / "results.json", {"comparisons": {"synthetic": {"mean_diff": 0.01, "ci95": [-0.03, 0.05]}}})
-    page = build_report([ds], tmp_path / "r.html").read_text()
-    assert "did not help: +0.01 balanced accuracy, 95% CI \u22120.03 to +0.05" in page
+    with pytest.raises(NeuroditError, match=r"results\.json.*expected schema neurodit\.downstream/1"):
+        build_report([ds], tmp_path / "r.html")
+    assert not (tmp_path / "r.html").exists()
 
 
 def test_escaping(stage_dirs, tmp_path):

@@ -6,8 +6,8 @@ Kinds (see docs/ARCHITECTURE.md for each stage's folder layout):
 - ``eval``: an EVAL_DIR (``metrics.json`` + PNG figures).
 - ``downstream``: a DS_DIR (``results.json``, ``runs.csv``, PNG plots).
 - ``prepared``: a PREP_DIR (``prepare.json`` + ``volumes.npy``).
-- ``synthetic`` / ``real``: a cohort folder (``participants.tsv`` + NIfTI); synthetic when the table's
-  ``synthetic`` column is 1 everywhere or every id starts with ``syn-``.
+- ``synthetic`` / ``real``: a cohort folder (``participants.tsv`` + NIfTI, read by
+  :func:`neurodit.data.cohort.read_cohort`); synthetic when its ``synthetic`` column is 1 everywhere.
 - a demo root holds several of these as direct subfolders: we recurse exactly one level.
 """
 
@@ -16,8 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-
+from neurodit.data.cohort import read_cohort
 from neurodit.errors import NeuroditError
 
 KINDS = ("train", "eval", "downstream", "prepared", "synthetic", "real")
@@ -35,20 +34,6 @@ class Found:
         return self.path.name or str(self.path)
 
 
-def _is_synthetic_table(tsv: Path) -> bool:
-    try:
-        table = pd.read_csv(tsv, sep="\t", dtype=str)
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise NeuroditError(f"cannot read participants table ({exc})", tsv) from exc
-    if "synthetic" in table.columns and len(table):
-        flags = pd.to_numeric(table["synthetic"], errors="coerce").fillna(0)
-        if bool((flags == 1).all()):
-            return True
-    if "participant_id" in table.columns and len(table):
-        return bool(table["participant_id"].astype(str).str.startswith("syn-").all())
-    return False
-
-
 def detect_kind(path: str | Path) -> str | None:
     """The kind of one folder (see module docstring), or None when it holds no stage output.
 
@@ -64,12 +49,12 @@ def detect_kind(path: str | Path) -> str | None:
         return "train"
     if (p / "metrics.json").is_file():
         return "eval"
-    if (p / "results.json").is_file() or (p / "runs.csv").is_file():
+    if (p / "results.json").is_file():
         return "downstream"
     if (p / "prepare.json").is_file():
         return "prepared"
     if (p / "participants.tsv").is_file():
-        return "synthetic" if _is_synthetic_table(p / "participants.tsv") else "real"
+        return "synthetic" if bool((read_cohort(p).table["synthetic"] == 1).all()) else "real"
     return None
 
 

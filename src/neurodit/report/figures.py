@@ -1,25 +1,23 @@
 """Figures for the HTML report, rendered with matplotlib (Agg) into PNG bytes.
 
-All MD values are in mm²/s; colour bars and histogram axes say so. Volumes are read with nibabel and
-reoriented to RAS (``nib.as_closest_canonical``), the orientation every stage writes.
+All MD values are in mm²/s; colour bars and histogram axes say so. Volumes arrive as arrays in RAS
+(D, H, W), read by the data layer (``neurodit.data``); nothing here opens a file.
 """
 
 from __future__ import annotations
 
 import io
-from pathlib import Path
 
 import matplotlib
 
 matplotlib.use("Agg")  # headless: never open a window, never need a display
 
 import matplotlib.pyplot as plt  # noqa: E402
-import nibabel as nib  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 from matplotlib.ticker import FuncFormatter  # noqa: E402
 
-from neurodit.errors import NeuroditError  # noqa: E402
+from neurodit.tiling import make_spec, volume_to_mosaic  # noqa: E402
 
 DPI = 90
 MD_UNIT = "MD (10⁻³ mm²/s)"  # axes show MD × 1000: 0.7 reads better than 7e-4
@@ -42,50 +40,6 @@ def fig_to_png(fig) -> bytes:
 
 
 # --------------------------------------------------------------------------- volumes
-def cohort_table(cohort_dir: Path) -> pd.DataFrame:
-    """The cohort's participants table with an absolute ``path`` column (None where no file is found).
-
-    The report only looks at a few volumes, so this is a light reader, not the data layer's validation
-    (``neurodit.data.cohort.read_cohort`` opens every file): each NIfTI is found by the ``path`` column
-    or by the input-format pattern ``<participant_id>[_<session_id>]*.nii[.gz]`` in one directory listing.
-    """
-    tsv = cohort_dir / "participants.tsv"
-    try:
-        table = pd.read_csv(tsv, sep="\t", dtype=str)
-    except (OSError, ValueError, pd.errors.ParserError) as exc:
-        raise NeuroditError(f"cannot read participants table ({exc})", tsv) from exc
-    if "participant_id" not in table.columns:
-        raise NeuroditError("missing column participant_id", tsv)
-    names = sorted(p.name for p in cohort_dir.iterdir() if ".nii" in p.name)
-    paths: list[str | None] = []
-    for _, row in table.iterrows():
-        if "path" in table.columns and isinstance(row["path"], str) and row["path"]:
-            paths.append(str((cohort_dir / row["path"]).resolve()))
-            continue
-        stem = str(row["participant_id"])
-        if "session_id" in table.columns and isinstance(row["session_id"], str):
-            stem = f"{stem}_{row['session_id']}"
-        # sub-0001 must not match sub-00010: the id is followed by "_" or the extension
-        hit = next((n for n in names if n.startswith(stem) and n[len(stem):len(stem) + 1] in ("_", ".")), None)
-        paths.append(str((cohort_dir / hit).resolve()) if hit else None)
-    table["path"] = paths
-    return table
-
-
-def load_md(path: str | Path | None) -> tuple[np.ndarray, np.ndarray]:
-    """One 3D MD volume in mm²/s, RAS, float32 (D, H, W), and its voxel sizes in mm (3,)."""
-    if path is None:
-        raise NeuroditError("a participants.tsv row has no NIfTI file (expected <participant_id>*.nii[.gz])")
-    try:
-        img = nib.as_closest_canonical(nib.load(str(path)))
-        vol = np.asarray(img.get_fdata(dtype=np.float32))
-    except Exception as exc:  # nibabel raises many types for a bad file
-        raise NeuroditError(f"cannot read NIfTI ({exc})", path) from exc
-    if vol.ndim != 3:
-        raise NeuroditError(f"expected a 3D volume, got shape {vol.shape}", path)
-    return np.nan_to_num(vol), np.asarray(img.header.get_zooms()[:3], dtype=float)
-
-
 def brain_values(vol: np.ndarray) -> np.ndarray:
     """MD of brain voxels: MD is 0 outside the brain by the input contract, so keep values > 0."""
     return vol[vol > 0]
@@ -114,16 +68,6 @@ def display_mosaic(vol: np.ndarray, n: int = 16) -> np.ndarray:
     """
     disp = np.ascontiguousarray(np.flip(np.swapaxes(vol, 0, 1), axis=0))  # (H, D, W)
     slices = _display_slices(vol, n)
-    try:
-        from neurodit.tiling import make_spec, volume_to_mosaic
-    except ImportError:  # tiling module absent: same square layout, drawn here
-        side = int(np.ceil(np.sqrt(len(slices))))
-        h, w = disp.shape[:2]
-        out = np.zeros((side * h, side * w), dtype=np.float32)
-        for i, k in enumerate(slices):
-            r, c = divmod(i, side)
-            out[r * h:(r + 1) * h, c * w:(c + 1) * w] = disp[:, :, k]
-        return out
     spec = make_spec(disp.shape, axis=2, slices=tuple(slices), fill=0.0)
     return np.asarray(volume_to_mosaic(disp, spec), dtype=np.float32)
 

@@ -102,6 +102,8 @@ def fmt(value: Any, digits: int = 4) -> str:
         return "—"
     if isinstance(value, bool):
         return "yes" if value else "no"
+    if isinstance(value, (list, tuple)):
+        return "[" + ", ".join(fmt(v, digits) for v in value) + "]"
     if isinstance(value, int):
         return str(value).replace("-", MINUS)
     if isinstance(value, float):
@@ -168,6 +170,8 @@ def not_run(text: str) -> str:
 def verdict_class(text: str) -> str:
     """Colour a verdict by its words: helped/passed → good, hurt/failed/memoriz → bad, else neutral."""
     low = text.lower()
+    if any(w in low for w in ("no sign of", "no copies")):
+        return "verdict-good"
     if any(w in low for w in ("did not", "no clear", "not significant", "inconclusive")):
         return "verdict-neutral"
     if any(w in low for w in ("hurt", "worse", "fail", "memoriz", "copied", "copies")):
@@ -175,6 +179,21 @@ def verdict_class(text: str) -> str:
     if any(w in low for w in ("helped", "improv", "pass", "better", "no copies", "ok")):
         return "verdict-good"
     return "verdict-neutral"
+
+
+class Summary:
+    """The summary box: plain-words lines, ordered by priority (downstream 0, metric families 1,
+    cohort 4, training 5), in insertion order within one priority."""
+
+    def __init__(self) -> None:
+        self.items: list[tuple[float, str]] = []
+
+    def say(self, text: str, cls: str | None = None, prio: float = 5) -> None:
+        """Add one line (escaped here; coloured by ``cls`` or by its words)."""
+        self.items.append((prio, f'<span class="{cls or verdict_class(text)}">{esc(text)}</span>'))
+
+    def html_items(self) -> list[str]:
+        return [h for _, h in sorted(self.items, key=lambda x: x[0])]
 
 
 def page(title: str, subtitle: str, nav: list[tuple[str, str]], summary_items: list[str],

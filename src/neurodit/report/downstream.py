@@ -1,0 +1,84 @@
+"""The "Downstream classifier" section: ``results.json`` of schema ``neurodit.downstream/1``.
+
+The schema is the module docstring of :mod:`neurodit.downstream.experiment`; the file is read by
+:func:`neurodit.downstream.schema.read_results` (which rejects any other schema).
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+
+from neurodit.downstream.schema import read_results, result_figures
+from neurodit.errors import NeuroditError
+from neurodit.report import figures as F
+from neurodit.report import html as H
+
+METRIC_COLUMNS = {"balanced_accuracy": "balanced accuracy", "roc_auc": "ROC-AUC", "f1": "F1",
+                  "accuracy": "accuracy"}
+OVERALL = {"synthetic_for_sex": "Sex classifier", "synthetic_for_transfer": "AD vs CN (transfer)"}
+
+
+def _cell(m: dict) -> str:
+    lo, hi = m["ci95"]
+    return f"{m['mean']:.3f} ({H.fmt(lo, 3)} to {H.fmt(hi, 3)})"
+
+
+def results_html(results: dict, summary: H.Summary) -> tuple[str, list[str]]:
+    """(tables, figures) of one results.json; the overall verdicts go to the summary."""
+    for key, label in OVERALL.items():
+        summary.say(f"{label}: {results['verdict'][key]}", prio=0)
+    comps, arms = results["comparisons"], results["arms"]
+    parts = ["<ul>" + "".join(f'<li><b>{H.esc(c["question"])}</b> <span class="{H.verdict_class(c["verdict"])}">'
+                              f'{H.esc(c["verdict"])}</span></li>' for c in comps) + "</ul>"]
+    rows = [[name, d["n_participants"], d["n_volumes"],
+             ", ".join(f"{c}: {n}" for c, n in zip(d["classes"], d["n_per_class"], strict=True))]
+            for name, d in results["data"].items()]
+    parts.append("<h3>Data</h3>" + H.table(["set", "participants", "volumes", "per class"], rows))
+    rows = [[H.esc(name), H.esc(a["task"]), H.esc(H.fmt(a["n_runs"])),
+             *(H.esc(_cell(a["metrics"][m])) for m in METRIC_COLUMNS)] for name, a in arms.items()]
+    parts.append("<h3>Arms: mean over folds × seeds (95% CI)</h3>"
+                 + H.table_raw(["arm", "task", "runs", *METRIC_COLUMNS.values()], rows))
+    bas = [c["metrics"]["balanced_accuracy"] for c in comps]
+    rows = [[c["arm"], c["baseline"], ba["mean_diff"], *ba["ci95"], ba["p_wilcoxon"], ba["p_corrected_t"],
+             f"{ba['wins']}/{ba['losses']}/{ba['ties']}", c["outcome"]] for c, ba in zip(comps, bas, strict=True)]
+    parts.append("<h3>Paired comparisons on balanced accuracy (arm − baseline)</h3>"
+                 + H.table(["arm", "baseline", "mean difference", "95% CI low", "95% CI high", "Wilcoxon p",
+                            "corrected t p", "wins/losses/ties", "outcome"], rows, numeric_from=2))
+    parts.append(H.details("Downstream configuration", H.pre(json.dumps(results.get("config"), indent=2))))
+    arm_rows = [(n, a["metrics"]["balanced_accuracy"]["mean"], *a["metrics"]["balanced_accuracy"]["ci95"])
+                for n, a in arms.items()]
+    figs = [H.img(F.interval_figure(arm_rows, "balanced accuracy (mean, 95% CI)", ref=0.5, bounds=(0.0, 1.0)),
+                  "balanced accuracy per arm", "Balanced accuracy per arm; dashed: chance (0.5).", "half")]
+    if comps:
+        diff_rows = [(f"{c['arm']} − {c['baseline']}", ba["mean_diff"], *ba["ci95"])
+                     for c, ba in zip(comps, bas, strict=True)]
+        figs.append(H.img(F.interval_figure(diff_rows, "difference in balanced accuracy (95% CI)", ref=0.0),
+                          "paired differences", "Paired difference to the baseline arm; dashed: no effect.", "half"))
+    return "".join(parts), figs
+
+
+def downstream_section(folders: list[Path], summary: H.Summary) -> str:
+    parts = ['<section id="downstream"><h2>Downstream classifier</h2>']
+    if not folders:
+        parts.append(H.not_run("Not run: no downstream folder (results.json) was given."))
+    for folder in folders:
+        if len(folders) > 1:
+            parts.append(f"<h3>{H.esc(folder.name)}</h3>")
+        results = read_results(folder)
+        try:
+            body, figs = results_html(results, summary)
+        except (KeyError, TypeError, ValueError) as exc:
+            raise NeuroditError(f"missing or bad key {exc}", folder / "results.json") from exc
+        figs += [H.img(p.read_bytes(), n, p.name, "half") for n, p in result_figures(folder).items()]
+        parts.append(body + H.figs(figs))
+        if (runs := folder / "runs.csv").is_file():
+            try:
+                df = pd.read_csv(runs)
+            except (ValueError, pd.errors.ParserError) as exc:
+                raise NeuroditError(f"cannot read runs table ({exc})", runs) from exc
+            parts.append(H.details(f"All runs ({len(df)} rows of runs.csv)", H.table(
+                list(map(str, df.columns)), df.head(200).itertuples(index=False), numeric_from=0)))
+    return "".join(parts) + "</section>"
