@@ -192,3 +192,36 @@ def test_real_reference_is_the_training_source(stage_dirs, tmp_path):
     write_json(stage_dirs["train"] / "prepare.json", {"source": str(stage_dirs["real"]), "n": 6})
     page = build_report([stage_dirs["root"]], tmp_path / "b.html").read_text()
     assert "real (camcan)" in page and "real (adni)" not in page
+
+
+def test_new_family_verdict_first_in_summary(stage_dirs, tmp_path):
+    """A family without a dedicated renderer still shows: its verdict leads the summary's metric lines
+    and its values are listed; a family's own verdict comes before the renderer's sentence."""
+    metrics = json.loads((stage_dirs["eval"] / "metrics.json").read_text())
+    metrics["c2st"] = {"views": {"voxel": {"auc": 0.987, "p_value": 0.002}},
+                       "verdict": "a linear classifier tells synthetic from real with AUC 0.99: easy to tell apart"}
+    metrics["msssim"]["verdict"] = "diversity as in real data"
+    write_json(stage_dirs["eval"] / "metrics.json", metrics)
+    page = build_report([stage_dirs["eval"]], tmp_path / "r.html").read_text()
+    summary = page.split('id="summary"')[1].split("</section>")[0]
+    lines = re.findall(r'<li><span class="[^"]+">([^<]*)</span></li>', summary)
+    assert lines[0].startswith("Memorization: no sign of memorization")
+    assert lines[1] == "diversity as in real data" and lines[2].startswith("MS-SSIM real–synthetic")
+    assert "easy to tell apart" in lines[-1]
+    assert "<td>views.voxel.auc</td>" in page and "0.987" in page
+
+
+def test_report_reads_artifacts_only():
+    """report/ opens no NIfTI itself and imports no train, sample or tiling internals."""
+    import ast
+    from pathlib import Path
+
+    import neurodit.report
+
+    for f in Path(neurodit.report.__file__).parent.glob("*.py"):
+        tree = ast.parse(f.read_text())
+        mods = {a.name for n in ast.walk(tree) if isinstance(n, ast.Import) for a in n.names}
+        mods |= {n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom) and n.module}
+        for m in mods:
+            assert not m.startswith(("nibabel", "neurodit.train", "neurodit.sample")), (f.name, m)
+            assert not m.startswith("neurodit.tiling") or f.name == "figures.py", (f.name, m)

@@ -37,10 +37,10 @@ def results_html(results: dict, summary: H.Summary) -> tuple[str, list[str]]:
              ", ".join(f"{c}: {n}" for c, n in zip(d["classes"], d["n_per_class"], strict=True))]
             for name, d in results["data"].items()]
     parts.append("<h3>Data</h3>" + H.table(["set", "participants", "volumes", "per class"], rows))
-    rows = [[H.esc(name), H.esc(a["task"]), H.esc(H.fmt(a["n_runs"])),
-             *(H.esc(_cell(a["metrics"][m])) for m in METRIC_COLUMNS)] for name, a in arms.items()]
+    rows = [[name, a["task"], a["n_runs"], *(_cell(a["metrics"][m]) for m in METRIC_COLUMNS)]
+            for name, a in arms.items()]
     parts.append("<h3>Arms: mean over folds × seeds (95% CI)</h3>"
-                 + H.table_raw(["arm", "task", "runs", *METRIC_COLUMNS.values()], rows))
+                 + H.table(["arm", "task", "runs", *METRIC_COLUMNS.values()], rows))
     bas = [c["metrics"]["balanced_accuracy"] for c in comps]
     rows = [[c["arm"], c["baseline"], ba["mean_diff"], *ba["ci95"], ba["p_wilcoxon"], ba["p_corrected_t"],
              f"{ba['wins']}/{ba['losses']}/{ba['ties']}", c["outcome"]] for c, ba in zip(comps, bas, strict=True)]

@@ -148,13 +148,6 @@ def table(header: Sequence[str], rows: Iterable[Sequence[Any]], numeric_from: in
     return "".join(out)
 
 
-def table_raw(header: Sequence[str], rows: Iterable[Sequence[str]]) -> str:
-    """A table whose cells are already-escaped HTML fragments (header text is escaped here)."""
-    body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in rows)
-    return ("<table><thead><tr>" + "".join(f"<th>{esc(h)}</th>" for h in header) + "</tr></thead><tbody>"
-            + body + "</tbody></table>")
-
-
 def details(summary: str, body_html: str) -> str:
     return f"<details><summary>{esc(summary)}</summary>{body_html}</details>"
 
