@@ -9,8 +9,8 @@ generative models"). For 3D brain MRI no encoder can be downloaded here, so:
 - by default the project trains **its own encoder** on the *real training* volumes only
   (:func:`train_encoder`): the downstream small 3D CNN (``neurodit.downstream.nets.SmallCNN``) with a
   ``dim``-wide last stage, trained to predict sex and age and, always, a coarse 4x4x4 version of its own
-  input (a self-supervised term that keeps the features sensitive to the whole image, and the only
-  term when a cohort has no labels). Features = the globally pooled penultimate layer, (N, dim).
+  input and of its gradient magnitude (self-supervised terms that keep the features sensitive to the
+  whole image and to its texture, and the only terms when a cohort has no labels). Features = the globally pooled penultimate layer, (N, dim).
   It is saved as ``encoder.safetensors`` + ``encoder.json`` (architecture, training-data hash, weights
   sha256, versions) and reused through :func:`get_encoder` whenever the training set is the same, so
   numbers are comparable across generators judged against one training set;
@@ -195,6 +195,17 @@ class EncoderTraining:
     seed: int = 0
 
 
+def _ssl_targets(x: torch.Tensor, side: int) -> torch.Tensor:
+    """Self-supervised targets of (B, 1, D, H, W) inputs -> (B, 2 side^3): the input average-pooled to
+    side^3 cells (anatomy) and its gradient magnitude pooled likewise (texture: smooth, noisy or real)."""
+    g = torch.zeros_like(x)
+    for ax in (2, 3, 4):  # forward differences, (B, 1, D, H, W) with the last plane 0
+        d = torch.diff(x, dim=ax)
+        g = g + F.pad(d, [0, 1] if ax == 4 else ([0, 0, 0, 1] if ax == 3 else [0, 0, 0, 0, 0, 1])) ** 2
+    return torch.cat([F.adaptive_avg_pool3d(x, side).flatten(1),
+                      F.adaptive_avg_pool3d(g.sqrt(), side).flatten(1)], dim=1)
+
+
 def training_data_hash(volumes_mm2s: np.ndarray, table: Any, mask: np.ndarray | None) -> str:
     """sha256 of the training volumes (float32 bytes, one volume at a time), the mask and the sex/age labels."""
     h = hashlib.sha256()
@@ -238,8 +249,8 @@ def train_encoder(volumes_mm2s: np.ndarray, table: Any, mask: np.ndarray | None,
 
     Multi-task objective on the penultimate features (B, dim): cross-entropy for sex (rows with F/M),
     squared error for standardised age (rows with an age), and squared error for the standardised
-    4x4x4 average-pooled input (always; the only term without labels: a self-supervised
-    autoencoding objective). Inputs in model range, 0 mm²/s (-1) outside ``mask``. AdamW, fixed epochs,
+    4x4x4 average-pooled input and its pooled gradient magnitude (always; the only terms without
+    labels: a self-supervised objective that keeps anatomy and texture in the features). Inputs in model range, 0 mm²/s (-1) outside ``mask``. AdamW, fixed epochs,
     seeded. Writes ``encoder.safetensors``, ``encoder.json`` and ``run.json`` atomically; returns the
     loaded :class:`Encoder` (kind "own").
     """
@@ -266,10 +277,11 @@ def train_encoder(volumes_mm2s: np.ndarray, table: Any, mask: np.ndarray | None,
             x = torch.where(keep, x, torch.tensor(-1.0))
         return x[:, None].float()
 
-    # self-supervised targets: (N, r^3) pooled inputs, standardised per cell with the training statistics
+    # self-supervised targets: (N, 2 r^3) pooled input and pooled gradient magnitude (texture), standardised
+    # per cell with the training statistics
     r = cfg.recon_side
     with torch.no_grad():
-        recon = torch.cat([F.adaptive_avg_pool3d(batch(np.arange(i, min(i + 32, n))), r).flatten(1)
+        recon = torch.cat([_ssl_targets(batch(np.arange(i, min(i + 32, n))), r)
                            for i in range(0, n, 32)]).double()
     recon = ((recon - recon.mean(0)) / recon.std(0).clamp_min(1e-6)).float()
     has_age = np.isfinite(age)
@@ -281,7 +293,7 @@ def train_encoder(volumes_mm2s: np.ndarray, table: Any, mask: np.ndarray | None,
     use_age = bool(has_age.sum() > 1)
 
     seed_everything(seed)
-    arch = {"name": "small", "channels": list(cfg.channels), "dim": cfg.dim, "n_outputs": 3 + r ** 3}
+    arch = {"name": "small", "channels": list(cfg.channels), "dim": cfg.dim, "n_outputs": 3 + 2 * r ** 3}
     net = EncoderNet(arch)
     opt = torch.optim.AdamW(net.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(seed)
@@ -292,7 +304,7 @@ def train_encoder(volumes_mm2s: np.ndarray, table: Any, mask: np.ndarray | None,
         total = 0.0
         for i in range(0, n, cfg.batch_size):
             idx = np.sort(order[i:i + cfg.batch_size])
-            out = net.heads(net(batch(idx)))  # (B, 2 + 1 + r^3): sex logits, age, pooled input
+            out = net.heads(net(batch(idx)))  # (B, 2 + 1 + 2 r^3): sex logits, age, pooled input + texture
             loss = F.mse_loss(out[:, 3:], recon[idx])
             if use_sex and (sex[idx] >= 0).any():
                 loss = loss + F.cross_entropy(out[:, :2], sex_t[idx], ignore_index=-1)
@@ -308,7 +320,7 @@ def train_encoder(volumes_mm2s: np.ndarray, table: Any, mask: np.ndarray | None,
     if not np.all(np.isfinite(losses)):
         raise NeuroditError("encoder training diverged (non-finite loss)")
 
-    objective = ["pooled-input reconstruction"] + (["sex"] if use_sex else []) + (["age"] if use_age else [])
+    objective = ["pooled input and gradient reconstruction"] + (["sex"] if use_sex else []) + (["age"] if use_age else [])
     trained_on = {"n": int(n), "shape": [int(s) for s in np.shape(volumes_mm2s)[1:]], "sha256": data_sha,
                   "labels": {"sex": int((sex >= 0).sum()), "age": int(has_age.sum())},
                   "objective": objective, "mask_voxels": None if mask is None else int(np.sum(mask))}
