@@ -38,7 +38,7 @@ def test_known_csf_age_slope_and_sex_difference_recovered():
     ages = np.arange(20, 80, 3, dtype=float)
     sex = np.array(["F", "M"] * (len(ages) // 2))
     vols = np.stack([_known(4000 + 400 * (s == "M"), 800, 100 + 2 * int(a), shape=(20, 20, 20))
-                     for a, s in zip(ages, sex)])
+                     for a, s in zip(ages, sex, strict=True)])
     # the same CSF count per age, as a fraction of the (sex-dependent) brain: only F to keep it exact
     f_only = sex == "F"
     table = pd.DataFrame({"sex": sex, "age": ages})

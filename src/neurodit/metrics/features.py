@@ -41,8 +41,14 @@ from torch import nn
 
 from neurodit.data.normalize import Normalization
 from neurodit.errors import NeuroditError
-from neurodit.io import atomic_dir, atomic_write_bytes, package_versions, seed_everything, write_json, \
-    write_run_info
+from neurodit.io import (
+    atomic_dir,
+    atomic_write_bytes,
+    package_versions,
+    seed_everything,
+    write_json,
+    write_run_info,
+)
 
 __all__ = ["Encoder", "EncoderNet", "train_encoder", "load_encoder", "get_encoder", "training_data_hash",
            "frechet_distance", "prdc", "feature_metrics", "FORMAT", "WEIGHTS_FILE", "CONFIG_FILE"]
@@ -304,7 +310,12 @@ def train_encoder(volumes_mm2s: np.ndarray, table: Any, mask: np.ndarray | None,
         total = 0.0
         for i in range(0, n, cfg.batch_size):
             idx = np.sort(order[i:i + cfg.batch_size])
-            out = net.heads(net(batch(idx)))  # (B, 2 + 1 + 2 r^3): sex logits, age, pooled input + texture
+            xb = batch(idx)
+            # augmentation against over-fitting the few training subjects (their features would otherwise
+            # sit apart from held-out ones): a random shift of up to 2 voxels per axis, same for the batch
+            shifts = [int(s) for s in torch.randint(-2, 3, (3,), generator=gen)]
+            xb = torch.roll(xb, shifts=shifts, dims=(2, 3, 4))
+            out = net.heads(net(xb))  # (B, 2 + 1 + 2 r^3): sex logits, age, pooled input + texture
             loss = F.mse_loss(out[:, 3:], recon[idx])
             if use_sex and (sex[idx] >= 0).any():
                 loss = loss + F.cross_entropy(out[:, :2], sex_t[idx], ignore_index=-1)
