@@ -1,4 +1,4 @@
-"""Must show (issue 3): a briefly trained small DiT on the phantom camcan cohort gives samples whose
+"""A briefly trained small DiT on the phantom camcan cohort gives samples whose
 mean image is closer to the real mean than noise is, and whose F/M classes differ like the real ones.
 
 The phantom's default sex effects (``neurodit.data.phantom``: head size +4 % and a regional MD

@@ -9,7 +9,7 @@ MIXED_PRECISION = ("auto", "fp32", "bf16", "fp16")  # not "no": YAML reads an un
 
 def mixed_precision_for(choice: str, device_type: str) -> str:
     """Resolve ``auto`` to accelerate's name: bf16 on CUDA with bf16 support or on CPUs with
-    AVX-512/AMX (measured 1.6x faster than fp32 for DiT-S/8 on such a CPU, docs/GPU.md), else full
+    AVX-512/AMX (measured 1.6x faster than fp32 for DiT-S/8 on such a CPU, docs/NOTES.md), else full
     precision (``"no"``)."""
     if choice == "fp32":
         return "no"  # accelerate's name for full precision

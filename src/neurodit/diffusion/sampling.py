@@ -1,7 +1,7 @@
 """Sampling: the scheduler factory and the classifier-free-guidance loop.
 
 Classifier-free guidance (Ho & Salimans 2022) is our own loop over a diffusers scheduler because
-diffusers' ``DiTPipeline`` hard-codes the null class as 1000 (ImageNet's): one forward pass over the
+diffusers' ``DiTPipeline`` hard-codes the null class as 1000 (ImageNet's; docs/NOTES.md): one forward pass over the
 concatenated conditional + unconditional batch, ``out_u + g * (out_c - out_u)``, then ``scheduler.step``.
 """
 
