@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 DEMO_OUT ?= demo_out
 
-.PHONY: demo test install lint clean browser
+.PHONY: demo test test-fast install lint clean browser
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -24,6 +24,10 @@ demo: $(STAMP)
 
 test: $(STAMP) browser
 	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q
+
+# The edit-test loop: everything but the tests marked @pytest.mark.slow (demo, quality, 2 mm, browser).
+test-fast: $(STAMP)
+	HF_HUB_OFFLINE=1 $(BIN)/python -m pytest -q -m "not slow"
 
 # Headless chromium for the report's browser test (tests/report/test_browser.py). Never fails the
 # build: without root or network the install is skipped and that test skips with a clear message.

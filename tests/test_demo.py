@@ -8,6 +8,7 @@ import json
 import nibabel as nib
 import numpy as np
 import pandas as pd
+import pytest
 from typer.testing import CliRunner
 
 from neurodit.cli import app
@@ -15,6 +16,7 @@ from neurodit.cli import app
 STAGES = ("phantom", "prepare", "tile", "train", "sample", "evaluate", "downstream", "report")
 
 
+@pytest.mark.slow
 def test_demo_quick_end_to_end(tmp_path):
     out = tmp_path / "demo"
     result = CliRunner().invoke(app, ["demo", "--out", str(out), "--quick"])

@@ -20,32 +20,24 @@ from neurodit.io import package_versions, write_json
 def bench_preset(name: str, steps: int = 10, batch_size: int = 16, sample_steps: int = 25,
                  sample_batch: int = 4, guidance: float = 2.0, device: str | None = None) -> dict[str, Any]:
     """Seconds per train step, images/s and sampling seconds per volume for preset ``name``."""
+    from neurodit.diffusion import DiffusionConfig, autocast_dtype, create_diffusion, mixed_precision_for
     from neurodit.models import build_dit, load_preset
-    from neurodit.train.diffusion import (
-        DiffusionConfig,
-        diffusion_loss,
-        guided_sample,
-        make_noise_scheduler,
-        make_sampler,
-    )
-    from neurodit.train.loop import mixed_precision_for
 
     dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
     preset = load_preset(name)
     mp = mixed_precision_for("auto", dev.type)
-    dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(mp)
+    dtype = autocast_dtype(mp)
     torch.manual_seed(0)
     model = build_dit(preset, 2, dit_init=False).to(dev).train()
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    dcfg = DiffusionConfig(prediction_type="v_prediction")
-    sched = make_noise_scheduler(dcfg)
+    process = create_diffusion(DiffusionConfig(prediction_type="v_prediction"))
     shape = (preset.in_channels, preset.sample_size, preset.sample_size)
     x = torch.randn((batch_size, *shape), device=dev).clamp(-1, 1)
     y = torch.randint(0, 3, (batch_size,), device=dev)
 
     def one_step() -> None:
         with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
-            loss = diffusion_loss(model, x, y, sched, dcfg)
+            loss = process.loss(model, x, y)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
@@ -66,8 +58,8 @@ def bench_preset(name: str, steps: int = 10, batch_size: int = 16, sample_steps:
     labels = torch.arange(sample_batch, device=dev) % 2
     sync()
     t0 = time.perf_counter()
-    guided_sample(model, make_sampler("ddim", sched), labels, 2, shape, steps=sample_steps,
-                  guidance=guidance, autocast_dtype=dtype)
+    process.sample(model, labels, 2, shape, kind="ddim", steps=sample_steps, guidance=guidance,
+                   autocast_dtype=dtype)
     sync()
     sample_s = (time.perf_counter() - t0) / sample_batch
     return {

@@ -41,7 +41,7 @@ def command(name: str | None = None, **kwargs):
     return deco
 
 
-# --------------------------------------------------------------------------- data (issue 2)
+# --------------------------------------------------------------------------- data
 @command("phantom")
 def phantom_cmd(
     cohort: Annotated[str, typer.Option(help="camcan (sex/age) or adni (CN/AD, optionally MCI)")],
@@ -76,7 +76,7 @@ def prepare_cmd(
     typer.echo(f"prepare: wrote {path}")
 
 
-# --------------------------------------------------------------------------- tiling (issue 2)
+# --------------------------------------------------------------------------- tiling
 @command("tile")
 def tile_cmd(
     volume: Annotated[Path, typer.Argument(help="3D NIfTI volume")],
@@ -84,7 +84,7 @@ def tile_cmd(
     axis: Annotated[int, typer.Option(help="slicing axis (2 = axial for RAS volumes)")] = 2,
 ):
     """Tile a 3D volume into one square 2D mosaic of its slices."""
-    from neurodit.tiling import tile_file
+    from neurodit.mosaic_files import tile_file
 
     path = tile_file(volume, out, axis=axis)
     typer.echo(f"tile: wrote {path}")
@@ -96,13 +96,13 @@ def untile_cmd(
     out: Annotated[Path, typer.Option(help="VOLUME.nii.gz")],
 ):
     """Turn a mosaic back into a 3D NIfTI volume (spec and affine from MOSAIC.json)."""
-    from neurodit.tiling import untile_file
+    from neurodit.mosaic_files import untile_file
 
     path = untile_file(mosaic, out)
     typer.echo(f"untile: wrote {path}")
 
 
-# --------------------------------------------------------------------------- report (issue 6)
+# --------------------------------------------------------------------------- report
 @command("report")
 def report_cmd(
     dirs: Annotated[list[Path], typer.Argument(help="run, cohort, prepared, eval or downstream folders, "
@@ -118,7 +118,7 @@ def report_cmd(
     typer.echo(f"report: wrote {path} ({path.stat().st_size / 1e6:.1f} MB); open it in a browser")
 
 
-# --------------------------------------------------------------------------- generative core (issue 3)
+# --------------------------------------------------------------------------- generative core
 @command("train")
 def train_cmd(
     prep_dir: Annotated[Path, typer.Argument(help="folder written by `neurodit prepare`")],
@@ -183,7 +183,7 @@ def bench_cmd(
     typer.echo(format_table(results))
 
 
-# --------------------------------------------------------------------------- demo (issue 6)
+# --------------------------------------------------------------------------- demo
 @command("demo")
 def demo_cmd(
     out: Annotated[Path, typer.Option(help="demo folder: every stage's outputs and report.html")],
@@ -199,7 +199,7 @@ def demo_cmd(
 
 
 
-# --------------------------------------------------------------------------- model presets (issue 3, models)
+# --------------------------------------------------------------------------- model presets
 @command("presets")
 def presets_cmd(
     name: Annotated[list[str] | None, typer.Argument(help="preset names (default: all)")] = None,
@@ -213,7 +213,7 @@ def presets_cmd(
                    f"{row['params_M']:>6}M  init {row['init']}")
         typer.echo(f"{'':<10} {row['prepare']}")
 
-# --------------------------------------------------------------------------- downstream (issue 5)
+# --------------------------------------------------------------------------- downstream
 @command("downstream")
 def downstream_cmd(
     source: Annotated[Path, typer.Option(help="SOURCE_DIR cohort folder with sex labels (Cam-CAN-like)")],
@@ -250,7 +250,7 @@ def downstream_cmd(
     typer.echo(res["verdict"]["summary"])
 
 
-# --------------------------------------------------------------------------- evaluation (issue 4)
+# --------------------------------------------------------------------------- evaluation
 @command("evaluate")
 def evaluate_cmd(
     real: Annotated[Path, typer.Option(help="real cohort folder (held-out subjects when --train is given)")],

@@ -31,7 +31,7 @@ class DemoConfig:
     """Sizes and budgets of the demo (defaults in ``configs/demo/default.yaml``)."""
 
     seed: int = 0
-    preset: str = "tiny"
+    preset: str = "tiny-p32"
     phantom_voxel_size: float = 4.0
     n_camcan: int = 200
     heldout_fraction: float = 0.2
@@ -63,9 +63,9 @@ def run_demo(out: str | Path, quick: bool = False, overrides: dict[str, Any] | N
     from neurodit.downstream import run_downstream
     from neurodit.metrics.evaluate import evaluate
     from neurodit.models.presets import load_preset
+    from neurodit.mosaic_files import tile_file
     from neurodit.report import build_report
     from neurodit.sample import sample
-    from neurodit.tiling import tile_file
     from neurodit.train import resolve_train_config, train_dit
 
     cfg = load_demo_config(quick, overrides)

@@ -1,4 +1,4 @@
-"""Every bad input of issue 2 through the CLI: exit code 2, ONE stderr line naming the file and the
+"""Every bad input of the data layer through the CLI: exit code 2, ONE stderr line naming the file and the
 problem, and no output folder (nor a hidden partial one) left behind."""
 
 from __future__ import annotations

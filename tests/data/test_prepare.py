@@ -128,6 +128,7 @@ def test_mni_mask_on_grid_volume():
     assert abs(litres - 1.883) < 0.05
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(importlib.util.find_spec("neurodit.data.phantom") is None,
                     reason="neurodit.data.phantom not written yet")
 def test_phantom_then_prepare_gives_mm2s(tmp_path):

@@ -59,7 +59,7 @@ def test_from_pretrained_restores_dropout_and_disable_fixes_it(tmp_path, tiny_pi
     model = build_dit(tiny_pixel, num_classes=2)
     model.save_pretrained(tmp_path / "m")
     back = DiTTransformer2DModel.from_pretrained(tmp_path / "m")
-    assert label_dropout_probs(back) == [0.1, 0.1]  # the trap FACTS.md describes
+    assert label_dropout_probs(back) == [0.1, 0.1]  # the trap docs/NOTES.md describes
     assert label_dropout_probs(disable_label_dropout(back)) == [0.0, 0.0]
 
 

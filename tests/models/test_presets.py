@@ -112,3 +112,30 @@ def test_presets_command_lists_sizes_and_prepare_shape():
     assert "--shape 36 40 36" in res.output and "facebook/DiT-XL-2-256" in res.output
     bad = CliRunner().invoke(app, ["presets", "nope"])
     assert bad.exit_code == 2 and "unknown model preset 'nope'" in bad.output
+
+
+def test_presets_command_shows_the_model_train_builds_for_the_demo():
+    """One truth per preset: the demo's model is a preset of its own (patch 32), no train config
+    overrides a preset's architecture, and `neurodit presets` prints that very model."""
+    from typer.testing import CliRunner
+
+    from neurodit.cli import app
+    from neurodit.config import read_yaml
+    from neurodit.demo import load_demo_config
+    from neurodit.train.config import TRAIN_CONFIG_DIR, resolve_train_config
+
+    for quick in (False, True):
+        demo = load_demo_config(quick=quick)
+        cfg = resolve_train_config(None, dict(demo.train_overrides), prep_dir="p", out="o", preset=demo.preset)
+        built = load_preset(cfg.preset, cfg.preset_overrides or None)  # what train_dit builds
+        assert built == load_preset(demo.preset)
+        assert (built.name, built.patch_size, built.num_tokens, built.mosaic_size) == ("tiny-p32", 32, 36, 192)
+    assert resolve_train_config(None, None, prep_dir="p", out="o").preset == "tiny-p32"  # no --preset
+    for f in TRAIN_CONFIG_DIR.glob("*.yaml"):
+        assert not read_yaml(f).get("preset_overrides"), f
+        if f.stem != "default":
+            assert load_preset(f.stem).name == f.stem  # every recipe has its preset
+    res = CliRunner().invoke(app, ["presets", "tiny-p32"])
+    assert res.exit_code == 0, res.output
+    assert "36 tokens" in res.output and "6x256 /32" in res.output and "mosaic  192^2" in res.output
+    assert round(built.num_params(2) / 1e6, 1) == 8.6 and "8.6M" in res.output

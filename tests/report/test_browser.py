@@ -60,6 +60,7 @@ def report_page(stage_dirs, tmp_path) -> Path:
     return build_report([stage_dirs["root"]], tmp_path / "report.html")
 
 
+@pytest.mark.slow
 def test_page_loads_without_broken_images_or_errors(report_page, tmp_path):
     res = chromium(report_page, tmp_path, "--virtual-time-budget=10000", "--dump-dom")
     assert res.returncode == 0, res.stderr[-2000:]
@@ -72,6 +73,7 @@ def test_page_loads_without_broken_images_or_errors(report_page, tmp_path):
     assert console_errors(res.stderr) == []
 
 
+@pytest.mark.slow
 def test_checker_catches_broken_image_and_script_error(report_page, tmp_path):
     bad = tmp_path / "bad.html"
     html = report_page.read_text().replace(
@@ -84,6 +86,7 @@ def test_checker_catches_broken_image_and_script_error(report_page, tmp_path):
     assert any("notDefined" in line for line in console_errors(res.stderr))
 
 
+@pytest.mark.slow
 def test_screenshot_not_blank(report_page, tmp_path):
     shot = tmp_path / "shot.png"
     res = chromium(report_page, tmp_path, f"--screenshot={shot}", "--window-size=1280,2000")

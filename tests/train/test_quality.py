@@ -1,4 +1,4 @@
-"""Must show (issue 3): a briefly trained small DiT on the phantom camcan cohort gives samples whose
+"""A briefly trained small DiT on the phantom camcan cohort gives samples whose
 mean image is closer to the real mean than noise is, and whose F/M classes differ like the real ones.
 
 The phantom's default sex effects (``neurodit.data.phantom``: head size +4 % and a regional MD
@@ -28,13 +28,15 @@ def strong_prep(tmp_path_factory):
     return prepare(cohort, root / "prep", shape=(16, 16, 16))
 
 
+@pytest.mark.slow
 def test_brief_training_learns_mean_and_sex_direction(fast_cfg, strong_prep):
     from neurodit.data.prepare import load_prepared
+    from neurodit.diffusion import guided_sample, make_noise_scheduler, make_sampler
     from neurodit.sample import TrainedRun
     from neurodit.tiling import mosaic_to_volume
-    from neurodit.train import guided_sample, make_noise_scheduler, make_sampler, train_dit
+    from neurodit.train import train_dit
 
-    # The tiny preset's recipe (configs/train/tiny.yaml: x0-prediction, cosine betas) on a 2-layer,
+    # The tiny preset's recipe (configs/train/tiny-p32.yaml: x0-prediction, cosine betas) on a 2-layer,
     # width-64 DiT with 64^2 mosaics; a narrow model takes a higher lr (2e-3) than tiny's width 256.
     cfg = fast_cfg("q", prep_dir=str(strong_prep), max_steps=400, batch_size=16, lr=2e-3, warmup_steps=10, preview_per_class=0,
                    log_every=10, ema_decay=0.95,

@@ -172,3 +172,46 @@ def test_latent_path_end_to_end(phantom_prep, tmp_path):
 
 def json_grid_affine(run) -> np.ndarray:
     return np.asarray(json.loads((run / "prepare.json").read_text())["grid"]["affine"])
+
+
+def test_process_settings_are_restored_after_a_run_and_on_error(fast_cfg):
+    from neurodit.train.loop import process_settings
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(2 if before != 2 else 3)
+    try:
+        threads = torch.get_num_threads()
+        torch.manual_seed(11)
+        expected = torch.rand(3)  # what the global stream gives next if train leaves it alone
+        torch.manual_seed(11)
+        train_dit(fast_cfg("threads", max_steps=1, num_threads=1, preview_per_class=0))
+        assert torch.get_num_threads() == threads
+        assert torch.equal(torch.rand(3), expected)
+        with pytest.raises(RuntimeError, match="boom"), process_settings(1):
+            assert torch.get_num_threads() == 1
+            torch.manual_seed(123)
+            raise RuntimeError("boom")
+        assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)
+
+
+def test_train_steps_run_one_by_one(fast_cfg):
+    """plan_run checks without writing; build_inputs builds the cache once and then reads it."""
+    from neurodit.train.loop import build_inputs, build_model, plan_run
+
+    cfg = fast_cfg("steps")
+    plan = plan_run(cfg)
+    assert not plan.run_dir.exists() and plan.checkpoints == []
+    assert plan.spec.mosaic_shape == (64, 64) and plan.labels.classes == ("F", "M")
+    assert np.bincount(plan.class_ids).tolist() == [20, 20]
+    inputs, codec = build_inputs(plan, torch.device("cpu"))
+    assert codec is None and tuple(inputs.shape) == (40, 1, 64, 64)
+    assert float(inputs.min()) >= -1.0 and float(inputs.max()) <= 1.0
+    cache = plan.run_dir / "cache" / "inputs.safetensors"
+    stamp = cache.stat().st_mtime_ns
+    again, _ = build_inputs(plan, torch.device("cpu"))
+    assert torch.equal(again, inputs) and cache.stat().st_mtime_ns == stamp  # read, not rebuilt
+    model = build_model(cfg, plan.preset, plan.labels.num_classes)
+    out = model(inputs[:2], timestep=torch.tensor([0, 500]), class_labels=torch.tensor([0, 2])).sample
+    assert tuple(out.shape) == (2, 1, 64, 64) and float(out.abs().max()) == 0.0  # adaLN-Zero init

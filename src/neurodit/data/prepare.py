@@ -159,6 +159,21 @@ def prepare(data_dir: str | Path, out: str | Path, shape: Sequence[int] | None =
     return out
 
 
+def model_to_mm2s(volumes_model_range: Any, norm: Normalization, mask: np.ndarray | None) -> np.ndarray:
+    """Model range -> float32 mm²/s for one volume (D, H, W) or a batch (B, D, H, W), numpy or torch:
+    clipped to [-1, 1], mapped back with ``norm.to_physical`` and 0 outside ``mask`` (D, H, W) (the
+    input format's background; no masking when ``mask`` is None). The one copy of this rule."""
+    y = volumes_model_range
+    if hasattr(y, "detach"):  # torch tensor
+        y = y.detach().float().cpu().numpy()
+    y = np.asarray(y, dtype=np.float32)
+    x = norm.to_physical(np.clip(y, -1.0, 1.0)).astype(np.float32)
+    x[x < norm.vmin] = norm.vmin  # float rounding of to_physical(-1) must not leave the range
+    if mask is not None:
+        x[..., ~np.asarray(mask, dtype=bool)] = 0.0
+    return x
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Prepared:
     """A loaded PREP_DIR: ``volumes`` (N, D, H, W) read-only memmap in model range, ``mask`` bool
@@ -178,14 +193,10 @@ class Prepared:
         """(D, H, W) model-range volume (numpy or torch) -> float32 mm²/s: clipped to [-1, 1], mapped
         back with ``norm.to_physical``, and 0 outside ``mask`` (the input format's background)."""
         y = volume_model_range
-        if hasattr(y, "detach"):  # torch tensor
-            y = y.detach().float().cpu().numpy()
-        y = np.asarray(y, dtype=np.float32)
-        if y.shape != self.grid.shape:
-            raise NeuroditError(f"volume shape {y.shape} does not match the prepared grid {self.grid.shape}")
-        x = self.norm.to_physical(np.clip(y, -1.0, 1.0)).astype(np.float32)
-        x[~self.mask] = 0.0
-        return x
+        if tuple(y.shape) != self.grid.shape:
+            raise NeuroditError(f"volume shape {tuple(y.shape)} does not match the prepared grid "
+                                f"{self.grid.shape}")
+        return model_to_mm2s(y, self.norm, self.mask)
 
     def to_nifti(self, volume_model_range: Any, path: str | Path) -> Path:
         """Write one model-range volume as NIfTI in mm²/s on the grid affine (atomic)."""

@@ -39,7 +39,8 @@ def brain_slices(mask: np.ndarray, axis: int = 2, n: int = 9) -> list[int]:
 def mosaic_figure(real: np.ndarray, syn: np.ndarray, mask: np.ndarray, path: Path, vmax: float,
                   n_each: int = 3, axis: int = 2) -> Path:
     """Mosaics of the same axial slices of ``n_each`` real and synthetic volumes (N, D, H, W) mm²/s."""
-    from neurodit.tiling import make_spec, save_mosaic_png, volume_to_mosaic
+    from neurodit.mosaic_files import save_mosaic_png
+    from neurodit.tiling import make_spec, volume_to_mosaic
 
     spec = make_spec(real.shape[1:], axis=axis, slices=brain_slices(mask, axis), fill=0.0)
     r, s = real[:n_each], syn[:n_each]

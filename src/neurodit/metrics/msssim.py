@@ -10,7 +10,7 @@ local statistics under a Gaussian window, C1 = (0.01 L)^2, C2 = (0.03 L)^2, L = 
 We call MONAI's ``compute_ms_ssim`` (the function behind ``MultiScaleSSIMMetric``); the paper and the
 MONAI tutorials use the same code, so values are comparable when the settings are the same.
 
-MONAI's defaults (kernel 11, 5 scales) need >= 176 voxels a side (FACTS.md), far more than our 32^3 to
+MONAI's defaults (kernel 11, 5 scales) need >= 176 voxels a side (docs/NOTES.md), far more than our 32^3 to
 96x112x96 grids. :func:`choose_settings` picks the most scales (<= 5) for which an odd kernel >= 3 still
 fits at the coarsest scale, then the largest such kernel (<= 11); the weights are the first M of the
 standard five, renormalised to sum to 1 (all five unchanged); sigma = 1.5 * kernel / 11 (the standard ratio).

@@ -1,6 +1,7 @@
 """The authors' evaluation protocol (``--protocol paper``), so our numbers can sit beside theirs.
 
-As far as we can reconstruct it (public notebooks of a co-author's group, /work/shared/FACTS.md):
+As far as we can reconstruct it (public notebooks of a co-author's group; docs/NOTES.md,
+"The authors' evaluation protocol"):
 - each volume scaled to [0, 1] (here: per-volume min-max; MD background is 0 so this is x / max(x)),
   resized to 64^3 (here: trilinear, ``torch.nn.functional.interpolate``; their centre crop of the
   1 mm MNI grid is skipped because our grids already span the brain's field of view);

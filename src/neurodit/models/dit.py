@@ -2,8 +2,8 @@
 
 Peebles & Xie 2023, "Scalable Diffusion Models with Transformers" (DiT). diffusers' port keeps one
 timestep/label embedder per block and each embedder drops labels on its own (``dropout_prob=0.1`` in
-train mode), so in one forward different blocks see different labels (FACTS.md: 69 of 256 samples
-changed over 3 blocks). We set every block's label dropout to 0; the trainer replaces labels by the
+train mode), so in one forward different blocks see different labels (docs/NOTES.md: 69 of 256
+samples changed over 3 blocks). We set every block's label dropout to 0; the trainer replaces labels by the
 null class (index ``num_classes``) once per sample for classifier-free guidance.
 """
 

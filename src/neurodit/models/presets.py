@@ -12,7 +12,6 @@ so they cannot disagree with the grid.
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,22 +25,12 @@ LATENT_CHANNELS = 4  # SD VAE (AutoencoderKL, f=8) latent channels
 
 
 def mosaic_side(grid_shape: tuple[int, int, int], axis: int) -> int:
-    """Pixel side of the square mosaic holding every slice of ``grid_shape`` tiled along ``axis``.
+    """Pixel side of the square mosaic holding every slice of ``grid_shape`` tiled along ``axis``
+    (``neurodit.tiling.make_spec``: smallest square grid of square tiles)."""
+    from neurodit.tiling import make_spec
 
-    Uses ``neurodit.tiling.make_spec`` when it is available (the contract: smallest square grid of
-    rows = cols cells, tiles padded in-plane to a square); otherwise the same rule computed here:
-    rows = cols = ceil(sqrt(n_slices)), tile side = max of the two in-plane sizes.
-    """
-    try:
-        from neurodit.tiling import make_spec
-    except ImportError:  # tiling is written in parallel; the rule below is its contract
-        make_spec = None
-    if make_spec is not None:
-        mh, mw = make_spec(tuple(int(s) for s in grid_shape), axis=axis).mosaic_shape
-        return int(mh)
-    n = grid_shape[axis]
-    inplane = [s for i, s in enumerate(grid_shape) if i != axis]
-    return math.ceil(math.sqrt(n)) * max(inplane)
+    mh, _ = make_spec(tuple(int(s) for s in grid_shape), axis=axis).mosaic_shape
+    return int(mh)
 
 
 @dataclass(frozen=True)
@@ -157,7 +146,7 @@ class ModelPreset:
     def num_params(self, num_classes: int = 2) -> int:
         """Parameter count of ``build_dit(self, num_classes)``, by arithmetic (no allocation).
 
-        diffusers keeps one timestep + label embedder per block (FACTS.md), so those count
+        diffusers keeps one timestep + label embedder per block (docs/NOTES.md), so those count
         ``num_layers`` times, unlike facebookresearch/DiT's single shared embedder.
         """
         w, p, cin, cout = self.width, self.patch_size, self.in_channels, self.out_channels

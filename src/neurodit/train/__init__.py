@@ -1,21 +1,14 @@
 """Training of the generative core: ``train_dit(cfg) -> run_dir`` (see docs/ARCHITECTURE.md).
 
 - ``TrainConfig``, ``resolve_train_config`` (``neurodit.train.config``): typed config + YAML defaults.
-- ``train_dit`` (``neurodit.train.loop``): accelerate loop, EMA, checkpoints, previews.
-- ``DiffusionConfig``, ``diffusion_loss``, ``guided_sample``, ``make_sampler`` (``neurodit.train.diffusion``).
+- ``train_dit`` (``neurodit.train.loop``): accelerate loop, EMA, checkpoints, previews, as named steps.
+- the input cache (``neurodit.train.data``).
+
+The diffusion process (schedules, loss, samplers, guidance) is ``neurodit.diffusion``; the run folder
+and its labels are ``neurodit.runs``.
 """
 
 from neurodit.train.config import TrainConfig, resolve_train_config
-from neurodit.train.diffusion import (
-    DiffusionConfig,
-    diffusion_loss,
-    guided_sample,
-    make_noise_scheduler,
-    make_sampler,
-)
 from neurodit.train.loop import train_dit
 
-__all__ = [
-    "DiffusionConfig", "TrainConfig", "diffusion_loss", "guided_sample", "make_noise_scheduler",
-    "make_sampler", "resolve_train_config", "train_dit",
-]
+__all__ = ["TrainConfig", "resolve_train_config", "train_dit"]

@@ -11,11 +11,10 @@ from pathlib import Path
 from typing import Any
 
 from neurodit.config import CONFIG_DIR, deep_merge, from_dict, read_yaml
+from neurodit.diffusion import MIXED_PRECISION, SAMPLERS, DiffusionConfig
 from neurodit.errors import NeuroditError
-from neurodit.train.diffusion import SAMPLERS, DiffusionConfig
 
 TRAIN_CONFIG_DIR = CONFIG_DIR / "train"
-MIXED_PRECISION = ("auto", "fp32", "bf16", "fp16")  # not "no": YAML reads an unquoted no as false
 
 
 @dataclass
@@ -28,7 +27,7 @@ class TrainConfig:
 
     prep_dir: str = ""
     out: str = ""
-    preset: str = "tiny"
+    preset: str = "tiny-p32"
     preset_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. {"patch_size": 16}
     init: str | None = None  # hub id, diffusers folder or original DiT .pt
     label: str = "sex"  # a participants column, or "sex*age_bin" (a combined label)
@@ -95,7 +94,7 @@ def resolve_train_config(config_file: str | Path | None = None, overrides: dict[
     """
     user = read_yaml(config_file) if config_file else {}
     flags = {k: v for k, v in flags.items() if v is not None}
-    preset = flags.get("preset") or (overrides or {}).get("preset") or user.get("preset") or "tiny"
+    preset = flags.get("preset") or (overrides or {}).get("preset") or user.get("preset") or "tiny-p32"
     data = deep_merge(default_train_dict(preset), user)
     data = deep_merge(data, overrides or {})
     data = deep_merge(data, flags)

@@ -4,10 +4,18 @@ Chattopadhyay et al. 2025 finetune DiT (Peebles & Xie 2023) on 2D mosaics tiled 
 One loop for every preset: pixel presets regress mosaics directly, latent presets (DiT-XL/2) regress
 SD-VAE latents of the mosaics. ``accelerate launch -m neurodit.cli train ...`` runs the same code on
 several GPUs (each process draws its own batches; gradients are all-reduced by accelerate).
+
+``train_dit`` is a short sequence of named steps, each a function of its own (and testable alone):
+:func:`plan_run` (inputs checked, run folder cleared or resumed) -> :func:`set_up_run_folder`
+(``neurodit.runs.write_run_files``) -> :func:`build_model` -> :func:`build_inputs` (the cache) ->
+:func:`restore` (last checkpoint) -> :func:`train_loop` -> :func:`export_run` (EMA weights, previews,
+``run.json``). The process (loss, samplers) is ``neurodit.diffusion``; process-wide torch settings
+are restored on exit (:func:`process_settings`).
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import csv
 import io
@@ -15,6 +23,8 @@ import logging
 import math
 import shutil
 import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,11 +34,12 @@ import yaml
 from safetensors.torch import load_file, save_file
 
 from neurodit.config import to_dict
+from neurodit.diffusion import Diffusion, autocast_dtype, create_diffusion, mixed_precision_for
 from neurodit.errors import NeuroditError
 from neurodit.io import atomic_dir, atomic_write_text, read_json, write_json, write_run_info
+from neurodit.runs import LabelSpec, make_labels, write_run_files
 from neurodit.train.config import TrainConfig
-from neurodit.train.data import LabelSpec, cache_key, load_or_build_inputs, make_labels
-from neurodit.train.diffusion import diffusion_loss, guided_sample, make_noise_scheduler, make_sampler
+from neurodit.train.data import cache_key, load_or_build_inputs
 
 log = logging.getLogger(__name__)
 
@@ -36,17 +47,24 @@ log = logging.getLogger(__name__)
 _IDENTITY = ("preset", "preset_overrides", "label", "age_bins", "diffusion", "init")
 
 
-def mixed_precision_for(choice: str, device_type: str) -> str:
-    """Resolve ``auto``: bf16 on CUDA with bf16 support or on CPUs with AVX-512/AMX (FACTS.md: 1.6x
-    faster on our CPUs), else full precision."""
-    if choice == "fp32":
-        return "no"  # accelerate's name for full precision
-    if choice != "auto":
-        return choice
-    if device_type == "cuda":
-        return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
-    cap = torch.backends.cpu.get_cpu_capability() if hasattr(torch.backends, "cpu") else ""
-    return "bf16" if ("AVX512" in cap or "AMX" in cap) else "no"
+@contextlib.contextmanager
+def process_settings(num_threads: int = 0) -> Iterator[None]:
+    """Apply process-wide torch settings for one run and restore them on exit (also on error).
+
+    ``num_threads`` > 0 sets the CPU intra-op threads: on a CPU shared with other jobs, OpenMP threads
+    that wait for each other cost more than they give (measured: 5 s/step with 2 threads vs 1.1 s/step
+    with 1 on a loaded 2-core machine). The global RNG (seeded for the model init) is forked, so the
+    caller's random stream is the same after a run as before it.
+    """
+    threads = torch.get_num_threads()
+    devices = list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+    try:
+        with torch.random.fork_rng(devices=devices):
+            if num_threads:
+                torch.set_num_threads(num_threads)
+            yield
+    finally:
+        torch.set_num_threads(threads)
 
 
 def check_grid(prep, preset, prep_dir: Path) -> None:
@@ -128,22 +146,27 @@ def _seeded(seed: int, step: int, rank: int, device: torch.device) -> torch.Gene
     return g
 
 
-def train_dit(cfg: TrainConfig, *, vae=None) -> Path:
-    """Train a DiT per ``cfg`` and return RUN_DIR (layout in docs/ARCHITECTURE.md, "Generative core").
+@dataclass
+class RunPlan:
+    """What :func:`plan_run` checked and decided before anything is written or trained."""
 
-    ``vae``: an ``AutoencoderKL`` to use for latent presets instead of loading ``preset.vae`` (tests pass
-    a tiny one). Loss: ``neurodit.train.diffusion.diffusion_loss``; weights saved to ``model/`` are the
-    EMA weights (diffusers ``EMAModel``), loadable with ``DiTTransformer2DModel.from_pretrained``.
-    """
-    from accelerate import Accelerator
-    from accelerate.utils import ProjectConfiguration
-    from diffusers.training_utils import EMAModel
-    from tqdm.auto import tqdm
+    cfg: TrainConfig
+    prep_dir: Path
+    run_dir: Path
+    prep: Any  # neurodit.data.prepare.Prepared
+    preset: Any  # neurodit.models.ModelPreset
+    spec: Any  # neurodit.tiling.TilingSpec
+    labels: LabelSpec
+    class_ids: np.ndarray  # (N,) int64, one per prepared volume
+    checkpoints: list[tuple[int, Path]]  # to resume from (empty for a fresh run)
 
+
+def plan_run(cfg: TrainConfig) -> RunPlan:
+    """Step 1: check the prepared data against the preset, build labels and tiling, and clear (or
+    check for resuming) the run folder. Raises NeuroditError before any file is written."""
     from neurodit.data.prepare import load_prepared
-    from neurodit.models import LatentCodec, build_dit, load_preset, load_vae
-    from neurodit.models.dit import disable_label_dropout
-    from neurodit.tiling import make_spec, volume_to_mosaic
+    from neurodit.models import load_preset
+    from neurodit.tiling import make_spec
 
     if not cfg.prep_dir or not cfg.out:
         raise NeuroditError("train: prep_dir and out must be set")
@@ -157,42 +180,60 @@ def train_dit(cfg: TrainConfig, *, vae=None) -> Path:
                             f"expects {preset.mosaic_size}^2")
     labels, class_ids = make_labels(prep.table, cfg.label, cfg.age_bins, prep_dir / "participants.tsv")
     ckpts = _prepare_run_dir(cfg, run_dir)
+    return RunPlan(cfg=cfg, prep_dir=prep_dir, run_dir=run_dir, prep=prep, preset=preset, spec=spec,
+                   labels=labels, class_ids=class_ids, checkpoints=ckpts)
 
-    if cfg.num_threads:
-        # on a CPU shared with other jobs, OpenMP threads that wait for each other cost more than they
-        # give (measured: 5 s/step with 2 threads vs 1.1 s/step with 1 on a loaded 2-core machine)
-        torch.set_num_threads(cfg.num_threads)
+
+def make_accelerator(cfg: TrainConfig, run_dir: Path):
+    """The accelerate ``Accelerator`` (precision from ``mixed_precision_for``) and that precision."""
+    from accelerate import Accelerator
+    from accelerate.utils import ProjectConfiguration
+
     device_cpu = not torch.cuda.is_available()
     mp = mixed_precision_for(cfg.mixed_precision, "cpu" if device_cpu else "cuda")
     accelerator = Accelerator(
         mixed_precision=mp, gradient_accumulation_steps=cfg.grad_accum, cpu=device_cpu,
         log_with="tensorboard",
         project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")))
-    device, rank = accelerator.device, accelerator.process_index
-    torch.manual_seed(cfg.seed)  # model init; data/noise use per-step generators (_seeded)
+    return accelerator, mp
 
+
+def set_up_run_folder(plan: RunPlan, accelerator) -> None:
+    """Step 2: the run-folder files a sampler needs (``neurodit.runs``), written by the main process."""
     if accelerator.is_main_process:
-        run_dir.mkdir(parents=True, exist_ok=True)
-        atomic_write_text(run_dir / "train_config.yaml", yaml.safe_dump(to_dict(cfg), sort_keys=False))
-        write_json(run_dir / "labels.json", {**labels.to_dict(),
-                                             "counts": np.bincount(class_ids, minlength=labels.num_classes)})
-        shutil.copyfile(prep_dir / "prepare.json", run_dir / "prepare.json")
-        # the brain mask turns sampled background to exactly 0 mm2/s, as in the inputs
-        np.save(run_dir / "mask.npy", np.asarray(prep.mask, dtype=bool))
-        write_json(run_dir / "tiling.json", spec.to_dict())
-        write_json(run_dir / "preset.json", preset.to_dict())
+        write_run_files(plan.run_dir, config=to_dict(plan.cfg), labels=plan.labels,
+                        class_ids=plan.class_ids, prep_dir=plan.prep_dir, mask=plan.prep.mask,
+                        spec=plan.spec, preset=plan.preset)
     accelerator.wait_for_everyone()
 
-    # ---- model
+
+def build_model(cfg: TrainConfig, preset, num_classes: int) -> torch.nn.Module:
+    """Step 3: a fresh DiT for ``preset``, or ``cfg.init``'s weights adapted to it; label dropout off
+    inside the model (we drop labels ourselves, once per sample: diffusers' per-block dropout would
+    let different blocks see different labels in one forward)."""
+    from neurodit.models import build_dit
+    from neurodit.models.dit import disable_label_dropout
+
     if cfg.init:
         from neurodit.models import load_init
 
-        model = load_init(cfg.init, preset, labels.num_classes, seed=cfg.seed)
+        model = load_init(cfg.init, preset, num_classes, seed=cfg.seed)
     else:
-        model = build_dit(preset, labels.num_classes)
-    disable_label_dropout(model)  # we drop labels ourselves, once per sample (FACTS.md)
+        model = build_dit(preset, num_classes)
+    disable_label_dropout(model)
+    return model
 
-    # ---- inputs, computed once: (N, D, H, W) volumes -> (N, 1, S, S) mosaics [-> (N, 4, S/8, S/8)]
+
+def build_inputs(plan: RunPlan, device: torch.device, rank: int = 0, vae=None):
+    """Step 4: the model inputs, computed once and cached in ``RUN_DIR/cache``.
+
+    (N, D, H, W) volumes -> (N, 1, S, S) mosaics [-> (N, 4, S/8, S/8) latents for latent presets].
+    Returns ``(inputs on device, codec or None)``.
+    """
+    from neurodit.models import LatentCodec, load_vae
+    from neurodit.tiling import volume_to_mosaic
+
+    preset, spec, prep = plan.preset, plan.spec, plan.prep
     codec = None
     if preset.space == "latent":
         if vae is None:
@@ -200,7 +241,7 @@ def train_dit(cfg: TrainConfig, *, vae=None) -> Path:
                 raise NeuroditError(f"preset '{preset.name}' is latent but names no vae")
             vae = load_vae(preset.vae, preset.vae_subfolder)
         codec = LatentCodec(vae.to(device), scale=preset.latent_scale)
-    prep_meta = read_json(prep_dir / "prepare.json")
+    prep_meta = read_json(plan.prep_dir / "prepare.json")
     key = cache_key(checksums=prep_meta.get("checksums"), n=len(prep), tiling=spec.to_dict(),
                     space=preset.space, vae=preset.vae if vae is None else "given",
                     scale=preset.latent_scale, vae_params=(sum(p.numel() for p in vae.parameters())
@@ -213,61 +254,66 @@ def train_dit(cfg: TrainConfig, *, vae=None) -> Path:
             return mosaics  # (N, 1, S, S)
         return codec.encode(mosaics.to(device)).cpu()  # (N, 4, S/8, S/8)
 
-    cache_file = run_dir / "cache" / ("inputs.safetensors" if rank == 0 else f"inputs-{rank}.safetensors")
+    name = "inputs.safetensors" if rank == 0 else f"inputs-{rank}.safetensors"
+    cache_file = plan.run_dir / "cache" / name
     inputs = load_or_build_inputs(cache_file, key, build).to(device)
-    targets = torch.from_numpy(class_ids).to(device)
-    n = inputs.shape[0]
     if tuple(inputs.shape[1:]) != (preset.in_channels, preset.sample_size, preset.sample_size):
         raise NeuroditError(f"cached inputs {tuple(inputs.shape)} do not fit preset '{preset.name}'",
                             cache_file)
+    return inputs, codec
 
-    # ---- optimisation
-    noise_sched = make_noise_scheduler(cfg.diffusion)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    warm = max(1, cfg.warmup_steps) * accelerator.num_processes  # accelerate steps it once per process
-    lr_sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warm))
-    ema = EMAModel(model.parameters(), decay=cfg.ema_decay, use_ema_warmup=False)
-    model, optimizer, lr_sched = accelerator.prepare(model, optimizer, lr_sched)
-    ema.to(device)
-    # EMA weights go into each checkpoint as safetensors (not accelerate's custom-state pickle, which
-    # it loads with weights_only=False): resuming never unpickles anything from the run folder.
 
-    start = 0
-    if ckpts:
-        step0, last = ckpts[-1]
-        accelerator.load_state(str(last))
-        state = read_json(last / "state.json")
-        start = int(state["step"])
-        shadow = load_file(str(last / "ema.safetensors"))
-        if len(shadow) != len(ema.shadow_params):
-            raise NeuroditError(f"EMA has {len(shadow)} tensors, model {len(ema.shadow_params)}", last)
-        with torch.no_grad():
-            for i, p in enumerate(ema.shadow_params):
-                p.copy_(shadow[str(i)].to(p.device))
-        ema.optimization_step = int(state["ema_optimization_step"])
-        if start >= cfg.max_steps:
-            log.warning("resume: checkpoint step %d >= max_steps %d; nothing to train", start, cfg.max_steps)
-    loss_rows = _read_loss_csv(run_dir / "loss.csv", start) if start else []
+def restore(accelerator, ema, checkpoints: list[tuple[int, Path]], max_steps: int) -> int:
+    """Step 5: load the last checkpoint (model, optimiser, scheduler, EMA) if any; return its step.
 
+    EMA weights are a safetensors file in each checkpoint (not accelerate's custom-state pickle, which
+    it loads with weights_only=False): resuming never unpickles anything from the run folder.
+    """
+    if not checkpoints:
+        return 0
+    _, last = checkpoints[-1]
+    accelerator.load_state(str(last))
+    state = read_json(last / "state.json")
+    start = int(state["step"])
+    shadow = load_file(str(last / "ema.safetensors"))
+    if len(shadow) != len(ema.shadow_params):
+        raise NeuroditError(f"EMA has {len(shadow)} tensors, model {len(ema.shadow_params)}", last)
+    with torch.no_grad():
+        for i, p in enumerate(ema.shadow_params):
+            p.copy_(shadow[str(i)].to(p.device))
+    ema.optimization_step = int(state["ema_optimization_step"])
+    if start >= max_steps:
+        log.warning("resume: checkpoint step %d >= max_steps %d; nothing to train", start, max_steps)
+    return start
+
+
+def save_checkpoint(accelerator, ema, run_dir: Path, step: int, loss_rows: list[dict[str, Any]],
+                    keep: int) -> None:
+    """``checkpoints/step-NNNNNNN/``: accelerate state + ``ema.safetensors`` + ``state.json``; keeps
+    the last ``keep`` checkpoints and rewrites ``loss.csv``."""
+    accelerator.wait_for_everyone()
+    final = run_dir / "checkpoints" / f"step-{step:07d}"
     if accelerator.is_main_process:
-        accelerator.init_trackers("neurodit", config={k: v for k, v in to_dict(cfg).items()
-                                                      if isinstance(v, (int, float, str, bool))})
+        # save_state writes into a temporary folder renamed into place: no half checkpoint on a crash
+        with atomic_dir(final, overwrite=True) as tmp:
+            accelerator.save_state(str(tmp), safe_serialization=True)
+            save_file({str(i): p.detach().cpu().contiguous() for i, p in enumerate(ema.shadow_params)},
+                      str(tmp / "ema.safetensors"))
+            write_json(tmp / "state.json", {"step": step, "ema_optimization_step": ema.optimization_step})
+        for _, old in _checkpoints(run_dir)[:-keep]:
+            shutil.rmtree(old, ignore_errors=True)
+        _write_loss_csv(run_dir / "loss.csv", loss_rows)
+    accelerator.wait_for_everyone()
 
-    def save_checkpoint(step: int) -> None:
-        accelerator.wait_for_everyone()
-        final = run_dir / "checkpoints" / f"step-{step:07d}"
-        if accelerator.is_main_process:
-            # save_state writes into a temporary folder renamed into place: no half checkpoint on a crash
-            with atomic_dir(final, overwrite=True) as tmp:
-                accelerator.save_state(str(tmp), safe_serialization=True)
-                save_file({str(i): p.detach().cpu().contiguous() for i, p in enumerate(ema.shadow_params)},
-                          str(tmp / "ema.safetensors"))
-                write_json(tmp / "state.json", {"step": step, "ema_optimization_step": ema.optimization_step})
-            for _, old in _checkpoints(run_dir)[: -cfg.keep_checkpoints]:
-                shutil.rmtree(old, ignore_errors=True)
-            _write_loss_csv(run_dir / "loss.csv", loss_rows)
-        accelerator.wait_for_everyone()
 
+def train_loop(cfg: TrainConfig, accelerator, model, optimizer, lr_sched, ema, process: Diffusion,
+               inputs: torch.Tensor, targets: torch.Tensor, null_class: int, start: int,
+               loss_rows: list[dict[str, Any]], run_dir: Path) -> float:
+    """Step 6: optimiser steps ``start`` .. ``cfg.max_steps`` (appending to ``loss_rows``, saving
+    checkpoints); returns the seconds spent. ``inputs`` (N, C, S, S), ``targets`` (N,) class ids."""
+    from tqdm.auto import tqdm
+
+    device, rank, n = accelerator.device, accelerator.process_index, inputs.shape[0]
     model.train()
     t_start, recent = time.time(), []
     bar = tqdm(range(start, cfg.max_steps), initial=start, total=cfg.max_steps, desc="train",
@@ -280,8 +326,8 @@ def train_dit(cfg: TrainConfig, *, vae=None) -> Path:
                 x0, y = inputs[idx], targets[idx].clone()  # (B, C, S, S), (B,)
                 # classifier-free guidance: each sample's label -> null class with p = label_dropout
                 drop = torch.rand(cfg.batch_size, generator=gen, device=device) < cfg.label_dropout
-                y[drop] = labels.null_class
-                loss = diffusion_loss(model, x0, y, noise_sched, cfg.diffusion, generator=gen)
+                y[drop] = null_class
+                loss = process.loss(model, x0, y, generator=gen)
                 accelerator.backward(loss)
                 if accelerator.sync_gradients and cfg.grad_clip > 0:
                     accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
@@ -299,39 +345,84 @@ def train_dit(cfg: TrainConfig, *, vae=None) -> Path:
             accelerator.log({"train/loss": mean_loss, "train/lr": lr}, step=done)
             bar.set_postfix(loss=f"{mean_loss:.4f}")
         if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.max_steps:
-            save_checkpoint(done)
-    train_seconds = time.time() - t_start
-    steps_run = max(0, cfg.max_steps - start)
-    if steps_run:
-        save_checkpoint(cfg.max_steps)
+            save_checkpoint(accelerator, ema, run_dir, done, loss_rows, cfg.keep_checkpoints)
+    seconds = time.time() - t_start
+    if cfg.max_steps > start:
+        save_checkpoint(accelerator, ema, run_dir, cfg.max_steps, loss_rows, cfg.keep_checkpoints)
+    return seconds
 
-    # ---- export EMA weights as a diffusers folder, previews, run.json
-    if accelerator.is_main_process:
-        export = copy.deepcopy(accelerator.unwrap_model(model)).float().cpu()
-        ema_cpu = copy.deepcopy(ema)
-        ema_cpu.to("cpu")
-        ema_cpu.copy_to(export.parameters())
-        with atomic_dir(run_dir / "model", overwrite=True) as tmp:
-            export.save_pretrained(tmp, safe_serialization=True)
-        _write_loss_csv(run_dir / "loss.csv", loss_rows)
-        preview = render_previews(export.to(device), labels, spec, cfg, noise_sched, run_dir, codec,
-                                  mixed_precision=mp, real=inputs, real_ids=targets)
-        write_run_info(run_dir, to_dict(cfg), cfg.seed, preset=preset.to_dict(), labels=labels.to_dict(),
-                       steps_trained=steps_run, resumed_from=start, mixed_precision=mp,
-                       train_seconds=round(train_seconds, 2),
-                       seconds_per_step=round(train_seconds / steps_run, 4) if steps_run else None,
-                       final_loss=loss_rows[-1]["loss"] if loss_rows else None,
-                       num_params=sum(p.numel() for p in export.parameters()), previews=preview,
-                       processes=accelerator.num_processes)
-    accelerator.end_training()
-    return run_dir
+
+def export_run(plan: RunPlan, accelerator, model, ema, process: Diffusion, codec, *, mixed_precision: str,
+               inputs: torch.Tensor, targets: torch.Tensor, loss_rows: list[dict[str, Any]], start: int,
+               train_seconds: float) -> None:
+    """Step 7: EMA weights as a diffusers folder (``model/``), ``loss.csv``, previews, ``run.json``."""
+    cfg, run_dir = plan.cfg, plan.run_dir
+    if not accelerator.is_main_process:
+        return
+    steps_run = max(0, cfg.max_steps - start)
+    export = copy.deepcopy(accelerator.unwrap_model(model)).float().cpu()
+    ema_cpu = copy.deepcopy(ema)
+    ema_cpu.to("cpu")
+    ema_cpu.copy_to(export.parameters())
+    with atomic_dir(run_dir / "model", overwrite=True) as tmp:
+        export.save_pretrained(tmp, safe_serialization=True)
+    _write_loss_csv(run_dir / "loss.csv", loss_rows)
+    preview = render_previews(export.to(accelerator.device), plan.labels, cfg, process, run_dir, codec,
+                              mixed_precision=mixed_precision, real=inputs, real_ids=targets)
+    write_run_info(run_dir, to_dict(cfg), cfg.seed, preset=plan.preset.to_dict(), labels=plan.labels.to_dict(),
+                   steps_trained=steps_run, resumed_from=start, mixed_precision=mixed_precision,
+                   train_seconds=round(train_seconds, 2),
+                   seconds_per_step=round(train_seconds / steps_run, 4) if steps_run else None,
+                   final_loss=loss_rows[-1]["loss"] if loss_rows else None,
+                   num_params=sum(p.numel() for p in export.parameters()), previews=preview,
+                   processes=accelerator.num_processes)
+
+
+def train_dit(cfg: TrainConfig, *, vae=None) -> Path:
+    """Train a DiT per ``cfg`` and return RUN_DIR (layout in docs/ARCHITECTURE.md, "Generative core").
+
+    ``vae``: an ``AutoencoderKL`` to use for latent presets instead of loading ``preset.vae`` (tests pass
+    a tiny one). Loss: ``neurodit.diffusion``; weights saved to ``model/`` are the EMA weights
+    (diffusers ``EMAModel``), loadable with ``DiTTransformer2DModel.from_pretrained``.
+    """
+    from diffusers.training_utils import EMAModel
+
+    plan = plan_run(cfg)
+    with process_settings(cfg.num_threads):
+        accelerator, mp = make_accelerator(cfg, plan.run_dir)
+        torch.manual_seed(cfg.seed)  # model init; data/noise use per-step generators (_seeded)
+        set_up_run_folder(plan, accelerator)
+        model = build_model(cfg, plan.preset, plan.labels.num_classes)
+        device = accelerator.device
+        inputs, codec = build_inputs(plan, device, accelerator.process_index, vae)
+        targets = torch.from_numpy(plan.class_ids).to(device)
+
+        process = create_diffusion(cfg.diffusion)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        warm = max(1, cfg.warmup_steps) * accelerator.num_processes  # accelerate steps it once per process
+        lr_sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warm))
+        ema = EMAModel(model.parameters(), decay=cfg.ema_decay, use_ema_warmup=False)
+        model, optimizer, lr_sched = accelerator.prepare(model, optimizer, lr_sched)
+        ema.to(device)
+        start = restore(accelerator, ema, plan.checkpoints, cfg.max_steps)
+        loss_rows = _read_loss_csv(plan.run_dir / "loss.csv", start) if start else []
+        if accelerator.is_main_process:
+            accelerator.init_trackers("neurodit", config={k: v for k, v in to_dict(cfg).items()
+                                                          if isinstance(v, (int, float, str, bool))})
+
+        seconds = train_loop(cfg, accelerator, model, optimizer, lr_sched, ema, process, inputs, targets,
+                             plan.labels.null_class, start, loss_rows, plan.run_dir)
+        export_run(plan, accelerator, model, ema, process, codec, mixed_precision=mp, inputs=inputs,
+                   targets=targets, loss_rows=loss_rows, start=start, train_seconds=seconds)
+        accelerator.end_training()
+    return plan.run_dir
 
 
 @torch.no_grad()
-def render_previews(model, labels: LabelSpec, spec, cfg: TrainConfig, noise_sched, run_dir: Path, codec,
+def render_previews(model, labels: LabelSpec, cfg: TrainConfig, process: Diffusion, run_dir: Path, codec,
                     *, mixed_precision: str, real: torch.Tensor, real_ids: torch.Tensor) -> dict[str, Any]:
     """Sample ``preview_per_class`` mosaics per class and render them (and real ones) to samples/*.png."""
-    from neurodit.tiling import save_mosaic_png
+    from neurodit.mosaic_files import save_mosaic_png
 
     if cfg.preview_per_class == 0:
         return {}
@@ -339,11 +430,9 @@ def render_previews(model, labels: LabelSpec, spec, cfg: TrainConfig, noise_sche
     model.eval()
     ids = torch.arange(labels.num_classes, device=device).repeat_interleave(cfg.preview_per_class)
     shape = tuple(real.shape[1:])
-    dtype = torch.bfloat16 if mixed_precision == "bf16" else (torch.float16 if mixed_precision == "fp16"
-                                                              else None)
-    x = guided_sample(model, make_sampler(cfg.sampler, noise_sched), ids, labels.null_class, shape,
-                      steps=cfg.preview_steps, guidance=cfg.guidance,
-                      generator=_seeded(cfg.seed, 0, 0, device), autocast_dtype=dtype)
+    x = process.sample(model, ids, labels.null_class, shape, kind=cfg.sampler, steps=cfg.preview_steps,
+                       guidance=cfg.guidance, generator=_seeded(cfg.seed, 0, 0, device),
+                       autocast_dtype=autocast_dtype(mixed_precision))
     mos = codec.decode(x) if codec is not None else x.clamp(-1, 1)  # (B, 1, M, M)
     # the same number of real mosaics per class, for a side-by-side look
     pick = torch.cat([torch.nonzero(real_ids == k)[: cfg.preview_per_class, 0]

@@ -6,14 +6,14 @@ import numpy as np
 import pytest
 import torch
 
-from neurodit.errors import NeuroditError
-from neurodit.train.diffusion import (
+from neurodit.diffusion import (
     DiffusionConfig,
     diffusion_loss,
     guided_sample,
     make_noise_scheduler,
     make_sampler,
 )
+from neurodit.errors import NeuroditError
 
 
 class Oracle(torch.nn.Module):

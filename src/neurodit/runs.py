@@ -1,0 +1,228 @@
+"""The run folder (RUN_DIR, docs/ARCHITECTURE.md "Generative core"): what a trained generator leaves
+behind for sampling, and the class labels it was trained on.
+
+Files owned here (written by :func:`write_run_files`, read by :class:`TrainedRun`):
+``train_config.yaml`` (resolved config, incl. the diffusion process), ``labels.json``
+(:class:`LabelSpec` + class counts), ``prepare.json`` (copy: grid + normalisation), ``mask.npy``
+(brain mask: sampled voxels outside it are 0 mm²/s), ``tiling.json`` (:class:`~neurodit.tiling.TilingSpec`)
+and ``preset.json`` (resolved :class:`~neurodit.models.ModelPreset`). The model weights (``model/``),
+checkpoints, cache and logs belong to the training loop (``neurodit.train``).
+"""
+
+from __future__ import annotations
+
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+import yaml
+
+from neurodit.errors import NeuroditError
+from neurodit.io import atomic_write_text, read_json, write_json
+
+RUN_FILES = ("model/config.json", "labels.json", "prepare.json", "tiling.json", "train_config.yaml",
+             "preset.json")  # what a finished run must hold for sampling
+
+AGE_BIN = "age_bin"
+
+
+@dataclass(frozen=True)
+class LabelSpec:
+    """Class labels of a run: ``columns`` combined into ``classes`` (index order); null = len(classes).
+
+    ``label`` is the user's spelling (``"sex"``, ``"diagnosis"``, ``"sex*age_bin"``); ``age_bins`` are
+    the age edges in years used for an ``age_bin`` column (bins ``<e0``, ``e0-e1``, ..., ``>=ek``).
+    """
+
+    label: str
+    columns: tuple[str, ...]
+    classes: tuple[str, ...]
+    age_bins: tuple[float, ...] = ()
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.classes)
+
+    @property
+    def null_class(self) -> int:
+        return len(self.classes)
+
+    def class_values(self, k: int) -> dict[str, str]:
+        """Column values of class ``k``, e.g. ``{"sex": "F", "age_bin": "50-70"}``."""
+        return dict(zip(self.columns, self.classes[k].split("|"), strict=True))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"label": self.label, "columns": list(self.columns), "classes": list(self.classes),
+                "null_class": self.null_class, "age_bins": list(self.age_bins)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any], where: str | Path | None = None) -> LabelSpec:
+        try:
+            return cls(label=str(d["label"]), columns=tuple(d["columns"]), classes=tuple(d["classes"]),
+                       age_bins=tuple(float(a) for a in d.get("age_bins", ())))
+        except (KeyError, TypeError) as exc:
+            raise NeuroditError(f"labels.json: missing or bad key {exc}", where) from exc
+
+    def select(self, wanted: dict[str, str], where: str = "--label") -> list[int]:
+        """Class indices whose column values match every ``col=value`` in ``wanted``."""
+        for col in wanted:
+            if col not in self.columns:
+                raise NeuroditError(f"{where}: '{col}' is not a label column of this run "
+                                    f"(columns: {', '.join(self.columns)})")
+        hits = [k for k in range(self.num_classes)
+                if all(self.class_values(k)[c] == str(v) for c, v in wanted.items())]
+        if not hits:
+            raise NeuroditError(f"{where}: no class matches {wanted} (classes: {', '.join(self.classes)})")
+        return hits
+
+
+def age_bin_names(edges: tuple[float, ...]) -> list[str]:
+    def f(x: float) -> str:
+        return f"{x:g}"
+
+    names = [f"<{f(edges[0])}"]
+    names += [f"{f(a)}-{f(b)}" for a, b in zip(edges[:-1], edges[1:], strict=True)]
+    names.append(f">={f(edges[-1])}")
+    return names
+
+
+def _column_values(table: pd.DataFrame, col: str, age_bins: tuple[float, ...], where: Path) -> pd.Series:
+    if col == AGE_BIN:
+        if "age" not in table.columns:
+            raise NeuroditError("label age_bin needs an age column in participants.tsv", where)
+        age = pd.to_numeric(table["age"], errors="coerce")
+        if age.isna().any():
+            raise NeuroditError(f"label age_bin: {int(age.isna().sum())} rows without a numeric age", where)
+        idx = np.searchsorted(np.asarray(age_bins, dtype=float), age.to_numpy(), side="right")
+        names = age_bin_names(age_bins)
+        return pd.Series([names[i] for i in idx], index=table.index)
+    if col not in table.columns:
+        raise NeuroditError(f"label column '{col}' not in participants.tsv "
+                            f"(columns: {', '.join(map(str, table.columns))})", where)
+    vals = table[col]
+    missing = vals.isna() | vals.astype(str).str.strip().str.lower().isin(["", "n/a", "nan", "none"])
+    if missing.any():
+        raise NeuroditError(f"label column '{col}' is missing on {int(missing.sum())} rows "
+                            f"(first: line {int(np.flatnonzero(missing.to_numpy())[0]) + 2})", where)
+    return vals.astype(str)
+
+
+def make_labels(table: pd.DataFrame, label: str, age_bins: list[float] | tuple[float, ...],
+                where: Path) -> tuple[LabelSpec, np.ndarray]:
+    """Class ids (N,) int64 and the LabelSpec for ``label`` (``"sex"`` or ``"sex*age_bin"``)."""
+    columns = tuple(c.strip() for c in label.replace("×", "*").split("*") if c.strip())
+    if not columns:
+        raise NeuroditError(f"empty label '{label}'")
+    edges = tuple(float(a) for a in age_bins)
+    if AGE_BIN in columns and (not edges or list(edges) != sorted(set(edges))):
+        raise NeuroditError(f"age_bins must be increasing edges in years, got {list(age_bins)}")
+    parts = [_column_values(table, c, edges, where) for c in columns]
+    combined = parts[0].copy()
+    for p in parts[1:]:
+        combined = combined + "|" + p
+    if AGE_BIN in columns:  # keep bin order (not alphabetical) so class ids read young -> old
+        order = {n: i for i, n in enumerate(age_bin_names(edges))}
+
+        def key(name: str) -> tuple:
+            return tuple(order.get(v, v) if c == AGE_BIN else v
+                         for c, v in zip(columns, name.split("|"), strict=True))
+
+        classes = tuple(sorted(set(combined), key=key))
+    else:
+        classes = tuple(sorted(set(combined)))
+    index = {c: i for i, c in enumerate(classes)}
+    ids = np.array([index[v] for v in combined], dtype=np.int64)
+    return LabelSpec(label=label, columns=columns, classes=classes,
+                     age_bins=edges if AGE_BIN in columns else ()), ids
+
+
+def write_run_files(run_dir: Path, *, config: dict[str, Any], labels: LabelSpec, class_ids: np.ndarray,
+                    prep_dir: Path, mask: np.ndarray, spec, preset) -> None:
+    """Write the run-folder files a sampler needs (everything but ``model/``), before training starts.
+
+    ``config``: the resolved train config as a plain dict; ``class_ids`` (N,) int64 of the training
+    volumes; ``mask`` (D, H, W) bool; ``spec`` a TilingSpec; ``preset`` a ModelPreset.
+    """
+    run_dir = Path(run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    atomic_write_text(run_dir / "train_config.yaml", yaml.safe_dump(config, sort_keys=False))
+    write_json(run_dir / "labels.json", {**labels.to_dict(),
+                                         "counts": np.bincount(class_ids, minlength=labels.num_classes)})
+    shutil.copyfile(Path(prep_dir) / "prepare.json", run_dir / "prepare.json")
+    # the brain mask turns sampled background to exactly 0 mm2/s, as in the inputs
+    np.save(run_dir / "mask.npy", np.asarray(mask, dtype=bool))
+    write_json(run_dir / "tiling.json", spec.to_dict())
+    write_json(run_dir / "preset.json", preset.to_dict())
+
+
+class TrainedRun:
+    """A RUN_DIR opened for sampling: EMA model, labels, tiling, grid/normalisation, mask, diffusion."""
+
+    def __init__(self, run_dir: str | Path, device: torch.device | None = None):
+        from diffusers import DiTTransformer2DModel
+
+        from neurodit.config import from_dict
+        from neurodit.data.grid import Grid
+        from neurodit.data.normalize import Normalization
+        from neurodit.diffusion import DiffusionConfig
+        from neurodit.models import ModelPreset
+        from neurodit.tiling import TilingSpec
+
+        self.path = Path(run_dir)
+        missing = [f for f in RUN_FILES if not (self.path / f).is_file()]
+        if missing:
+            raise NeuroditError(f"not a finished neurodit run (missing {', '.join(missing)})", self.path)
+        self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        self.labels = LabelSpec.from_dict(read_json(self.path / "labels.json"), self.path / "labels.json")
+        self.spec = TilingSpec.from_dict(read_json(self.path / "tiling.json"), self.path / "tiling.json")
+        prep = read_json(self.path / "prepare.json")
+        try:
+            self.grid = Grid.from_dict(prep["grid"])
+            self.norm = Normalization.from_dict(prep["normalization"])
+        except (KeyError, TypeError) as exc:
+            raise NeuroditError(f"missing or bad key {exc}", self.path / "prepare.json") from exc
+        self.preset = ModelPreset.from_dict(read_json(self.path / "preset.json"))
+        cfg = yaml.safe_load((self.path / "train_config.yaml").read_text()) or {}
+        self.train_config = cfg
+        self.diffusion = from_dict(DiffusionConfig, cfg.get("diffusion", {}), "diffusion")
+        mask_file = self.path / "mask.npy"
+        self.mask = np.load(mask_file, allow_pickle=False) if mask_file.is_file() else None
+        self.model = DiTTransformer2DModel.from_pretrained(str(self.path / "model")).to(self.device).eval()
+        if int(self.model.config.num_embeds_ada_norm) != self.labels.num_classes:
+            raise NeuroditError(f"model has {self.model.config.num_embeds_ada_norm} classes but labels.json "
+                                f"lists {self.labels.num_classes}", self.path / "model")
+        self.codec = None
+
+    def attach_vae(self, vae=None) -> None:
+        """Latent presets: decode with ``vae`` (tests) or the preset's VAE."""
+        from neurodit.models import LatentCodec, load_vae
+
+        if self.preset.space != "latent":
+            return
+        if vae is None:
+            vae = load_vae(self.preset.vae, self.preset.vae_subfolder)
+        self.codec = LatentCodec(vae.to(self.device), scale=self.preset.latent_scale)
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        c = int(self.model.config.in_channels)
+        s = int(self.model.config.sample_size)
+        return (c, s, s)
+
+    def to_volumes(self, x: torch.Tensor) -> np.ndarray:
+        """(B, C, S, S) model outputs -> (B, D, H, W) float32 volumes in mm²/s (0 outside the mask)."""
+        from neurodit.data.prepare import model_to_mm2s
+        from neurodit.tiling import mosaic_to_volume
+
+        mos = self.codec.decode(x) if self.codec is not None else x
+        mos = mos[:, 0].clamp(-1.0, 1.0).float().cpu().numpy()  # (B, M, M)
+        vol = np.asarray(mosaic_to_volume(mos, self.spec), dtype=np.float32)  # (B, D, H, W) model range
+        return model_to_mm2s(vol, self.norm, self.mask)
+
+
+__all__ = ["AGE_BIN", "RUN_FILES", "LabelSpec", "TrainedRun", "age_bin_names", "make_labels",
+           "write_run_files"]
