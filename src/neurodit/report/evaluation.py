@@ -185,12 +185,16 @@ def eval_sections(folders: list[Path], summary: H.Summary) -> str:
             prio = PRIO.get(name, 1)
             for text in (verdict, sentence) if isinstance(verdict, str) else (sentence,):
                 if text:
-                    summary.say(text, prio=prio)
+                    # the calibration sentence describes the references: neutral whatever its words
+                    summary.say(text, "verdict-neutral" if name == "calibration" else None, prio=prio)
                     said.add(text)
             if name == "calibration":
                 summary.raw(body.replace("<h3>", '<h3 class="muted">', 1), prio=prio)
             head = "" if render is not other_family else f"<h3>{H.esc(name.replace('_', ' '))}</h3>"
-            parts[section].append(head + (f"<p>{H.esc(verdict)}</p>" if isinstance(verdict, str) else "") + body)
+            if isinstance(verdict, str):  # under the renderer's own heading, when it starts with one
+                cut = body.index("</h3>") + 5 if body.startswith("<h3>") else 0
+                body = body[:cut] + f'<p class="{H.verdict_class(verdict)}">{H.esc(verdict)}</p>' + body[cut:]
+            parts[section].append(head + body)
         for name, text in (metrics.get("verdicts") or {}).items():
             if isinstance(text, str) and text not in said:  # e.g. a diversity verdict with no family of its own
                 summary.say(text, prio=PRIO.get(name, 1))
