@@ -27,6 +27,40 @@ def _mmd(mmd2: float, p: float, kernel: str) -> dict:
     return {"mmd2": mmd2, "p_value": p, "kernel": kernel, "n_x": 6, "n_y": 4, "permutations": 200}
 
 
+def _c2st(view: str, auc: float, lo: float, hi: float, p: float) -> dict:
+    return {"view": view, "auc": auc, "auc_ci95": [lo, hi], "auc_pooled": auc - 0.01, "p_value": p, "n_real": 4,
+            "n_synthetic": 4, "folds": 2, "permutations": 0 if view == "cnn" else 100,
+            "method": f"{view} classifier", "seconds": 0.5, "verdict": f"{view}: AUC {auc:.2f}"}
+
+
+def _measure(mean: float, sd: float, syn_mean: float) -> dict:
+    return {"real_mean": mean, "real_sd": sd, "syn_mean": syn_mean, "syn_sd": sd * 0.8,
+            "wasserstein": abs(mean - syn_mean) * 1.1, "ks_p": 0.4321}
+
+
+C2ST_VIEWS = {"voxel": (0.9876, 0.9512, 1.0, 0.0099), "texture": (0.9432, 0.8871, 0.9901, 0.0198),
+              "cnn": (0.8123, 0.7011, 0.9235, 0.0013)}
+VERDICT_C2ST = ("a linear classifier on the voxel values tells synthetic from real with AUC 0.99 (p < 0.01): "
+                "easy to tell apart")
+VERDICT_FEATURES = ("To a 3D network trained on the real training brains, 75% of the synthetic brains look like "
+                    "plausible real ones and they cover 50% of the real variety: varied, but many look unlike "
+                    "any real brain.")
+VERDICT_MORPHOMETRY = "tissue fractions and brain volume as in real brains"
+VERDICT_DIVERSITY = "synthetic brains are as varied as real ones"
+
+
+def _headline(voxel: float, texture: float, frechet: float, recall: float, syn_syn: float, memo: float) -> dict:
+    """One calibration entry: the headline numbers of a reference generator (judge's evaluate --calibrate)."""
+    return {"c2st": {"voxel": {"auc": voxel}, "texture": {"auc": texture}}, "features": {"frechet": frechet,
+            "recall": recall}, "msssim": {"syn_syn": syn_syn, "real_real": 0.8312},
+            "memorization": {"fraction_above": memo}}
+
+
+CALIBRATION = {"noise": _headline(0.6111, 1.0, 45.61, 0.1667, 0.7342, 0.0),
+               "mean": _headline(0.9722, 0.9944, 88.12, 0.0, 0.9999, 0.0),
+               "copy": _headline(0.5012, 0.4833, 0.0123, 1.0, 0.8315, 1.0),
+               "pca": _headline(0.5521, 0.5688, 2.987, 0.8333, 0.8291, 0.25)}
+
 # metrics.json in the schema of neurodit.metrics.evaluate (its module docstring)
 METRICS = {
     "protocol": "ours", "n_real": 6, "n_synthetic": 4, "n_train": None, "mask_voxels": 1234,
@@ -69,6 +103,28 @@ METRICS = {
                "wm": {"real_mean": 0.000701, "syn_mean": 0.000723, "wasserstein": 2.2e-05, "n_voxels": 800},
                "gm": {"real_mean": 0.000851, "syn_mean": 0.000802, "wasserstein": 4.9e-05, "n_voxels": 400},
                "csf": {"real_mean": None, "syn_mean": None, "wasserstein": None, "n_voxels": 0}},
+    "c2st": {"views": {v: _c2st(v, *a) for v, a in C2ST_VIEWS.items()}, "verdict": VERDICT_C2ST},
+    "features": {
+        "encoder": {"kind": "own", "source": "/cache/encoder/encoder.safetensors",
+                    "sha256": "9f86d081884c7d659a2feaa0c55ad015a3bf4f1b2b0b822cd15d6c15b0f00a08", "dim": 32,
+                    "input": "model", "trained_on": {"n": 160, "sha256": "ab12"}},
+        "dim": 32, "n_real": 6, "n_synthetic": 4, "k": 3, "frechet": 12.345, "precision": 0.75, "recall": 0.5,
+        "density": 0.8333, "coverage": 0.6667,
+        "floor": {"sets": "real reference (e.g. training) vs real", "n_reference": 8, "frechet": 3.2109,
+                  "precision": 1.0, "recall": 0.8333, "density": 1.052, "coverage": 0.8334},
+        "warnings": ["only 6 real volumes for 32 features: the covariance is rank deficient"],
+        "verdict": VERDICT_FEATURES},
+    "morphometry": {
+        "measures": {"wm_fraction": _measure(0.4012, 0.0211, 0.4133), "gm_fraction": _measure(0.3561, 0.0152, 0.3422),
+                     "csf_fraction": _measure(0.2427, 0.0301, 0.2445), "brain_volume_ml": _measure(1402.5, 61.2, 1388.1)},
+        "effects": {"csf_fraction_age_slope": {"real": 0.0213, "synthetic": 0.0071, "real_ci95": [0.0151, 0.0275],
+                                               "synthetic_ci95": [-0.0012, 0.0154], "unit": "per decade"},
+                    "brain_volume_sex_diff_ml": {"real": 121.4, "synthetic": None, "real_ci95": [80.2, 162.6],
+                                                 "synthetic_ci95": None, "unit": "ml (M - F)"}},
+        "thresholds_mm2s": [0.0008, 0.0015], "voxel_volume_ml": 0.512, "n_real": 6, "n_synthetic": 4,
+        "verdict": VERDICT_MORPHOMETRY},
+    "calibration": CALIBRATION,
+    "verdicts": {"c2st": VERDICT_C2ST, "diversity": VERDICT_DIVERSITY},
     "figures": {"msssim": "msssim.png", "memorization": "memorization.png", "mosaics": "mosaics.png"},
     "timings_s": {"msssim": 0.5, "mmd": 0.1},
     "notes": ["mmd.linear is MONAI MMDMetric's estimator: it only sees the difference of mean images."],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import html
 import io
 import json
 import re
@@ -11,7 +12,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 from PIL import Image
-from report_stages import METRICS, VERDICT_AD, VERDICT_SEX
+from report_stages import METRICS, VERDICT_AD, VERDICT_C2ST, VERDICT_SEX
 from typer.testing import CliRunner
 
 from neurodit.cli import app
@@ -49,7 +50,8 @@ def test_full_report_numbers_sections_images(stage_dirs, tmp_path):
     page = out.read_text()
     # sections, in order, and no "not run" anywhere: every stage was given
     ids = re.findall(r'<section[^>]* id="([a-z]+)"', page)
-    assert ids == ["summary", "images", "similarity", "memorization", "downstream", "training", "provenance"]
+    assert ids == ["summary", "images", "judge", "similarity", "memorization", "downstream", "training",
+                   "provenance"]
     assert "Not run" not in page
     # summary box: both downstream verdicts (escaped: × stays, − stays), memorization, MS-SSIM floor
     summary = page.split('id="summary"')[1].split("</section>")[0]
@@ -194,21 +196,23 @@ def test_real_reference_is_the_training_source(stage_dirs, tmp_path):
     assert "real (camcan)" in page and "real (adni)" not in page
 
 
-def test_new_family_verdict_first_in_summary(stage_dirs, tmp_path):
-    """A family without a dedicated renderer still shows: its verdict leads the summary's metric lines
-    and its values are listed; a family's own verdict comes before the renderer's sentence."""
+def test_new_family_verdict_in_summary(stage_dirs, tmp_path):
+    """A family without a dedicated renderer still shows: its verdict joins the summary's metric lines
+    and its values are listed; a family's own verdict comes before the renderer's sentence; the C2ST
+    verdict leads the summary."""
     metrics = json.loads((stage_dirs["eval"] / "metrics.json").read_text())
-    metrics["c2st"] = {"views": {"voxel": {"auc": 0.987, "p_value": 0.002}},
-                       "verdict": "a linear classifier tells synthetic from real with AUC 0.99: easy to tell apart"}
+    metrics["lesions"] = {"load": {"auc": 0.987, "p_value": 0.002}, "verdict": "lesion load as in real brains"}
     metrics["msssim"]["verdict"] = "diversity as in real data"
     write_json(stage_dirs["eval"] / "metrics.json", metrics)
     page = build_report([stage_dirs["eval"]], tmp_path / "r.html").read_text()
     summary = page.split('id="summary"')[1].split("</section>")[0]
-    lines = re.findall(r'<li><span class="[^"]+">([^<]*)</span></li>', summary)
-    assert lines[0].startswith("Memorization: no sign of memorization")
-    assert lines[1] == "diversity as in real data" and lines[2].startswith("MS-SSIM real–synthetic")
-    assert "easy to tell apart" in lines[-1]
-    assert "<td>views.voxel.auc</td>" in page and "0.987" in page
+    lines = [html.unescape(t) for t in re.findall(r"<li><span class=\"[^\"]+\">([^<]*)</span>", summary)]
+    assert lines[0] == VERDICT_C2ST and lines[1].startswith("Calibration on this dataset")
+    assert lines[2].startswith("Memorization: no sign of memorization")
+    i = lines.index("diversity as in real data")
+    assert lines[i + 1].startswith("MS-SSIM real–synthetic")
+    assert "lesion load as in real brains" in lines[i + 2:]
+    assert "<td>load.auc</td>" in page and "0.987" in page
 
 
 def test_report_reads_artifacts_only():

@@ -2,8 +2,9 @@
 
 Sections: summary of verdicts; real vs synthetic mosaics per class with an mm²/s colour bar, a
 3-plane view of one synthetic volume and MD histograms (:mod:`neurodit.report.volumes`); one block
-per metric family of metrics.json (:mod:`neurodit.report.evaluation`); the downstream tables and
-plots (:mod:`neurodit.report.downstream`); the training loss curve; the resolved configs and
+per metric family of metrics.json (:mod:`neurodit.report.evaluation`, the judge's families in
+:mod:`neurodit.report.judge`); the downstream tables and plots and the site shift of the phantom
+cohorts (:mod:`neurodit.report.downstream`); the training loss curve; the resolved configs and
 versions. A section whose stage output was not given says "not run". The report renders saved
 artifacts only: every value shown is read from a stage's files through its owner's reader, or
 computed here from the volumes (histograms, mosaics).
@@ -19,6 +20,7 @@ import numpy as np
 import pandas as pd
 
 from neurodit import __version__
+from neurodit.data.phantom_info import read_phantom_info
 from neurodit.errors import NeuroditError
 from neurodit.io import atomic_write_text, read_json
 from neurodit.metrics.schema import read_metrics
@@ -30,7 +32,7 @@ from neurodit.report.evaluation import eval_sections
 from neurodit.report.volumes import images_section
 
 CONFIG_FILES = ("run.json", "train_config.yaml", "labels.json", "preset.json", "tiling.json", "prepare.json")
-NAV = [("summary", "Summary"), ("images", "Volumes"), ("similarity", "MS-SSIM / MMD"),
+NAV = [("summary", "Summary"), ("images", "Volumes"), ("judge", "Judge"), ("similarity", "MS-SSIM / MMD"),
        ("memorization", "Memorization"), ("downstream", "Downstream"), ("training", "Training"),
        ("provenance", "Configs")]
 
@@ -43,6 +45,20 @@ def training_sources(by_kind: dict[str, list[Found]]) -> set[Path]:
     for f in by_kind.get("eval", []):
         if "inputs" in (metrics := read_metrics(f.path)):
             out.add(Path(metrics["inputs"]["real"]).resolve())
+    return out
+
+
+def phantom_sites(by_kind: dict[str, list[Found]]) -> list[tuple[str, dict]]:
+    """(folder name, phantom.json) of the real phantom cohorts that carry a ``site``, one per distinct
+    site (a split of a phantom cohort that copied its phantom.json is not listed twice)."""
+    out, seen = [], set()
+    for f in by_kind.get("real", []):
+        info = read_phantom_info(f.path)
+        if info and isinstance(info.get("site"), dict):
+            key = json.dumps([info.get("cohort"), info["site"]], sort_keys=True)
+            if key not in seen:
+                seen.add(key)
+                out.append((f.name, info))
     return out
 
 
@@ -139,7 +155,7 @@ def build_report(dirs: list[str | Path], out_html: str | Path, title: str = "neu
     summary = H.Summary()
     sections = [images_section(by_kind, training_sources(by_kind), summary),
                 eval_sections([f.path for f in by_kind.get("eval", [])], summary),
-                downstream_section([f.path for f in by_kind.get("downstream", [])], summary),
+                downstream_section([f.path for f in by_kind.get("downstream", [])], summary, phantom_sites(by_kind)),
                 training_section(by_kind.get("train", []), summary), provenance_section(found, roots)]
     kinds = ", ".join(f"{len(v)} {k}" for k, v in by_kind.items())
     subtitle = f"{kinds} · generated {time.strftime('%Y-%m-%d %H:%M')} · neurodit {__version__}"

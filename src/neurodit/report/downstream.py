@@ -7,6 +7,7 @@ The schema is the module docstring of :mod:`neurodit.downstream.experiment`; the
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import pandas as pd
@@ -18,6 +19,8 @@ from neurodit.report import html as H
 
 METRIC_COLUMNS = {"balanced_accuracy": "balanced accuracy", "roc_auc": "ROC-AUC", "f1": "F1",
                   "accuracy": "accuracy"}
+SITE_LABELS = {"md_scale": "MD scale (× true MD)", "noise_sd": "voxel noise sd (fraction of MD)",
+               "blur_fwhm_mm": "blur FWHM (mm)", "bias_sd": "bias field sd", "bias_field": "bias field"}
 OVERALL = {"synthetic_for_sex": "Sex classifier", "synthetic_for_transfer": "AD vs CN (transfer)"}
 
 
@@ -60,10 +63,44 @@ def results_html(results: dict, summary: H.Summary) -> tuple[str, list[str]]:
     return "".join(parts), figs
 
 
-def downstream_section(folders: list[Path], summary: H.Summary) -> str:
+def _site_order(item: tuple[str, dict]) -> tuple[int, str]:
+    # camcan-like (the source of the transfer arms) first, adni-like (the target) second, then the rest
+    text = f"{item[0]} {item[1].get('cohort', '')}".lower()
+    return (0 if "camcan" in text else 1 if "adni" in text else 2, item[0])
+
+
+def site_shift(cohorts: list[tuple[str, dict]]) -> tuple[str, str | None]:
+    """(table, sentence) of the site / protocol effects of phantom cohorts (name, phantom.json as read by
+    :func:`neurodit.data.phantom_info.read_phantom_info`): one column per cohort, one row per numeric key of
+    its ``site`` (whatever keys it holds); the sentence names the effects that differ between cohorts."""
+    sites = sorted(((n, i) for n, i in cohorts if isinstance(i.get("site"), dict)), key=_site_order)
+    if not sites:
+        return "", None
+    keys = list(dict.fromkeys(k for _, i in sites for k, v in i["site"].items()
+                              if isinstance(v, (int, float)) and not isinstance(v, bool)))
+    heads = [f"{n} ({i['site'].get('name', i.get('cohort', '?'))}-like)" for n, i in sites]
+    rows = [[SITE_LABELS.get(k, k.replace("_", " ")), *(i["site"].get(k) for _, i in sites)] for k in keys]
+    html = ("<h3>Site shift the transfer arms face (phantom scanner / protocol effects)</h3>"
+            + H.table(["site effect", *heads], rows))
+    sentence = None
+    if len(sites) >= 2:
+        differ = [r for r in rows if len({repr(x) for x in r[1:]}) > 1]
+        names = " → ".join(n for n, _ in sites)
+        sentence = (f"The transfer arms ({names}) face a site shift: "
+                    + "; ".join(f"{r[0]} {' vs '.join(H.fmt(x, 3) for x in r[1:])}" for r in differ) + "."
+                    if differ else f"The phantom cohorts ({names}) share the same site effects: no site shift.")
+        html += f"<p>{H.esc(sentence)}</p>"
+    return html, sentence
+
+
+def downstream_section(folders: list[Path], summary: H.Summary, sites: Sequence[tuple[str, dict]] = ()) -> str:
+    """The downstream tables per results.json, and the site shift of the phantom cohorts ``sites``."""
     parts = ['<section id="downstream"><h2>Downstream classifier</h2>']
     if not folders:
         parts.append(H.not_run("Not run: no downstream folder (results.json) was given."))
+    shift, sentence = site_shift(list(sites))
+    if sentence:
+        summary.say(sentence, "verdict-neutral", prio=0.5)
     for folder in folders:
         if len(folders) > 1:
             parts.append(f"<h3>{H.esc(folder.name)}</h3>")
@@ -81,4 +118,4 @@ def downstream_section(folders: list[Path], summary: H.Summary) -> str:
                 raise NeuroditError(f"cannot read runs table ({exc})", runs) from exc
             parts.append(H.details(f"All runs ({len(df)} rows of runs.csv)", H.table(
                 list(map(str, df.columns)), df.head(200).itertuples(index=False), numeric_from=0)))
-    return "".join(parts) + "</section>"
+    return "".join(parts) + shift + "</section>"

@@ -6,6 +6,11 @@ a renderer takes the family's dict and returns (HTML, plain-words sentence or No
 ``verdict`` sentence, when it carries one, goes to the summary first, before the renderer's sentence.
 A family with no renderer is shown by :func:`other_family` (its verdict and every scalar value), so a
 new family in metrics.json appears in the report before it has a dedicated renderer.
+
+The judge's families (C2ST, feature metrics, morphometry, calibration: :mod:`neurodit.report.judge`)
+form the section "judge"; the C2ST verdict leads the summary, then the calibration panel (whose model
+row is read from this file's own families), then the other families' verdicts (``PRIO``). A sentence
+of the top-level ``verdicts`` map whose family does not carry it itself is said too.
 """
 
 from __future__ import annotations
@@ -16,13 +21,21 @@ from pathlib import Path
 from neurodit.errors import NeuroditError
 from neurodit.metrics.schema import METRICS_FILE, families, metric_figures, read_metrics
 from neurodit.report import html as H
+from neurodit.report import judge as J
 
 PAIRS = {"real_real": "real–real (floor)", "real_syn": "real–synthetic", "syn_syn": "synthetic–synthetic"}
 MSSSIM_SETTINGS = ("kernel_size", "scales", "kernel_sigma", "weights", "data_range", "syn_syn_above_real_max")
 MMD_KERNELS = ("linear", "rbf", "rbf_features")
-Rendered = tuple[str, str | None]
-MISSING = {"msssim": "No MS-SSIM values in metrics.json.", "mmd": "No MMD values in metrics.json.",
+Rendered = J.Rendered
+MISSING = {"c2st": "Not run: metrics.json has no classifier two-sample test (C2ST).",
+           "calibration": "Not run: no calibration panel (reference generators; evaluate --calibrate).",
+           "features": "Not run: no feature-space metrics (Fréchet distance, precision / recall).",
+           "morphometry": "Not run: no morphometry (tissue fractions, brain volume).",
+           "msssim": "No MS-SSIM values in metrics.json.", "mmd": "No MMD values in metrics.json.",
            "memorization": "Not run: metrics.json has no memorization audit."}
+SECTIONS = {"judge": "Can the judge tell them apart? Two-sample classifier, feature metrics, calibration",
+            "similarity": "Similarity: MS-SSIM and MMD", "memorization": "Memorization audit"}
+PRIO = {"c2st": -2, "calibration": -1}  # summary order: C2ST verdict, calibration panel, then the rest (1)
 
 
 def _pair_rows(groups: dict, first: list | None = None) -> list[list]:
@@ -132,17 +145,20 @@ def other_family(d: dict) -> Rendered:
 
 # family -> (section id, renderer), in summary order
 FAMILIES: dict[str, tuple[str, Callable[[dict], Rendered]]] = {
-    "memorization": ("memorization", memorization), "msssim": ("similarity", msssim), "mmd": ("similarity", mmd),
+    "c2st": ("judge", J.c2st), "calibration": ("judge", J.calibration), "memorization": ("memorization", memorization),
+    "features": ("judge", J.features), "morphometry": ("judge", J.morphometry),
+    "msssim": ("similarity", msssim), "mmd": ("similarity", mmd),
     "tissue": ("similarity", tissue), "coherence": ("similarity", coherence), "paper": ("similarity", paper),
 }
 
 
 def eval_sections(folders: list[Path], summary: H.Summary) -> str:
-    """Section "similarity" (every family but memorization) and section "memorization"."""
-    parts: dict[str, list[str]] = {"similarity": [], "memorization": []}
+    """Sections "judge" (C2ST, features, morphometry, calibration), "similarity" (every other family but
+    memorization) and "memorization"."""
+    parts: dict[str, list[str]] = {k: [] for k in SECTIONS}
     if not folders:
         note = H.not_run("Not run: no evaluation folder (metrics.json) was given.")
-        parts = {"similarity": [note], "memorization": [note]}
+        parts = {k: [note] for k in SECTIONS}
     for folder in folders:
         metrics = read_metrics(folder)
         fams = families(metrics)
@@ -152,20 +168,36 @@ def eval_sections(folders: list[Path], summary: H.Summary) -> str:
         parts["similarity"].append(f'{title}<p class="muted">Protocol <code>{H.esc(metrics.get("protocol", "?"))}'
                                    f"</code>" + (f"; volumes {H.esc(counts)}" if counts else "") + ".</p>")
         parts["memorization"].append(title)
+        parts["judge"].append(title)
+        said: set[str] = set()
         for name in (*FAMILIES, *(f for f in fams if f not in FAMILIES)):
             section, render = FAMILIES.get(name, ("similarity", other_family))
             if name not in fams:
                 continue
+            fam = fams[name]
+            if name == "calibration" and "model" not in fam:  # the model's row: this file's own families
+                fam = {"model": {k: v for k, v in fams.items() if k != "calibration"}, **fam}
             try:
-                body, sentence = render(fams[name])
-            except (KeyError, TypeError, ValueError) as exc:
+                body, sentence = render(fam)
+            except (KeyError, TypeError, ValueError, AttributeError) as exc:
                 raise NeuroditError(f"family '{name}': missing or bad key {exc}", folder / METRICS_FILE) from exc
-            verdict = fams[name].get("verdict")
+            verdict = fam.get("verdict")
+            prio = PRIO.get(name, 1)
             for text in (verdict, sentence) if isinstance(verdict, str) else (sentence,):
                 if text:
-                    summary.say(text, prio=1)
+                    # the calibration sentence describes the references: neutral whatever its words
+                    summary.say(text, "verdict-neutral" if name == "calibration" else None, prio=prio)
+                    said.add(text)
+            if name == "calibration":
+                summary.raw(body.replace("<h3>", '<h3 class="muted">', 1), prio=prio)
             head = "" if render is not other_family else f"<h3>{H.esc(name.replace('_', ' '))}</h3>"
-            parts[section].append(head + (f"<p>{H.esc(verdict)}</p>" if isinstance(verdict, str) else "") + body)
+            if isinstance(verdict, str):  # under the renderer's own heading, when it starts with one
+                cut = body.index("</h3>") + 5 if body.startswith("<h3>") else 0
+                body = body[:cut] + f'<p class="{H.verdict_class(verdict)}">{H.esc(verdict)}</p>' + body[cut:]
+            parts[section].append(head + body)
+        for name, text in (metrics.get("verdicts") or {}).items():
+            if isinstance(text, str) and text not in said:  # e.g. a diversity verdict with no family of its own
+                summary.say(text, prio=PRIO.get(name, 1))
         for name, note in MISSING.items():
             if name not in fams:
                 parts[FAMILIES[name][0]].append(H.not_run(note))
@@ -180,6 +212,5 @@ def eval_sections(folders: list[Path], summary: H.Summary) -> str:
                 if n not in ("msssim", "memorization")]
         if rest:
             parts["similarity"].append("<h3>Evaluation figures</h3>" + H.figs(rest))
-    return ('<section id="similarity"><h2>Similarity: MS-SSIM and MMD</h2>' + "".join(parts["similarity"])
-            + '</section><section id="memorization"><h2>Memorization audit</h2>' + "".join(parts["memorization"])
-            + "</section>")
+    return "".join(f'<section id="{k}"><h2>{H.esc(head)}</h2>' + "".join(parts[k]) + "</section>"
+                   for k, head in SECTIONS.items())

@@ -163,11 +163,12 @@ def not_run(text: str) -> str:
 def verdict_class(text: str) -> str:
     """Colour a verdict by its words: helped/passed → good, hurt/failed/memoriz → bad, else neutral."""
     low = text.lower()
-    if any(w in low for w in ("no sign of", "no copies")):
+    if any(w in low for w in ("no sign of", "no copies", "could not tell", "close to real")):
         return "verdict-good"
     if any(w in low for w in ("did not", "no clear", "not significant", "inconclusive")):
         return "verdict-neutral"
-    if any(w in low for w in ("hurt", "worse", "fail", "memoriz", "copied", "copies")):
+    if any(w in low for w in ("hurt", "worse", "fail", "memoriz", "copied", "copies", "easy to tell",
+                              "distinguishable", "zero diversity", "unlike")):
         return "verdict-bad"
     if any(w in low for w in ("helped", "improv", "pass", "better", "no copies", "ok")):
         return "verdict-good"
@@ -184,6 +185,10 @@ class Summary:
     def say(self, text: str, cls: str | None = None, prio: float = 5) -> None:
         """Add one line (escaped here; coloured by ``cls`` or by its words)."""
         self.items.append((prio, f'<span class="{cls or verdict_class(text)}">{esc(text)}</span>'))
+
+    def raw(self, fragment: str, prio: float = 5) -> None:
+        """Add one already-escaped HTML fragment (e.g. the calibration panel's table)."""
+        self.items.append((prio, fragment))
 
     def html_items(self) -> list[str]:
         return [h for _, h in sorted(self.items, key=lambda x: x[0])]
