@@ -26,6 +26,22 @@ from neurodit.io import atomic_dir, atomic_write_text, write_nifti, write_run_in
 SYN_PREFIX = "syn-"  # real ids are sub-*: synthetic ids can never collide with them
 
 
+def parse_label(items: list[str] | str | None) -> dict[str, str]:
+    """``["sex=F"]`` or ``"sex=F,age_bin=<50"`` -> ``{"sex": "F", ...}`` (the ``--label`` option)."""
+    if not items:
+        return {}
+    if isinstance(items, str):
+        items = [items]
+    out: dict[str, str] = {}
+    for item in items:
+        for part in str(item).split(","):
+            if "=" not in part:
+                raise NeuroditError(f"--label '{part}' must look like column=value, e.g. sex=F")
+            k, v = part.split("=", 1)
+            out[k.strip()] = v.strip()
+    return out
+
+
 def synthetic_id(i: int) -> str:
     """0-based index -> ``syn-000001`` ..."""
     return f"{SYN_PREFIX}{i + 1:06d}"
