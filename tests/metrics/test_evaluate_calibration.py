@@ -70,7 +70,7 @@ def test_cli_calibrate_and_c2st_flags(phantom, tmp_path):
     for extra, msg in ((["--calibrate"], "--calibrate needs --train"),
                        (["--c2st-real", "all"], "unknown c2st_real"),
                        (["--c2st-views", "fft"], "unknown or no C2ST view")):
-        bad = CliRunner().invoke(app, [*base[:5], str(tmp_path / "bad"), *base[7:], *extra])
+        bad = CliRunner().invoke(app, [*base[:5], "--out", str(tmp_path / "bad"), *base[7:], *extra])
         assert bad.exit_code == 2 and msg in bad.output, bad.output
         assert not (tmp_path / "bad").exists()
     assert np.isfinite(m["c2st"]["views"]["voxel"]["auc"])
