@@ -450,8 +450,8 @@ def mmd_verdict(mmd: dict) -> str:
 
 def memorization_verdict(mem: dict) -> str:
     frac, exp = mem["fraction_above"], mem["expected_fraction"]
-    nums = (f"{frac:.0%} of synthetic volumes are closer to a training subject than {1 - exp:.0%} of real "
-            f"held-out subjects are (expected {exp:.0%}; {mem['n_duplicates']} near-exact copies)")
+    nums = (f"{frac:.1%} of synthetic volumes are closer to a training subject than {1 - exp:.0%} of real "
+            f"held-out subjects are (expected {exp:.1%}; {mem['n_duplicates']} near-exact copies)")
     if mem["flagged"]:
         return f"{nums}: flagged as copying the training set"
     return f"{nums}: no sign of copying"
