@@ -76,6 +76,28 @@ def prepare_cmd(
     typer.echo(f"prepare: wrote {path}")
 
 
+# --------------------------------------------------------------------------- reference generators
+@command("baseline")
+def baseline_cmd(
+    train_cohort: Annotated[Path, typer.Argument(help="training cohort folder (participants.tsv + NIfTI)")],
+    kind: Annotated[str, typer.Option(help="pca, noise, copy or mean")],
+    n: Annotated[int, typer.Option("--n", help="number of volumes")],
+    out: Annotated[Path, typer.Option(help="output synthetic cohort folder")],
+    label: Annotated[list[str] | None, typer.Option(help="one class only, e.g. sex=F")] = None,
+    condition: Annotated[str, typer.Option(help="label column the generator is conditioned on")] = "sex",
+    components: Annotated[int | None, typer.Option(help="pca: keep the K largest components")] = None,
+    seed: Annotated[int, typer.Option(help="random seed")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="replace a non-empty output folder")] = False,
+):
+    """Write a reference generator's samples as a synthetic cohort (what good and bad look like)."""
+    from neurodit.data.synthetic import parse_label
+    from neurodit.generators.reference import write_baseline
+
+    path = write_baseline(train_cohort, kind, n, out, label=parse_label(label) or None, condition=condition,
+                          components=components, seed=seed, overwrite=overwrite)
+    typer.echo(f"baseline: wrote {n} {kind} volumes to {path}")
+
+
 # --------------------------------------------------------------------------- tiling
 @command("tile")
 def tile_cmd(
@@ -261,14 +283,22 @@ def evaluate_cmd(
     max_pairs: Annotated[int, typer.Option(help="MS-SSIM pairs per group (seeded subset)")] = 500,
     seed: Annotated[int, typer.Option(help="seed for pair subsets, bootstrap, permutations")] = 0,
     permutations: Annotated[int, typer.Option(help="MMD permutation-test permutations")] = 500,
+    calibrate: Annotated[bool, typer.Option(help="also score the pca/noise/copy/mean reference generators "
+                                                 "fitted on --train (calibration panel)")] = False,
+    c2st_real: Annotated[str, typer.Option(help="real side of the classifier test: heldout or "
+                                                "train+heldout")] = "heldout",
+    c2st_views: Annotated[str, typer.Option(help="comma-separated C2ST views: voxel,texture,cnn")] =
+        "voxel,texture,cnn",
     overwrite: Annotated[bool, typer.Option(help="replace a non-empty output folder")] = False,
 ):
-    """MS-SSIM, kernel MMD, memorization audit and through-plane coherence of synthetic volumes."""
+    """C2ST, MS-SSIM, kernel MMD, memorization audit and through-plane coherence of synthetic volumes."""
     from neurodit.io import read_json
-    from neurodit.metrics.evaluate import evaluate
+    from neurodit.metrics.evaluate import EvalConfig, evaluate
 
-    path = evaluate(real, synthetic, out, train=train, protocol=protocol, max_pairs=max_pairs, seed=seed,
-                    permutations=permutations, overwrite=overwrite)
+    cfg = EvalConfig(protocol=protocol, max_pairs=max_pairs, seed=seed, permutations=permutations,
+                     calibrate=calibrate, c2st_real=c2st_real,
+                     c2st_views=tuple(v.strip() for v in c2st_views.split(",") if v.strip()))
+    path = evaluate(real, synthetic, out, train=train, overwrite=overwrite, cfg=cfg)
     m = read_json(path / "metrics.json")
     ms, rbf, mem = m["msssim"], m["mmd"]["rbf"], m["memorization"]
     typer.echo(f"evaluate: wrote {path}")
@@ -277,6 +307,8 @@ def evaluate_cmd(
     typer.echo(f"RBF MMD^2 real-syn {rbf['real_syn']['mmd2']:.4g} (p={rbf['real_syn']['p_value']:.3g}), "
                f"floor {rbf['floor']['mmd2']:.4g}; memorization: {mem['fraction_above']:.1%} of synthetic "
                f"above the held-out 99th percentile{' (FLAGGED)' if mem['flagged'] else ''}")
+    for family, verdict in m.get("verdicts", {}).items():
+        typer.echo(f"{family}: {verdict}")
 
 
 def main() -> None:  # console-script entry point

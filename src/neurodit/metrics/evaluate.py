@@ -33,6 +33,22 @@ there are more than ``max_pairs``; ci95 = percentile bootstrap of the mean over 
                      > 0 means the axial slices are fine but do not stack into coherent 3D volumes
     tissue          {class: {real_mean, syn_mean, wasserstein, n_voxels}, thresholds_mm2s: [t1, t2]}
                      classes by the median real MD (mm²/s), values > 1e-4 only; wasserstein in mm²/s
+    c2st            (cfg.c2st) {real_side: "heldout" | "train+heldout", views: {voxel|texture|cnn: {view, auc,
+                     auc_ci95: [lo, hi], auc_ci95_bootstrap, auc_pooled, p_value, n_real, n_synthetic, folds, permutations, method,
+                     seconds, verdict}}, skipped: [str], verdict}   classifier two-sample test
+                     (neurodit.metrics.c2st): AUC 0.5 = indistinguishable; judge by p_value
+    diversity       {syn_syn, real_real, syn_syn_above_real_max, identical_pairs (fraction of synthetic pairs
+                     with MS-SSIM > 0.9999), zero_diversity (bool), low_diversity (bool), verdict}
+    verdicts        {family: one sentence a clinician understands}, families in FAMILIES order
+                     (msssim, mmd, memorization, coherence and tissue carry no verdict key of their own
+                     except msssim = fidelity, mmd, memorization: each has a "verdict" entry)
+    calibration     (cfg.calibrate, needs train) {model | pca | noise | copy | mean: headline numbers
+                     {n_synthetic, c2st {view: {auc, auc_ci95, p_value}}, msssim {real_syn, syn_syn, real_real},
+                     diversity {zero_diversity, identical_pairs}, mmd_rbf {mmd2, p_value},
+                     memorization {fraction_above, flagged}, verdicts {family: sentence}},
+                     labels {kind: {class: count}}}  the same families for the reference generators
+                     (neurodit.generators.reference) fitted on TRAIN_DIR, same n and label balance as the
+                     synthetic set: what good (pca), bad (noise, mean) and copying (copy) look like here
     paper           (protocol "paper") {msssim {real_real|real_syn|syn_syn: {mean, ci95, n_pairs}},
                      mmd_pairwise_msd {same groups}, settings {...}}
     figures         {name: path relative to EVAL_DIR}
@@ -81,6 +97,14 @@ class EvalConfig:
     # the shared 2-core machines one thread was 5-9x faster than two (MS-SSIM of 1500 pairs of 32^3:
     # 4.8 s vs 42 s wall at load 10); 0 keeps torch's setting
     threads: int = 1
+    c2st: bool = True  # classifier two-sample test (neurodit.metrics.c2st)
+    c2st_real: str = "heldout"  # real side of the C2ST: "heldout" (REAL_DIR) | "train+heldout"
+    c2st_views: tuple[str, ...] = ("voxel", "texture", "cnn")
+    c2st_folds: int = 5
+    c2st_permutations: int = 100  # label permutations of the linear views (p resolution 1/101)
+    c2st_cnn_epochs: int = 8
+    calibrate: bool = False  # also evaluate the reference generators fitted on train (needs train)
+    condition: str = "sex"  # label column the calibration generators are conditioned on
 
     def __post_init__(self) -> None:
         if self.protocol not in ("ours", "paper"):
@@ -89,6 +113,16 @@ class EvalConfig:
                 or self.threads < 0:
             raise NeuroditError("max_pairs, bootstrap and coherence_pairs must be >= 1, permutations and "
                                 "threads >= 0")
+        from neurodit.metrics.c2st import VIEWS
+
+        if self.c2st_real not in ("heldout", "train+heldout"):
+            raise NeuroditError(f"unknown c2st_real '{self.c2st_real}' (use heldout or train+heldout)")
+        self.c2st_views = tuple(self.c2st_views)
+        bad = [v for v in self.c2st_views if v not in VIEWS]
+        if bad or not self.c2st_views:
+            raise NeuroditError(f"unknown or no C2ST view(s) {bad} (use {', '.join(VIEWS)})")
+        if self.c2st_folds < 2 or self.c2st_permutations < 1 or self.c2st_cnn_epochs < 1:
+            raise NeuroditError("c2st_folds must be >= 2, c2st_permutations and c2st_cnn_epochs >= 1")
 
 
 def brain_mask(*sets_mm2s: np.ndarray, min_fraction: float = 0.5) -> np.ndarray:
@@ -126,28 +160,43 @@ def evaluate_arrays(real: np.ndarray, synthetic: np.ndarray, train: np.ndarray |
                     cfg: EvalConfig | None = None, norm: Normalization | None = None,
                     fig_dir: Path | None = None, real_ids: list[str] | None = None,
                     syn_ids: list[str] | None = None, train_ids: list[str] | None = None,
-                    encoder: Callable[[torch.Tensor], torch.Tensor] | None = None) -> dict:
+                    encoder: Callable[[torch.Tensor], torch.Tensor] | None = None,
+                    syn_labels: list[str | None] | None = None,
+                    train_labels: list[str | None] | None = None) -> dict:
     """All metrics for (N, D, H, W) volumes in mm²/s on one grid; returns the metrics.json dict.
 
     ``train`` given: memorization is against it with ``real`` as held-out subjects, and the MMD
     floor is MMD(train, real). Without it: memorization against ``real`` (leave-one-out held-out),
     floor = MMD between two seeded halves of ``real``. Figures go to ``fig_dir`` when given.
     ``encoder``: a fixed network (B, 1, D, H, W) model range -> (B, F); when given, the RBF MMD is also
-    computed on its features (``mmd.rbf_features``).
+    computed on its features (``mmd.rbf_features``). ``syn_labels`` / ``train_labels`` (one class of
+    ``cfg.condition`` per volume, or None) set the class balance of the calibration generators.
     """
     cfg = cfg or EvalConfig()
+    if cfg.calibrate and train is None:
+        raise NeuroditError("--calibrate needs --train (the reference generators are fitted on it)")
+
+    def run() -> dict:
+        out = _evaluate_arrays(real, synthetic, train, cfg, norm, fig_dir, real_ids, syn_ids, train_ids, encoder)
+        if cfg.calibrate:
+            t0 = time.perf_counter()
+            out["calibration"] = calibration_panel(real, synthetic, train, cfg, norm, out, syn_labels, train_labels)
+            out["timings_s"]["calibration"] = round(time.perf_counter() - t0, 3)
+        return out
+
     if cfg.threads <= 0:
-        return _evaluate_arrays(real, synthetic, train, cfg, norm, fig_dir, real_ids, syn_ids, train_ids, encoder)
+        return run()
     old_threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     try:
-        return _evaluate_arrays(real, synthetic, train, cfg, norm, fig_dir, real_ids, syn_ids, train_ids, encoder)
+        return run()
     finally:
         torch.set_num_threads(old_threads)
 
 
 def _evaluate_arrays(real, synthetic, train, cfg: EvalConfig, norm, fig_dir, real_ids, syn_ids,
-                     train_ids, encoder) -> dict:
+                     train_ids, encoder, light: bool = False) -> dict:
+    """``light``: only the families of the calibration panel (MS-SSIM, MMD, memorization, C2ST)."""
     norm = norm or Normalization()
     real = np.asarray(real, dtype=np.float32)
     synthetic = np.asarray(synthetic, dtype=np.float32)
@@ -212,6 +261,24 @@ def _evaluate_arrays(real, synthetic, train, cfg: EvalConfig, norm, fig_dir, rea
     mem["reference_set"] = "REAL_DIR (no --train)" if t_m is None else "TRAIN_DIR"
     timings["memorization"] = time.perf_counter() - t0
 
+    c2st_out = None
+    if cfg.c2st:
+        t0 = time.perf_counter()
+        c2st_out = c2st_family(real, synthetic, train, mask, cfg)
+        timings["c2st"] = time.perf_counter() - t0
+    msssim["verdict"] = fidelity_verdict(msssim)
+    mmd["verdict"] = mmd_verdict(mmd)
+    mem["verdict"] = memorization_verdict(mem)
+    diversity = diversity_family(ms, msssim)
+    if c2st_out is not None:
+        c2st_out["verdict"] = c2st_with_audit(c2st_out, mem)
+    if light:
+        out = {"n_synthetic": len(synthetic), "msssim": msssim, "mmd": mmd, "memorization": _strip(mem),
+               "diversity": diversity, **({"c2st": c2st_out} if c2st_out is not None else {})}
+        out["verdicts"] = collect_verdicts(out)
+        out["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
+        return out
+
     t0 = time.perf_counter()
     coh = coherence_report(r_m, s_m, mask, axis=2, max_pairs=cfg.coherence_pairs, seed=cfg.seed)
     timings["coherence"] = time.perf_counter() - t0
@@ -241,8 +308,11 @@ def _evaluate_arrays(real, synthetic, train, cfg: EvalConfig, norm, fig_dir, rea
         "protocol": cfg.protocol, "n_real": len(real), "n_synthetic": len(synthetic),
         "n_train": None if train is None else len(train), "mask_voxels": int(mask.sum()),
         "normalization": norm.to_dict(), "msssim": msssim, "mmd": mmd, "memorization": _strip(mem),
-        "coherence": _strip(coh), "tissue": tissue,
+        "coherence": _strip(coh), "tissue": tissue, "diversity": diversity,
     }
+    if c2st_out is not None:
+        out["c2st"] = c2st_out
+    out["verdicts"] = collect_verdicts(out)
     if cfg.protocol == "paper":
         from neurodit.metrics.paper import paper_protocol
 
@@ -292,12 +362,169 @@ def _evaluate_arrays(real, synthetic, train, cfg: EvalConfig, norm, fig_dir, rea
     return out
 
 
+# ------------------------------------------------------------------------------------------- families
+# Each family is a JSON-able dict with a "verdict" sentence; collect_verdicts gathers them in this order
+# (the C2ST first: it is the strongest single signal). A new family (e.g. features, morphometry) is one
+# function on arrays returning such a dict, stored under its name in metrics.json and listed here.
+FAMILIES = ("c2st", "diversity", "memorization", "msssim", "mmd", "features", "morphometry")
+FAMILY_NAMES = {"msssim": "fidelity"}  # key in metrics["verdicts"] when it differs from the section name
+
+
+def collect_verdicts(metrics: dict) -> dict[str, str]:
+    """``{family: verdict}`` of every family in ``metrics`` that carries one, in :data:`FAMILIES` order."""
+    return {FAMILY_NAMES.get(f, f): metrics[f]["verdict"] for f in FAMILIES
+            if isinstance(metrics.get(f), dict) and "verdict" in metrics[f]}
+
+
+def c2st_family(real: np.ndarray, synthetic: np.ndarray, train: np.ndarray | None, mask: np.ndarray,
+                cfg: EvalConfig) -> dict:
+    """The ``c2st`` section: :func:`neurodit.metrics.c2st.c2st_report` against REAL_DIR, or train + REAL_DIR."""
+    from neurodit.downstream.nets import MIN_SIDE
+    from neurodit.metrics.c2st import c2st_report
+
+    if cfg.c2st_real == "train+heldout":
+        if train is None:
+            raise NeuroditError("c2st_real 'train+heldout' needs --train")
+        real_side = np.concatenate([train, real])
+    else:
+        real_side = real
+    views, skipped = list(cfg.c2st_views), []
+    if "cnn" in views and min(real.shape[1:]) < MIN_SIDE["small"]:
+        views.remove("cnn")
+        skipped.append(f"cnn: grid {real.shape[1:]} has a side < {MIN_SIDE['small']} voxels")
+    rep = c2st_report(real_side, synthetic, mask, views=views, folds=cfg.c2st_folds,
+                      permutations=cfg.c2st_permutations, seed=cfg.seed, bootstrap=cfg.bootstrap,
+                      cnn_epochs=cfg.c2st_cnn_epochs)
+    return {"real_side": cfg.c2st_real, **rep, "skipped": skipped}
+
+
+def c2st_with_audit(c2st_out: dict, mem: dict) -> str:
+    """The C2ST verdict, warning that a copy fools the classifier when the memorization audit flags one."""
+    verdict = c2st_out["verdict"]
+    told_apart = any(r["p_value"] < 0.05 for r in c2st_out["views"].values())
+    if mem.get("flagged") and not told_apart:
+        verdict += ("; but the memorization audit flags copies of training subjects: a copy of a real "
+                    "subject fools any classifier, only the audit catches it")
+    return verdict
+
+
+def diversity_family(ms: dict, msssim: dict) -> dict:
+    """Diversity from MS-SSIM between synthetic pairs vs between real pairs (``ms``: pairwise_msssim
+    results with their ``values``)."""
+    ss, rr = msssim["syn_syn"]["mean"], msssim["real_real"]["mean"]
+    vals = np.asarray(ms["syn_syn"]["values"])
+    identical = float((vals > 0.9999).mean()) if vals.size else float("nan")
+    above = msssim["syn_syn_above_real_max"]
+    zero = bool(identical >= 0.25 or above >= 0.9)
+    low = bool(zero or above >= 0.25 or ss - rr > 0.5 * (1.0 - rr))
+    nums = f"MS-SSIM between synthetic pairs {ss:.3f} vs {rr:.3f} between real pairs"
+    if zero:
+        verdict = (f"synthetic volumes are (near-)copies of each other ({nums}; {identical:.0%} of pairs identical, "
+                   f"{above:.0%} more alike than the most alike real pair): flagged as zero diversity")
+    elif low:
+        verdict = (f"synthetic volumes are less varied than real subjects ({nums}; {above:.0%} of pairs more "
+                   "alike than the most alike real pair): low diversity")
+    else:
+        verdict = f"synthetic volumes vary about as much as real subjects ({nums})"
+    return {"syn_syn": ss, "real_real": rr, "syn_syn_above_real_max": above, "identical_pairs": identical,
+            "zero_diversity": zero, "low_diversity": low, "verdict": verdict}
+
+
+def fidelity_verdict(msssim: dict) -> str:
+    rs, rr = msssim["real_syn"]["mean"], msssim["real_real"]["mean"]
+    nums = f"MS-SSIM real-synthetic {rs:.3f} vs real-real {rr:.3f}"
+    if rs < rr - 0.02:
+        return f"synthetic volumes look structurally less like real subjects than real subjects do ({nums})"
+    return f"synthetic volumes are structurally as close to real subjects as real subjects are to each other ({nums})"
+
+
+def mmd_verdict(mmd: dict) -> str:
+    r = mmd["rbf"]["real_syn"]
+    f = mmd["rbf"]["floor"]
+    nums = f"RBF MMD² {r['mmd2']:.3g}, p {r['p_value']:.2g}; real-vs-real floor {f['mmd2']:.3g}"
+    if r["p_value"] < 0.05:
+        return f"the kernel two-sample test finds the synthetic distribution differs from the real one ({nums})"
+    return (f"the kernel two-sample test finds no difference ({nums}); it is weak on texture, so read it "
+            "with the classifier test")
+
+
+def memorization_verdict(mem: dict) -> str:
+    frac, exp = mem["fraction_above"], mem["expected_fraction"]
+    nums = (f"{frac:.1%} of synthetic volumes are closer to a training subject than {1 - exp:.0%} of real "
+            f"held-out subjects are (expected {exp:.1%}; {mem['n_duplicates']} near-exact copies)")
+    if mem["flagged"]:
+        return f"{nums}: flagged as copying the training set"
+    return f"{nums}: no sign of copying"
+
+
+def headline(metrics: dict) -> dict:
+    """The calibration panel's numbers of one evaluation (full or light)."""
+    out = {"n_synthetic": metrics["n_synthetic"],
+           "msssim": {k: metrics["msssim"][k]["mean"] for k in ("real_syn", "syn_syn", "real_real")},
+           "diversity": {k: metrics["diversity"][k] for k in ("zero_diversity", "identical_pairs")},
+           "mmd_rbf": {k: metrics["mmd"]["rbf"]["real_syn"][k] for k in ("mmd2", "p_value")},
+           "memorization": {k: metrics["memorization"][k] for k in ("fraction_above", "flagged")},
+           "verdicts": dict(metrics["verdicts"])}
+    if "c2st" in metrics:
+        out["c2st"] = {v: {k: r[k] for k in ("auc", "auc_ci95", "p_value")} for v, r in metrics["c2st"]["views"].items()}
+    return out
+
+
+def _label_counts(labels: list | None) -> dict:
+    if not labels:
+        return {}
+    keys = [str(x) for x in labels if x is not None]
+    return {k: keys.count(k) for k in sorted(set(keys))}
+
+
+def calibration_panel(real: np.ndarray, synthetic: np.ndarray, train: np.ndarray | None, cfg: EvalConfig,
+                      norm: Normalization | None, model_metrics: dict, syn_labels: list | None = None,
+                      train_labels: list | None = None) -> dict:
+    """The ``calibration`` section: the light families for each reference generator fitted on ``train``
+    (same n and class balance as ``synthetic``: its ``syn_labels`` counts when both sets have labels,
+    else balanced), beside the model's own headline numbers."""
+    from neurodit.generators.reference import KINDS, fit_reference
+
+    if train is None:
+        raise NeuroditError("--calibrate needs --train (the reference generators are fitted on it)")
+    train = np.asarray(train, dtype=np.float32)
+    n = len(synthetic)
+    known = set(str(x) for x in (train_labels or []) if x is not None)
+    counts = {k: c for k, c in _label_counts(syn_labels).items() if k in known}
+    panel: dict = {"model": headline(model_metrics)}
+    labels_used: dict = {}
+    light_cfg = dataclasses.replace(cfg, calibrate=False, figures=False)
+    gen_mask = brain_mask(train, min_fraction=1e-6)  # union of the training brains (see generators.reference)
+    for i, kind in enumerate(KINDS):
+        model = fit_reference(train, train_labels if known else None, gen_mask, kind)
+        if counts and sum(counts.values()) == n:
+            parts = [model.sample(c, label=k, seed=cfg.seed + 100 * i + j) for j, (k, c) in enumerate(counts.items())]
+            vols = np.concatenate([p[0] for p in parts])
+            labs = [x for p in parts for x in p[1]]
+        else:
+            vols, labs = model.sample(n, seed=cfg.seed + 100 * i)
+        labels_used[kind] = _label_counts(labs)
+        res = _evaluate_arrays(real, vols, train, light_cfg, norm, None, None, None, None, None, light=True)
+        panel[kind] = headline(res)
+        del vols
+    panel["labels"] = labels_used
+    return panel
+
+
 def _load(folder: str | Path):
     from neurodit.data.cohort import load_volumes, read_cohort
 
     cohort = read_cohort(folder)
     vols, grid = load_volumes(cohort, grid=None)
-    return vols, grid, [str(x) for x in cohort.table["participant_id"]]
+    return vols, grid, [str(x) for x in cohort.table["participant_id"]], cohort.table
+
+
+def _labels(table, column: str) -> list[str | None] | None:
+    """One class per row of a cohort table's ``column`` (None where missing), or None without it."""
+    if table is None or column not in table.columns:
+        return None
+    vals = [None if v is None or (isinstance(v, float) and np.isnan(v)) else str(v) for v in table[column]]
+    return None if all(v is None for v in vals) else vals
 
 
 def evaluate(real: str | Path, synthetic: str | Path, out: str | Path, train: str | Path | None = None,
@@ -306,14 +533,17 @@ def evaluate(real: str | Path, synthetic: str | Path, out: str | Path, train: st
     """Evaluate the cohort folder ``synthetic`` against ``real`` (and ``train``); write EVAL_DIR.
 
     Writes ``out/metrics.json`` (schema in this module's docstring), PNG figures and ``run.json``,
-    atomically. All volumes of the (two or three) folders must share one grid.
+    atomically. All volumes of the (two or three) folders must share one grid. The calibration panel
+    (``cfg.calibrate``) is conditioned on the ``cfg.condition`` column of the train and synthetic tables.
     """
+    if cfg is not None and cfg.calibrate and train is None:
+        raise NeuroditError("--calibrate needs --train (the reference generators are fitted on it)")
     cfg = cfg or EvalConfig(protocol=protocol, max_pairs=max_pairs, seed=seed, permutations=permutations)
     seed_everything(cfg.seed)
     t0 = time.perf_counter()
-    r, grid, r_ids = _load(real)
-    s, s_grid, s_ids = _load(synthetic)
-    t, t_grid, t_ids = (None, None, None) if train is None else _load(train)
+    r, grid, r_ids, _ = _load(real)
+    s, s_grid, s_ids, s_table = _load(synthetic)
+    t, t_grid, t_ids, t_table = (None, None, None, None) if train is None else _load(train)
     for folder, g in ((synthetic, s_grid), (train, t_grid)):
         if g is not None and not grid.same_as(g):
             what = "shape" if tuple(g.shape) != tuple(grid.shape) else "affine"
@@ -328,7 +558,8 @@ def evaluate(real: str | Path, synthetic: str | Path, out: str | Path, train: st
     load_s = time.perf_counter() - t0
     with atomic_dir(out, overwrite=overwrite) as tmp:
         metrics = evaluate_arrays(r, s, t, cfg, Normalization(), fig_dir=tmp, real_ids=r_ids, syn_ids=s_ids,
-                                  train_ids=t_ids)
+                                  train_ids=t_ids, syn_labels=_labels(s_table, cfg.condition),
+                                  train_labels=_labels(t_table, cfg.condition))
         metrics["grid"] = grid.to_dict()
         metrics["timings_s"]["load"] = round(load_s, 3)
         metrics["inputs"] = {"real": str(real), "synthetic": str(synthetic),

@@ -1,0 +1,89 @@
+"""Write a synthetic cohort folder: the output format of ``neurodit sample`` and ``neurodit baseline``.
+
+A synthetic cohort is an ordinary cohort folder (docs/ARCHITECTURE.md, "Input format") that
+``neurodit prepare`` / ``evaluate`` / ``downstream`` read back with ``read_cohort``:
+
+- ``syn-000001.nii.gz`` ... : 3D float32 MD maps in mm²/s on the grid affine;
+- ``participants.tsv``: ``participant_id`` (``syn-000001`` ...), one column per label (e.g. ``sex``),
+  ``synthetic`` = 1;
+- ``run.json``: resolved config, seed, versions (``neurodit.io.write_run_info``).
+
+Everything is built in a temporary sibling folder and renamed into place (``neurodit.io.atomic_dir``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from neurodit.errors import NeuroditError
+from neurodit.io import atomic_dir, atomic_write_text, write_nifti, write_run_info
+
+SYN_PREFIX = "syn-"  # real ids are sub-*: synthetic ids can never collide with them
+
+
+def parse_label(items: list[str] | str | None) -> dict[str, str]:
+    """``["sex=F"]`` or ``"sex=F,age_bin=<50"`` -> ``{"sex": "F", ...}`` (the ``--label`` option)."""
+    if not items:
+        return {}
+    if isinstance(items, str):
+        items = [items]
+    out: dict[str, str] = {}
+    for item in items:
+        for part in str(item).split(","):
+            if "=" not in part:
+                raise NeuroditError(f"--label '{part}' must look like column=value, e.g. sex=F")
+            k, v = part.split("=", 1)
+            out[k.strip()] = v.strip()
+    return out
+
+
+def synthetic_id(i: int) -> str:
+    """0-based index -> ``syn-000001`` ..."""
+    return f"{SYN_PREFIX}{i + 1:06d}"
+
+
+def write_synthetic_cohort(volumes_mm2s: Iterable[np.ndarray], labels: Mapping[str, Sequence[Any]] | None,
+                           affine: np.ndarray, out: str | Path, *, meta: dict, seed: int | None = None,
+                           overwrite: bool = False, **run_extra: Any) -> Path:
+    """Write volumes (an (N, D, H, W) array, or any iterable of (D, H, W) arrays, e.g. a generator that
+    draws them batch by batch so memory stays flat in N) as a synthetic cohort folder ``out``.
+
+    ``labels``: ``{column: [value per volume]}`` (may be empty/None); every list must have one value per
+    volume. ``meta`` is the resolved config stored in ``run.json`` with ``seed`` and ``run_extra``.
+    Atomic: on any error (including one raised by the volume iterator) ``out`` is left as it was.
+    """
+    labels = {str(k): list(v) for k, v in (labels or {}).items()}
+    for col in labels:
+        if col in ("participant_id", "synthetic", "path"):
+            raise NeuroditError(f"label column '{col}' is reserved in a synthetic cohort")
+    lengths = {len(v) for v in labels.values()}
+    if len(lengths) > 1:
+        raise NeuroditError(f"label columns have different lengths: { {k: len(v) for k, v in labels.items()} }")
+    affine = np.asarray(affine, dtype=np.float64)
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        n = 0
+        shape = None
+        for vol in volumes_mm2s:
+            vol = np.asarray(vol, dtype=np.float32)
+            if vol.ndim != 3:
+                raise NeuroditError(f"synthetic volume {n + 1} has shape {vol.shape}, expected (D, H, W)", out)
+            if shape is not None and vol.shape != shape:
+                raise NeuroditError(f"synthetic volume {n + 1} has shape {vol.shape}, the first {shape}", out)
+            shape = vol.shape
+            write_nifti(vol, affine, tmp / f"{synthetic_id(n)}.nii.gz")
+            n += 1
+        if n == 0:
+            raise NeuroditError("no synthetic volumes to write", out)
+        if lengths and lengths != {n}:
+            raise NeuroditError(f"{n} volumes but {lengths.pop()} label values per column", out)
+        table = pd.DataFrame({"participant_id": [synthetic_id(i) for i in range(n)],
+                              **{k: ["n/a" if v is None else v for v in vals] for k, vals in labels.items()},
+                              "synthetic": [1] * n})
+        atomic_write_text(tmp / "participants.tsv", table.to_csv(sep="\t", index=False, lineterminator="\n"))
+        write_run_info(tmp, meta, seed, n=n, **run_extra)
+    return Path(out)
