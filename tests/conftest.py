@@ -9,6 +9,10 @@ from pathlib import Path
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # never download weights in tests
+if "NEURODIT_CACHE" not in os.environ:  # the judge's encoder cache: never the user's ~/.cache in tests
+    import tempfile
+
+    os.environ["NEURODIT_CACHE"] = tempfile.mkdtemp(prefix="neurodit-test-cache-")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from helpers import write_tiny_cohort  # noqa: E402

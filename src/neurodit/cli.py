@@ -289,6 +289,11 @@ def evaluate_cmd(
                                                 "train+heldout")] = "heldout",
     c2st_views: Annotated[str, typer.Option(help="comma-separated C2ST views: voxel,texture,cnn")] =
         "voxel,texture,cnn",
+    encoder: Annotated[Path | None, typer.Option(help="fixed 3D encoder for the feature metrics: TorchScript "
+                                                      "file, or safetensors + json config (e.g. MedicalNet); "
+                                                      "default: our own, trained on --train and cached")] = None,
+    encoder_cache: Annotated[Path | None, typer.Option(help="cache folder of our own encoders "
+                                                            "(default $NEURODIT_CACHE or ~/.cache/neurodit)")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace a non-empty output folder")] = False,
 ):
     """C2ST, MS-SSIM, kernel MMD, memorization audit and through-plane coherence of synthetic volumes."""
@@ -297,7 +302,9 @@ def evaluate_cmd(
 
     cfg = EvalConfig(protocol=protocol, max_pairs=max_pairs, seed=seed, permutations=permutations,
                      calibrate=calibrate, c2st_real=c2st_real,
-                     c2st_views=tuple(v.strip() for v in c2st_views.split(",") if v.strip()))
+                     c2st_views=tuple(v.strip() for v in c2st_views.split(",") if v.strip()),
+                     encoder=None if encoder is None else str(encoder),
+                     encoder_cache=None if encoder_cache is None else str(encoder_cache))
     path = evaluate(real, synthetic, out, train=train, overwrite=overwrite, cfg=cfg)
     m = read_json(path / "metrics.json")
     ms, rbf, mem = m["msssim"], m["mmd"]["rbf"], m["memorization"]

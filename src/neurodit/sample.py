@@ -11,33 +11,13 @@ format") that ``neurodit prepare`` accepts.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
 
-import pandas as pd
 import torch
 
+from neurodit.data.synthetic import SYN_PREFIX, parse_label, write_synthetic_cohort
 from neurodit.diffusion import SAMPLERS, create_diffusion
 from neurodit.errors import NeuroditError
-from neurodit.io import atomic_dir, atomic_write_text, write_run_info
 from neurodit.runs import TrainedRun
-
-SYN_PREFIX = "syn-"  # real ids are sub-*: synthetic ids can never collide with them
-
-
-def parse_label(items: list[str] | str | None) -> dict[str, str]:
-    """``["sex=F"]`` or ``"sex=F,age_bin=<50"`` -> ``{"sex": "F", ...}``."""
-    if not items:
-        return {}
-    if isinstance(items, str):
-        items = [items]
-    out: dict[str, str] = {}
-    for item in items:
-        for part in str(item).split(","):
-            if "=" not in part:
-                raise NeuroditError(f"--label '{part}' must look like column=value, e.g. sex=F")
-            k, v = part.split("=", 1)
-            out[k.strip()] = v.strip()
-    return out
 
 
 def sample(run_dir: str | Path, n: int, out: str | Path, *, label: dict[str, str] | list[str] | None = None,
@@ -52,8 +32,6 @@ def sample(run_dir: str | Path, n: int, out: str | Path, *, label: dict[str, str
     (DDPM draws its step noise from the same generator, so it is reproducible for a fixed batch size).
     """
     from tqdm.auto import tqdm
-
-    from neurodit.data.cohort import write_nifti
 
     if n < 1:
         raise NeuroditError(f"--n must be >= 1, got {n}")
@@ -71,25 +49,24 @@ def sample(run_dir: str | Path, n: int, out: str | Path, *, label: dict[str, str
 
     noise_gen = torch.Generator().manual_seed(int(seed))  # CPU: same numbers on every device
     step_gen = torch.Generator(device=run.device).manual_seed(int(seed) + 1)
-    rows: list[dict[str, Any]] = []
-    with atomic_dir(out, overwrite=overwrite) as tmp:
-        batches = range(0, n, batch_size)
-        for start in tqdm(batches, desc="sample", disable=not progress):
+
+    def volumes():  # one batch at a time: memory stays flat in n
+        for start in tqdm(range(0, n, batch_size), desc="sample", disable=not progress):
             ids = class_of[start:start + batch_size]
             y = torch.tensor(ids, dtype=torch.long, device=run.device)
             x_init = torch.randn((len(ids), *run.input_shape), generator=noise_gen).to(run.device)
             x = process.sample(run.model, y, run.labels.null_class, run.input_shape, kind=scheduler,
                                steps=steps, guidance=guidance, generator=step_gen, autocast_dtype=autocast,
                                init=x_init)
-            for k, vol in enumerate(run.to_volumes(x)):
-                pid = f"{SYN_PREFIX}{start + k + 1:06d}"
-                write_nifti(vol, run.grid.affine, tmp / f"{pid}.nii.gz")
-                rows.append({"participant_id": pid, **run.labels.class_values(ids[k]), "synthetic": 1})
-        table = pd.DataFrame(rows)
-        atomic_write_text(tmp / "participants.tsv", table.to_csv(sep="\t", index=False))
-        write_run_info(tmp, {"run_dir": str(Path(run_dir).resolve()), "n": n, "label": wanted,
-                             "steps": steps, "guidance": guidance, "scheduler": scheduler,
-                             "batch_size": batch_size}, seed, classes=[run.labels.classes[c] for c in classes])
+            yield from run.to_volumes(x)
+
+    values = [run.labels.class_values(c) for c in class_of]
+    labels = {col: [v[col] for v in values] for col in (values[0] if values else {})}
+    write_synthetic_cohort(volumes(), labels, run.grid.affine, out, overwrite=overwrite, seed=seed,
+                           meta={"run_dir": str(Path(run_dir).resolve()), "n": n, "label": wanted,
+                                 "steps": steps, "guidance": guidance, "scheduler": scheduler,
+                                 "batch_size": batch_size},
+                           classes=[run.labels.classes[c] for c in classes])
     return Path(out)
 
 

@@ -67,6 +67,21 @@ def test_cli_calibrate_and_c2st_flags(phantom, tmp_path):
     assert m["c2st"]["views"]["voxel"]["n_real"] == 12  # balanced against the 12 synthetic
     assert set(m["calibration"]) >= {"pca", "noise", "copy", "mean"} and "c2st:" in res.output
     assert read_json(out / "run.json")["config"]["calibrate"] is True
+    # feature metrics: our own encoder, trained on TRAIN_DIR only, cached by its hash, in every row of the panel
+    f = m["features"]
+    assert f["encoder"]["kind"] == "own" and len(f["encoder"]["sha256"]) == 64 and f["n_real"] == 12
+    assert f["floor"]["n_reference"] == 12 and f["frechet"] >= 0 and 0 <= f["recall"] <= 1 and f["verdict"]
+    assert all(0 <= m["calibration"][k]["features"]["recall"] <= 1 for k in ("model", "pca", "noise", "copy", "mean"))
+    assert m["calibration"]["mean"]["features"]["recall"] < m["calibration"]["copy"]["features"]["recall"]
+    # morphometry: the grid's voxel volume (6 mm) and the tables' sexes reach it
+    mo = m["morphometry"]
+    assert mo["voxel_volume_ml"] == pytest.approx(0.216, rel=1e-6) and mo["n_real"] == 12
+    assert mo["effects"]["brain_volume_sex_diff_ml"]["real"] is not None and "morphometry" in m["verdicts"]
+    again = CliRunner().invoke(app, [*base[:5], "--out", str(tmp_path / "again"), *base[7:], "--train", str(train),
+                                     "--c2st-views", "voxel"])
+    assert again.exit_code == 0, again.output
+    enc2 = read_json(tmp_path / "again" / "metrics.json")["features"]["encoder"]
+    assert enc2["cached"] is True and enc2["sha256"] == f["encoder"]["sha256"]  # reused, not retrained
     for extra, msg in ((["--calibrate"], "--calibrate needs --train"),
                        (["--c2st-real", "all"], "unknown c2st_real"),
                        (["--c2st-views", "fft"], "unknown or no C2ST view")):

@@ -56,10 +56,13 @@ def _headline(voxel: float, texture: float, frechet: float, recall: float, syn_s
             "memorization": {"fraction_above": memo}}
 
 
-CALIBRATION = {"noise": _headline(0.6111, 1.0, 45.61, 0.1667, 0.7342, 0.0),
+CALIBRATION = {"model": _headline(0.9876, 0.9432, 12.345, 0.5, 0.9123, 0.0),
+               "noise": _headline(0.6111, 1.0, 45.61, 0.1667, 0.7342, 0.0),
                "mean": _headline(0.9722, 0.9944, 88.12, 0.0, 0.9999, 0.0),
                "copy": _headline(0.5012, 0.4833, 0.0123, 1.0, 0.8315, 1.0),
-               "pca": _headline(0.5521, 0.5688, 2.987, 0.8333, 0.8291, 0.25)}
+               "pca": _headline(0.5521, 0.5688, 2.987, 0.8333, 0.8291, 0.25),
+               "labels": {"pca": {"F": 2, "M": 2}}}
+CALIBRATION["model"]["c2st"]["cnn"] = {"auc": 0.8123}
 
 # metrics.json in the schema of neurodit.metrics.evaluate (its module docstring)
 METRICS = {

@@ -98,7 +98,7 @@ def test_calibration_table_has_one_row_per_generator(page):
     assert rows[0] == ["generator", "C2ST AUC voxel", "C2ST AUC texture", "C2ST AUC CNN", "Fréchet distance",
                        "recall", "MS-SSIM syn–syn", "MS-SSIM real–real", "memorized fraction"]
     assert [r[0] for r in rows[1:]] == ["model", "noise", "mean", "copy", "pca"]
-    # the model's row comes from the file's own families, the references from `calibration`
+    # every row from `calibration` (the model's headline numbers included); its `labels` is no row
     assert rows[1][1:] == ["0.9876", "0.9432", "0.8123", fmt(12.345), "0.5", "0.9123", "0.8312", "0"]
     assert rows[2][1:] == ["0.6111", "1", "—", "45.61", "0.1667", "0.7342", "0.8312", "0"]
     assert rows[4][1:3] == ["0.5012", "0.4833"] and rows[4][-1] == "1"
@@ -108,12 +108,12 @@ def test_calibration_table_has_one_row_per_generator(page):
         assert words in page
 
 
-def test_calibration_reads_full_families_and_drops_empty_columns():
-    """Calibration entries holding whole families (as the model's) read alike; other kinds follow; a
-    column nobody has is dropped."""
-    panel = {"pca": {"c2st": {"views": {"voxel": {"auc": 0.55, "p_value": 0.3}}},
+def test_calibration_other_kinds_follow_and_empty_columns_drop():
+    """Known references first, other kinds after; a column nobody has is dropped; ``labels`` is no row."""
+    panel = {"pca": {"c2st": {"voxel": {"auc": 0.55, "p_value": 0.3}},
                      "memorization": {"fraction_above": 0.05, "flagged": False}},
-             "dit-guidance-1": {"c2st": {"auc_voxel": 0.91}}, "copy": {"c2st": {"voxel": 0.5}}, "note": "x"}
+             "dit-guidance-1": {"c2st": {"voxel": {"auc": 0.91}}}, "copy": {"c2st": {"voxel": {"auc": 0.5}}},
+             "note": "x", "labels": {"pca": {"F": 1}}}
     body, sentence = J.calibration(panel)
     rows = table_after(body, "Calibration panel")
     assert rows[0] == ["generator", "C2ST AUC voxel", "memorized fraction"]  # 'note' (not a dict) is no row

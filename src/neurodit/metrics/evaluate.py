@@ -39,13 +39,23 @@ there are more than ``max_pairs``; ci95 = percentile bootstrap of the mean over 
                      (neurodit.metrics.c2st): AUC 0.5 = indistinguishable; judge by p_value
     diversity       {syn_syn, real_real, syn_syn_above_real_max, identical_pairs (fraction of synthetic pairs
                      with MS-SSIM > 0.9999), zero_diversity (bool), low_diversity (bool), verdict}
+    features        (cfg.features; needs --train or --encoder) neurodit.metrics.features.feature_metrics:
+                     {encoder {kind, source, sha256, dim, trained_on, cached, ...}, dim, n_real, n_synthetic, k,
+                     frechet, precision, recall, density, coverage, floor {sets, n_reference, frechet,
+                     precision, recall, density, coverage} | null, warnings [str], verdict}  features of a fixed
+                     3D encoder (our own, trained on TRAIN_DIR only and cached by its hash, or --encoder)
+    morphometry     (cfg.morphometry) neurodit.metrics.morphometry.morphometry_metrics: {measures {name:
+                     {real_mean, real_sd, syn_mean, syn_sd, wasserstein, ks_p}}, effects {csf_fraction_age_slope,
+                     brain_volume_sex_diff_ml: {real, synthetic, real_ci95, synthetic_ci95, unit}},
+                     thresholds_mm2s, voxel_volume_ml, n_real, n_synthetic, verdict}
     verdicts        {family: one sentence a clinician understands}, families in FAMILIES order
                      (msssim, mmd, memorization, coherence and tissue carry no verdict key of their own
                      except msssim = fidelity, mmd, memorization: each has a "verdict" entry)
     calibration     (cfg.calibrate, needs train) {model | pca | noise | copy | mean: headline numbers
                      {n_synthetic, c2st {view: {auc, auc_ci95, p_value}}, msssim {real_syn, syn_syn, real_real},
                      diversity {zero_diversity, identical_pairs}, mmd_rbf {mmd2, p_value},
-                     memorization {fraction_above, flagged}, verdicts {family: sentence}},
+                     memorization {fraction_above, flagged}, features {frechet, precision, recall, density,
+                     coverage} (with an encoder), verdicts {family: sentence}},
                      labels {kind: {class: count}}}  the same families for the reference generators
                      (neurodit.generators.reference) fitted on TRAIN_DIR, same n and label balance as the
                      synthetic set: what good (pca), bad (noise, mean) and copying (copy) look like here
@@ -74,12 +84,10 @@ from neurodit.io import atomic_dir, seed_everything, write_json, write_run_info
 from neurodit.metrics.coherence import coherence_report
 from neurodit.metrics.memorization import memorization_audit
 from neurodit.metrics.mmd import mmd_test, volume_features
-from neurodit.metrics.msssim import choose_settings, pairwise_msssim
 
-TISSUE_THRESHOLDS_MM2S = (0.8e-3, 1.5e-3)  # WM-like < 0.8e-3 <= GM-like < 1.5e-3 <= CSF-like
-# "brain" = MD above this: far below any tissue (>= 0.5e-3 mm²/s) but above the ~1e-16..1e-5 halo that
-# resampling (anti-aliasing + trilinear) leaves around the brain (measured on 6 mm phantoms)
-BRAIN_MIN_MM2S = 1e-4
+# one truth for the tissue split and the brain cut-off (morphometry owns them; see its comments)
+from neurodit.metrics.morphometry import BRAIN_MIN_MM2S, TISSUE_THRESHOLDS_MM2S  # noqa: E402
+from neurodit.metrics.msssim import choose_settings, pairwise_msssim
 
 
 @dataclasses.dataclass
@@ -104,6 +112,12 @@ class EvalConfig:
     c2st_permutations: int = 100  # label permutations of the linear views (p resolution 1/101)
     c2st_cnn_epochs: int = 8
     calibrate: bool = False  # also evaluate the reference generators fitted on train (needs train)
+    features: bool = True  # Fréchet distance + precision/recall/density/coverage (neurodit.metrics.features)
+    encoder: str | None = None  # a user's encoder file (TorchScript, or safetensors + json); None: our own
+    # where our own encoder is cached, keyed by a hash of the training data; None: $NEURODIT_CACHE or
+    # ~/.cache/neurodit
+    encoder_cache: str | None = None
+    morphometry: bool = True  # tissue fractions, brain volume, their age/sex effects
     condition: str = "sex"  # label column the calibration generators are conditioned on
 
     def __post_init__(self) -> None:
@@ -162,7 +176,8 @@ def evaluate_arrays(real: np.ndarray, synthetic: np.ndarray, train: np.ndarray |
                     syn_ids: list[str] | None = None, train_ids: list[str] | None = None,
                     encoder: Callable[[torch.Tensor], torch.Tensor] | None = None,
                     syn_labels: list[str | None] | None = None,
-                    train_labels: list[str | None] | None = None) -> dict:
+                    train_labels: list[str | None] | None = None, voxel_volume_ml: float | None = None,
+                    tables: dict | None = None) -> dict:
     """All metrics for (N, D, H, W) volumes in mm²/s on one grid; returns the metrics.json dict.
 
     ``train`` given: memorization is against it with ``real`` as held-out subjects, and the MMD
@@ -171,16 +186,35 @@ def evaluate_arrays(real: np.ndarray, synthetic: np.ndarray, train: np.ndarray |
     ``encoder``: a fixed network (B, 1, D, H, W) model range -> (B, F); when given, the RBF MMD is also
     computed on its features (``mmd.rbf_features``). ``syn_labels`` / ``train_labels`` (one class of
     ``cfg.condition`` per volume, or None) set the class balance of the calibration generators.
+    ``voxel_volume_ml`` (the grid's voxel volume) enables the morphometry family; ``tables``
+    (``{"real" | "synthetic" | "train": cohort table}``, rows aligned with the volumes) give it ages and sexes,
+    and the encoder its training labels.
     """
     cfg = cfg or EvalConfig()
+    tables = tables or {}
     if cfg.calibrate and train is None:
         raise NeuroditError("--calibrate needs --train (the reference generators are fitted on it)")
 
     def run() -> dict:
-        out = _evaluate_arrays(real, synthetic, train, cfg, norm, fig_dir, real_ids, syn_ids, train_ids, encoder)
+        t0 = time.perf_counter()
+        feat_encoder = feature_encoder(train, tables.get("train"), cfg, norm)
+        enc_s = time.perf_counter() - t0
+        out = _evaluate_arrays(real, synthetic, train, cfg, norm, fig_dir, real_ids, syn_ids, train_ids,
+                               encoder if encoder is not None else feat_encoder, feat_encoder=feat_encoder)
+        if feat_encoder is not None:
+            out["timings_s"]["encoder"] = round(enc_s, 3)
+        if cfg.morphometry and voxel_volume_ml is not None:
+            from neurodit.metrics.morphometry import morphometry_metrics
+
+            t0 = time.perf_counter()
+            out["morphometry"] = morphometry_metrics(real, synthetic, brain_mask(real), voxel_volume_ml,
+                                                     tables.get("real"), tables.get("synthetic"))
+            out["timings_s"]["morphometry"] = round(time.perf_counter() - t0, 3)
+            out["verdicts"] = collect_verdicts(out)
         if cfg.calibrate:
             t0 = time.perf_counter()
-            out["calibration"] = calibration_panel(real, synthetic, train, cfg, norm, out, syn_labels, train_labels)
+            out["calibration"] = calibration_panel(real, synthetic, train, cfg, norm, out, syn_labels, train_labels,
+                                                   feat_encoder)
             out["timings_s"]["calibration"] = round(time.perf_counter() - t0, 3)
         return out
 
@@ -194,9 +228,25 @@ def evaluate_arrays(real: np.ndarray, synthetic: np.ndarray, train: np.ndarray |
         torch.set_num_threads(old_threads)
 
 
+def feature_encoder(train: np.ndarray | None, train_table, cfg: EvalConfig, norm: Normalization | None):
+    """The fixed encoder of the feature metrics: ``cfg.encoder`` (a user's file), else our own trained on
+    the real training volumes only and cached by their hash; None when ``cfg.features`` is off or there is
+    neither an encoder file nor a training set."""
+    if not cfg.features or (cfg.encoder is None and train is None):
+        return None
+    import os
+
+    from neurodit.metrics.features import get_encoder
+
+    cache = cfg.encoder_cache or os.environ.get("NEURODIT_CACHE") or Path.home() / ".cache" / "neurodit"
+    t = None if train is None else np.asarray(train, dtype=np.float32)
+    return get_encoder(t, train_table, None if t is None else brain_mask(t), Path(cache) / "encoders",
+                       encoder_path=cfg.encoder, seed=cfg.seed, norm=norm or Normalization())
+
+
 def _evaluate_arrays(real, synthetic, train, cfg: EvalConfig, norm, fig_dir, real_ids, syn_ids,
-                     train_ids, encoder, light: bool = False) -> dict:
-    """``light``: only the families of the calibration panel (MS-SSIM, MMD, memorization, C2ST)."""
+                     train_ids, encoder, light: bool = False, feat_encoder=None) -> dict:
+    """``light``: only the families of the calibration panel (MS-SSIM, MMD, memorization, C2ST, features)."""
     norm = norm or Normalization()
     real = np.asarray(real, dtype=np.float32)
     synthetic = np.asarray(synthetic, dtype=np.float32)
@@ -266,6 +316,13 @@ def _evaluate_arrays(real, synthetic, train, cfg: EvalConfig, norm, fig_dir, rea
         t0 = time.perf_counter()
         c2st_out = c2st_family(real, synthetic, train, mask, cfg)
         timings["c2st"] = time.perf_counter() - t0
+    features = None
+    if feat_encoder is not None:
+        from neurodit.metrics.features import feature_metrics
+
+        t0 = time.perf_counter()
+        features = feature_metrics(real, synthetic, feat_encoder, reference_mm2s=train, norm=norm)
+        timings["features"] = time.perf_counter() - t0
     msssim["verdict"] = fidelity_verdict(msssim)
     mmd["verdict"] = mmd_verdict(mmd)
     mem["verdict"] = memorization_verdict(mem)
@@ -274,7 +331,8 @@ def _evaluate_arrays(real, synthetic, train, cfg: EvalConfig, norm, fig_dir, rea
         c2st_out["verdict"] = c2st_with_audit(c2st_out, mem)
     if light:
         out = {"n_synthetic": len(synthetic), "msssim": msssim, "mmd": mmd, "memorization": _strip(mem),
-               "diversity": diversity, **({"c2st": c2st_out} if c2st_out is not None else {})}
+               "diversity": diversity, **({"c2st": c2st_out} if c2st_out is not None else {}),
+               **({"features": features} if features is not None else {})}
         out["verdicts"] = collect_verdicts(out)
         out["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
         return out
@@ -312,6 +370,8 @@ def _evaluate_arrays(real, synthetic, train, cfg: EvalConfig, norm, fig_dir, rea
     }
     if c2st_out is not None:
         out["c2st"] = c2st_out
+    if features is not None:
+        out["features"] = features
     out["verdicts"] = collect_verdicts(out)
     if cfg.protocol == "paper":
         from neurodit.metrics.paper import paper_protocol
@@ -467,6 +527,8 @@ def headline(metrics: dict) -> dict:
            "verdicts": dict(metrics["verdicts"])}
     if "c2st" in metrics:
         out["c2st"] = {v: {k: r[k] for k in ("auc", "auc_ci95", "p_value")} for v, r in metrics["c2st"]["views"].items()}
+    if "features" in metrics:
+        out["features"] = {k: metrics["features"][k] for k in ("frechet", "precision", "recall", "density", "coverage")}
     return out
 
 
@@ -479,7 +541,7 @@ def _label_counts(labels: list | None) -> dict:
 
 def calibration_panel(real: np.ndarray, synthetic: np.ndarray, train: np.ndarray | None, cfg: EvalConfig,
                       norm: Normalization | None, model_metrics: dict, syn_labels: list | None = None,
-                      train_labels: list | None = None) -> dict:
+                      train_labels: list | None = None, feat_encoder=None) -> dict:
     """The ``calibration`` section: the light families for each reference generator fitted on ``train``
     (same n and class balance as ``synthetic``: its ``syn_labels`` counts when both sets have labels,
     else balanced), beside the model's own headline numbers."""
@@ -504,7 +566,8 @@ def calibration_panel(real: np.ndarray, synthetic: np.ndarray, train: np.ndarray
         else:
             vols, labs = model.sample(n, seed=cfg.seed + 100 * i)
         labels_used[kind] = _label_counts(labs)
-        res = _evaluate_arrays(real, vols, train, light_cfg, norm, None, None, None, None, None, light=True)
+        res = _evaluate_arrays(real, vols, train, light_cfg, norm, None, None, None, None, feat_encoder,
+                               light=True, feat_encoder=feat_encoder)
         panel[kind] = headline(res)
         del vols
     panel["labels"] = labels_used
@@ -541,7 +604,7 @@ def evaluate(real: str | Path, synthetic: str | Path, out: str | Path, train: st
     cfg = cfg or EvalConfig(protocol=protocol, max_pairs=max_pairs, seed=seed, permutations=permutations)
     seed_everything(cfg.seed)
     t0 = time.perf_counter()
-    r, grid, r_ids, _ = _load(real)
+    r, grid, r_ids, r_table = _load(real)
     s, s_grid, s_ids, s_table = _load(synthetic)
     t, t_grid, t_ids, t_table = (None, None, None, None) if train is None else _load(train)
     for folder, g in ((synthetic, s_grid), (train, t_grid)):
@@ -559,7 +622,9 @@ def evaluate(real: str | Path, synthetic: str | Path, out: str | Path, train: st
     with atomic_dir(out, overwrite=overwrite) as tmp:
         metrics = evaluate_arrays(r, s, t, cfg, Normalization(), fig_dir=tmp, real_ids=r_ids, syn_ids=s_ids,
                                   train_ids=t_ids, syn_labels=_labels(s_table, cfg.condition),
-                                  train_labels=_labels(t_table, cfg.condition))
+                                  train_labels=_labels(t_table, cfg.condition),
+                                  voxel_volume_ml=float(np.prod(grid.voxel_size)) / 1000.0,
+                                  tables={"real": r_table, "synthetic": s_table, "train": t_table})
         metrics["grid"] = grid.to_dict()
         metrics["timings_s"]["load"] = round(load_s, 3)
         metrics["inputs"] = {"real": str(real), "synthetic": str(synthetic),

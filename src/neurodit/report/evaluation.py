@@ -8,8 +8,8 @@ A family with no renderer is shown by :func:`other_family` (its verdict and ever
 new family in metrics.json appears in the report before it has a dedicated renderer.
 
 The judge's families (C2ST, feature metrics, morphometry, calibration: :mod:`neurodit.report.judge`)
-form the section "judge"; the C2ST verdict leads the summary, then the calibration panel (whose model
-row is read from this file's own families), then the other families' verdicts (``PRIO``). A sentence
+form the section "judge"; the C2ST verdict leads the summary, then the calibration panel (one row per
+generator, the model's first, as ``neurodit.metrics.evaluate.headline`` writes them), then the other families' verdicts (``PRIO``). A sentence
 of the top-level ``verdicts`` map whose family does not carry it itself is said too.
 """
 
@@ -175,8 +175,6 @@ def eval_sections(folders: list[Path], summary: H.Summary) -> str:
             if name not in fams:
                 continue
             fam = fams[name]
-            if name == "calibration" and "model" not in fam:  # the model's row: this file's own families
-                fam = {"model": {k: v for k, v in fams.items() if k != "calibration"}, **fam}
             try:
                 body, sentence = render(fam)
             except (KeyError, TypeError, ValueError, AttributeError) as exc:

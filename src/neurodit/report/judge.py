@@ -30,19 +30,15 @@ EFFECTS = {"csf_fraction_age_slope": "CSF-like fraction vs age (slope)",
 REFERENCES = ("noise", "mean", "copy", "pca")
 
 
-def _c2st_paths(view: str) -> tuple[str, ...]:
-    # the full family (the model's own) or a headline dict (a calibration entry): both spellings accepted
-    return (f"c2st.views.{view}.auc", f"c2st.{view}.auc", f"c2st.{view}", f"c2st.auc_{view}")
-
-
-# calibration columns: (header, dotted paths tried in order into a family dict or a calibration entry)
-HEADLINE: tuple[tuple[str, tuple[str, ...]], ...] = (
-    *((f"C2ST AUC {v if v != 'cnn' else 'CNN'}", _c2st_paths(v)) for v in VIEWS),
-    ("Fréchet distance", ("features.frechet",)),
-    ("recall", ("features.recall",)),
-    ("MS-SSIM syn–syn", ("msssim.syn_syn.mean", "msssim.syn_syn")),
-    ("MS-SSIM real–real", ("msssim.real_real.mean", "msssim.real_real")),
-    ("memorized fraction", ("memorization.fraction_above", "memorization.fraction")),
+# calibration columns: (header, dotted path into one calibration entry, the schema of
+# neurodit.metrics.evaluate.headline)
+HEADLINE: tuple[tuple[str, str], ...] = (
+    *((f"C2ST AUC {v if v != 'cnn' else 'CNN'}", f"c2st.{v}.auc") for v in VIEWS),
+    ("Fréchet distance", "features.frechet"),
+    ("recall", "features.recall"),
+    ("MS-SSIM syn–syn", "msssim.syn_syn"),
+    ("MS-SSIM real–real", "msssim.real_real"),
+    ("memorized fraction", "memorization.fraction_above"),
 )
 LEGEND = {
     "model": "the generator under evaluation.",
@@ -63,13 +59,10 @@ def _get(d: Any, path: str) -> Any:
     return d
 
 
-def _number(d: dict, paths: tuple[str, ...]) -> float | None:
-    """The first of ``paths`` that leads to a number, else None (a family not run for that row)."""
-    for p in paths:
-        v = _get(d, p)
-        if isinstance(v, (int, float)) and not isinstance(v, bool):
-            return v
-    return None
+def _number(d: dict, path: str) -> float | None:
+    """The number at ``path``, else None (a family not run for that row)."""
+    v = _get(d, path)
+    return v if isinstance(v, (int, float)) and not isinstance(v, bool) else None
 
 
 def c2st(c: dict) -> Rendered:
@@ -121,14 +114,14 @@ def morphometry(m: dict) -> Rendered:
 
 def headline(entry: dict) -> list[float | None]:
     """One calibration row: the ``HEADLINE`` numbers of a generator (None where not computed)."""
-    return [_number(entry, paths) for _, paths in HEADLINE]
+    return [_number(entry, path) for _, path in HEADLINE]
 
 
 def calibration(panel: dict) -> Rendered:
     """The calibration panel: one row per generator (``model`` first, then noise, mean, copy, pca and any
     other kind), one column per headline number; columns nobody has are dropped."""
     kinds = [k for k in ("model", *REFERENCES) if isinstance(panel.get(k), dict)]
-    kinds += [k for k, v in panel.items() if k not in kinds and isinstance(v, dict)]
+    kinds += [k for k, v in panel.items() if k not in kinds and k != "labels" and isinstance(v, dict)]
     rows = {k: headline(panel[k]) for k in kinds}
     keep = [i for i in range(len(HEADLINE)) if any(r[i] is not None for r in rows.values())]
     table = H.table(["generator", *(HEADLINE[i][0] for i in keep)], [[k, *(r[i] for i in keep)]
