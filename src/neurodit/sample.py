@@ -1,8 +1,10 @@
-"""``neurodit sample``: draw synthetic 3D MD volumes from a trained run and write them as a cohort.
+"""``neurodit sample``: draw synthetic 3D MD volumes from a trained diffusion run (``dit`` or
+``ddpm3d``; ``neurodit.generators`` dispatches every generator) and write them as a cohort.
 
 Classifier-free guidance (Ho & Salimans 2022) with our own loop over a diffusers scheduler
 (``neurodit.diffusion``); the run folder is opened by ``neurodit.runs.TrainedRun``; each mosaic is
-decoded (latent presets), untiled (``neurodit.tiling.mosaic_to_volume``), mapped back to mm²/s and set
+decoded (latent presets), untiled (``neurodit.tiling.mosaic_to_volume``; ddpm3d outputs are volumes
+already), mapped back to mm²/s and set
 to 0 outside the training brain mask (``neurodit.data.prepare.model_to_mm2s``) and written as NIfTI on
 the prepare grid's affine. The output folder is a cohort folder (docs/ARCHITECTURE.md, "Input
 format") that ``neurodit prepare`` accepts.
@@ -16,7 +18,7 @@ from typing import Any
 import pandas as pd
 import torch
 
-from neurodit.diffusion import SAMPLERS, create_diffusion
+from neurodit.diffusion import SAMPLERS, create_diffusion, default_sampler
 from neurodit.errors import NeuroditError
 from neurodit.io import atomic_dir, atomic_write_text, write_run_info
 from neurodit.runs import TrainedRun
@@ -41,7 +43,7 @@ def parse_label(items: list[str] | str | None) -> dict[str, str]:
 
 
 def sample(run_dir: str | Path, n: int, out: str | Path, *, label: dict[str, str] | list[str] | None = None,
-           steps: int = 25, guidance: float = 2.0, scheduler: str = "ddim", seed: int = 0,
+           steps: int = 25, guidance: float = 2.0, scheduler: str | None = None, seed: int = 0,
            batch_size: int = 16, overwrite: bool = False, device: str | None = None, vae=None,
            progress: bool = True) -> Path:
     """Write ``n`` synthetic volumes of RUN_DIR's model to the cohort folder ``out``; returns ``out``.
@@ -50,16 +52,16 @@ def sample(run_dir: str | Path, n: int, out: str | Path, *, label: dict[str, str
     through all classes (balanced). Same ``seed`` -> same volumes, whatever ``batch_size``: the initial
     noise of sample i is the i-th draw of one seeded generator, and DDIM/DPM-Solver++ are deterministic
     (DDPM draws its step noise from the same generator, so it is reproducible for a fixed batch size).
+    ``scheduler``: ddim / dpm / ddpm for ddpm runs, euler / heun for flow runs; None = the run's
+    default (ddim, euler).
     """
     from tqdm.auto import tqdm
-
-    from neurodit.data.cohort import write_nifti
 
     if n < 1:
         raise NeuroditError(f"--n must be >= 1, got {n}")
     if steps < 1 or batch_size < 1:
         raise NeuroditError("--steps and --batch-size must be >= 1")
-    if scheduler not in SAMPLERS:
+    if scheduler is not None and scheduler not in SAMPLERS:
         raise NeuroditError(f"--scheduler must be one of {', '.join(SAMPLERS)}, got {scheduler!r}")
     run = TrainedRun(run_dir, torch.device(device) if device else None)
     run.attach_vae(vae)
@@ -67,30 +69,45 @@ def sample(run_dir: str | Path, n: int, out: str | Path, *, label: dict[str, str
     classes = run.labels.select(wanted) if wanted else list(range(run.labels.num_classes))
     class_of = [classes[i % len(classes)] for i in range(n)]
     process = create_diffusion(run.diffusion)
+    scheduler = scheduler or default_sampler(run.diffusion)
     autocast = torch.bfloat16 if run.device.type == "cuda" and torch.cuda.is_bf16_supported() else None
 
     noise_gen = torch.Generator().manual_seed(int(seed))  # CPU: same numbers on every device
     step_gen = torch.Generator(device=run.device).manual_seed(int(seed) + 1)
-    rows: list[dict[str, Any]] = []
-    with atomic_dir(out, overwrite=overwrite) as tmp:
-        batches = range(0, n, batch_size)
-        for start in tqdm(batches, desc="sample", disable=not progress):
+
+    def volumes():
+        for start in tqdm(range(0, n, batch_size), desc="sample", disable=not progress):
             ids = class_of[start:start + batch_size]
             y = torch.tensor(ids, dtype=torch.long, device=run.device)
             x_init = torch.randn((len(ids), *run.input_shape), generator=noise_gen).to(run.device)
             x = process.sample(run.model, y, run.labels.null_class, run.input_shape, kind=scheduler,
                                steps=steps, guidance=guidance, generator=step_gen, autocast_dtype=autocast,
                                init=x_init)
-            for k, vol in enumerate(run.to_volumes(x)):
-                pid = f"{SYN_PREFIX}{start + k + 1:06d}"
-                write_nifti(vol, run.grid.affine, tmp / f"{pid}.nii.gz")
-                rows.append({"participant_id": pid, **run.labels.class_values(ids[k]), "synthetic": 1})
-        table = pd.DataFrame(rows)
-        atomic_write_text(tmp / "participants.tsv", table.to_csv(sep="\t", index=False))
-        write_run_info(tmp, {"run_dir": str(Path(run_dir).resolve()), "n": n, "label": wanted,
-                             "steps": steps, "guidance": guidance, "scheduler": scheduler,
-                             "batch_size": batch_size}, seed, classes=[run.labels.classes[c] for c in classes])
+            yield from run.to_volumes(x)  # (D, H, W) mm2/s each
+
+    return write_synthetic(volumes(), [run.labels.class_values(c) for c in class_of], run.grid.affine, out,
+                           {"run_dir": str(Path(run_dir).resolve()), "generator": run.generator, "n": n,
+                            "label": wanted, "steps": steps, "guidance": guidance, "scheduler": scheduler,
+                            "batch_size": batch_size}, seed, overwrite=overwrite,
+                           classes=[run.labels.classes[c] for c in classes])
+
+
+def write_synthetic(volumes, labels: list[dict[str, str]], affine, out: str | Path, config: dict[str, Any],
+                    seed: int, *, overwrite: bool = False, **info: Any) -> Path:
+    """Write the synthetic cohort folder ``out`` atomically: volume i of the iterable ``volumes``
+    ((D, H, W) float32 mm²/s) as ``syn-<i+1>.nii.gz`` on ``affine``, ``participants.tsv`` (ids, the
+    label columns ``labels[i]``, ``synthetic`` = 1) and ``run.json`` (``config``, ``seed``, ``info``)."""
+    from neurodit.data.cohort import write_nifti
+
+    rows: list[dict[str, Any]] = []
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        for i, (vol, lab) in enumerate(zip(volumes, labels, strict=True)):
+            pid = f"{SYN_PREFIX}{i + 1:06d}"
+            write_nifti(vol, affine, tmp / f"{pid}.nii.gz")
+            rows.append({"participant_id": pid, **lab, "synthetic": 1})
+        atomic_write_text(tmp / "participants.tsv", pd.DataFrame(rows).to_csv(sep="\t", index=False))
+        write_run_info(tmp, config, seed, **info)
     return Path(out)
 
 
-__all__ = ["SYN_PREFIX", "TrainedRun", "parse_label", "sample"]
+__all__ = ["SYN_PREFIX", "TrainedRun", "parse_label", "sample", "write_synthetic"]
