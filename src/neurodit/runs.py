@@ -162,7 +162,7 @@ def read_generator(run_dir: Path) -> str:
         return name
     if (run_dir / "model" / "config.json").is_file():
         return "dit"
-    raise NeuroditError("not a neurodit run folder (no generator.json and no model/)", run_dir)
+    raise NeuroditError("not a finished neurodit run (no generator.json and no model/)", run_dir)
 
 
 def write_run_files(run_dir: Path, *, config: dict[str, Any], labels: LabelSpec, class_ids: np.ndarray,
