@@ -145,6 +145,10 @@ def report_cmd(
 def train_cmd(
     prep_dir: Annotated[Path, typer.Argument(help="folder written by `neurodit prepare`")],
     out: Annotated[Path, typer.Option(help="run folder (model/, checkpoints/, samples/, loss.csv, ...)")],
+    generator: Annotated[str | None, typer.Option(help="dit (mosaic DiT) | ddpm3d (3D diffusion UNet) | "
+                                                       "pca (PCA-Gaussian)")] = None,
+    objective: Annotated[str | None, typer.Option(help="ddpm (eps/v/x0: diffusion.prediction_type) | flow "
+                                                       "(rectified flow, velocity target)")] = None,
     preset: Annotated[str | None, typer.Option(help="model preset (tiny, S-8, B-4, XL-2-256, ...)")] = None,
     init: Annotated[str | None, typer.Option(help="pretrained weights: hub id, diffusers folder or DiT .pt")] = None,
     max_steps: Annotated[int | None, typer.Option(help="optimiser steps in total")] = None,
@@ -157,16 +161,19 @@ def train_cmd(
     set_: Annotated[list[str] | None, typer.Option("--set", help="override key=value (repeatable)")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace an existing run folder")] = False,
 ):
-    """Train (or finetune with --init) a class-conditional DiT on tiled mosaics; `accelerate launch` works."""
+    """Fit a class-conditional generator: the mosaic DiT (default; finetune with --init), a 3D diffusion
+    UNet or a PCA-Gaussian; `accelerate launch` works for the diffusion ones."""
     from neurodit.config import parse_overrides
-    from neurodit.train import resolve_train_config, train_dit
+    from neurodit.generators.base import fit
+    from neurodit.train import resolve_train_config
 
     cfg = resolve_train_config(config, parse_overrides(set_), prep_dir=str(prep_dir), out=str(out),
+                               generator=generator, objective=objective,
                                preset=preset, init=init, max_steps=max_steps, resume=resume or None,
                                checkpoint_every=checkpoint_every, label=label, seed=seed,
                                batch_size=batch_size, overwrite=overwrite or None)
-    path = train_dit(cfg)
-    typer.echo(f"train: wrote {path} (EMA model in {path / 'model'}, previews in {path / 'samples'})")
+    path = fit(prep_dir, cfg)
+    typer.echo(f"train: wrote {path} ({cfg.generator}; model in {path / 'model'})")
 
 
 @command("sample")
@@ -177,13 +184,15 @@ def sample_cmd(
     label: Annotated[list[str] | None, typer.Option(help="keep classes matching col=value, e.g. sex=F")] = None,
     steps: Annotated[int, typer.Option(help="sampler steps")] = 25,
     guidance: Annotated[float, typer.Option(help="classifier-free guidance scale (1 = none)")] = 2.0,
-    scheduler: Annotated[str, typer.Option(help="ddim | dpm | ddpm")] = "ddim",
+    scheduler: Annotated[str | None, typer.Option(help="ddim | dpm | ddpm (ddpm runs), euler | heun (flow "
+                                                       "runs); default ddim / euler")] = None,
     seed: Annotated[int, typer.Option(help="same seed, same volumes")] = 0,
     batch_size: Annotated[int, typer.Option(help="volumes per forward batch")] = 16,
     overwrite: Annotated[bool, typer.Option(help="replace a non-empty output folder")] = False,
 ):
-    """Sample synthetic volumes (classifier-free guidance) and write them as a cohort folder."""
-    from neurodit.sample import sample
+    """Sample synthetic volumes from any generator's run (diffusion ones with classifier-free guidance)
+    and write them as a cohort folder."""
+    from neurodit.generators.base import sample
 
     path = sample(run_dir, n, out, label=label, steps=steps, guidance=guidance, scheduler=scheduler,
                   seed=seed, batch_size=batch_size, overwrite=overwrite)

@@ -44,6 +44,7 @@ class DemoConfig:
     sampler: str = "ddim"
     eval_max_pairs: int = 300
     eval_permutations: int = 200
+    eval_calibrate: bool = True  # the calibration panel: pca / noise / copy / mean scored beside the model
     downstream_folds: int = 3
     downstream_seeds: int = 2
     downstream_epochs: int = 15
@@ -61,7 +62,8 @@ def run_demo(out: str | Path, quick: bool = False, overrides: dict[str, Any] | N
     from neurodit.data.prepare import load_prepared, prepare
     from neurodit.data.split import export_prepared, split_cohort
     from neurodit.downstream import run_downstream
-    from neurodit.metrics.evaluate import evaluate
+    from neurodit.metrics.evaluate import EvalConfig, evaluate
+    from neurodit.metrics.schema import read_metrics
     from neurodit.models.presets import load_preset
     from neurodit.mosaic_files import tile_file
     from neurodit.report import build_report
@@ -76,7 +78,7 @@ def run_demo(out: str | Path, quick: bool = False, overrides: dict[str, Any] | N
     shape_arg = " ".join(map(str, shape))
     d = {k: out / k for k in ("camcan", "camcan_train", "camcan_heldout", "adni", "prep_train",
                               "prep_heldout", "prep_adni", "real_train", "real_heldout", "adni_grid",
-                              "tile", "run", "synthetic", "eval", "downstream")}
+                              "tile", "run", "synthetic", "eval", "downstream", "cache")}
     timings: dict[str, float] = {}
     commands: dict[str, str] = {}
 
@@ -146,12 +148,16 @@ def run_demo(out: str | Path, quick: bool = False, overrides: dict[str, Any] | N
           f"--steps {cfg.sample_steps} --guidance {cfg.guidance:g} --scheduler {cfg.sampler} --seed {s}", synth)
 
     def evaluation() -> str:
-        evaluate(d["real_heldout"], d["synthetic"], d["eval"], train=d["real_train"], max_pairs=cfg.eval_max_pairs,
-                 seed=s, permutations=cfg.eval_permutations, overwrite=True)
-        return f"metrics in {d['eval'] / 'metrics.json'}"
+        ecfg = EvalConfig(max_pairs=cfg.eval_max_pairs, seed=s, permutations=cfg.eval_permutations,
+                          calibrate=cfg.eval_calibrate, encoder_cache=str(d["cache"]))
+        evaluate(d["real_heldout"], d["synthetic"], d["eval"], train=d["real_train"], overwrite=True, cfg=ecfg)
+        verdicts = read_metrics(d["eval"])["verdicts"]
+        return f"metrics in {d['eval'] / 'metrics.json'}; " + (verdicts.get("c2st") or "no C2ST")
 
+    calibrate_flag = " --calibrate" if cfg.eval_calibrate else ""
     stage("evaluate", f"neurodit evaluate --real {d['real_heldout']} --synthetic {d['synthetic']} "
-          f"--train {d['real_train']} --out {d['eval']}", evaluation)
+          f"--train {d['real_train']} --out {d['eval']} --max-pairs {cfg.eval_max_pairs} "
+          f"--permutations {cfg.eval_permutations} --seed {s}{calibrate_flag} --encoder-cache {d['cache']}", evaluation)
 
     def downstream() -> str:
         run_downstream(d["real_train"], d["adni_grid"], d["downstream"], synthetic=d["synthetic"],

@@ -5,8 +5,11 @@ Files owned here (written by :func:`write_run_files`, read by :class:`TrainedRun
 ``train_config.yaml`` (resolved config, incl. the diffusion process), ``labels.json``
 (:class:`LabelSpec` + class counts), ``prepare.json`` (copy: grid + normalisation), ``mask.npy``
 (brain mask: sampled voxels outside it are 0 mm²/s), ``tiling.json`` (:class:`~neurodit.tiling.TilingSpec`)
-and ``preset.json`` (resolved :class:`~neurodit.models.ModelPreset`). The model weights (``model/``),
-checkpoints, cache and logs belong to the training loop (``neurodit.train``).
+and ``preset.json`` (resolved :class:`~neurodit.models.ModelPreset` for ``dit``, the
+:class:`~neurodit.models.unet3d.UNet3DConfig` for ``ddpm3d``), and ``generator.json`` (which generator
+wrote the run: ``dit``, ``ddpm3d`` or ``pca``; a run without it is a ``dit`` run, as all runs were before
+there were others). The model weights (``model/``), checkpoints, cache and logs belong to the training
+loop (``neurodit.train``) or to the generator (``neurodit.generators``).
 """
 
 from __future__ import annotations
@@ -25,7 +28,9 @@ from neurodit.errors import NeuroditError
 from neurodit.io import atomic_write_text, read_json, write_json
 
 RUN_FILES = ("model/config.json", "labels.json", "prepare.json", "tiling.json", "train_config.yaml",
-             "preset.json")  # what a finished run must hold for sampling
+             "preset.json")  # what a finished diffusion run (dit, ddpm3d) must hold for sampling
+GENERATOR_FILE = "generator.json"
+DIFFUSION_GENERATORS = ("dit", "ddpm3d")  # the generators this module's TrainedRun opens
 
 AGE_BIN = "age_bin"
 
@@ -140,15 +145,37 @@ def make_labels(table: pd.DataFrame, label: str, age_bins: list[float] | tuple[f
                      age_bins=edges if AGE_BIN in columns else ()), ids
 
 
+def write_generator(run_dir: Path, name: str) -> None:
+    """Record which generator (``dit``, ``ddpm3d``, ``pca``) wrote ``run_dir`` (``generator.json``)."""
+    write_json(Path(run_dir) / GENERATOR_FILE, {"generator": str(name)})
+
+
+def read_generator(run_dir: Path) -> str:
+    """The generator of ``run_dir``: ``generator.json``, else ``dit`` for a run with a ``model/`` folder
+    (runs written before there were other generators)."""
+    run_dir = Path(run_dir)
+    f = run_dir / GENERATOR_FILE
+    if f.is_file():
+        name = read_json(f).get("generator")
+        if not isinstance(name, str) or not name:
+            raise NeuroditError("no 'generator' name in generator.json", f)
+        return name
+    if (run_dir / "model" / "config.json").is_file():
+        return "dit"
+    raise NeuroditError("not a finished neurodit run (no generator.json and no model/)", run_dir)
+
+
 def write_run_files(run_dir: Path, *, config: dict[str, Any], labels: LabelSpec, class_ids: np.ndarray,
-                    prep_dir: Path, mask: np.ndarray, spec, preset) -> None:
+                    prep_dir: Path, mask: np.ndarray, spec, preset, generator: str = "dit") -> None:
     """Write the run-folder files a sampler needs (everything but ``model/``), before training starts.
 
     ``config``: the resolved train config as a plain dict; ``class_ids`` (N,) int64 of the training
-    volumes; ``mask`` (D, H, W) bool; ``spec`` a TilingSpec; ``preset`` a ModelPreset.
+    volumes; ``mask`` (D, H, W) bool; ``spec`` a TilingSpec; ``preset`` a ModelPreset (dit) or a
+    UNet3DConfig (ddpm3d), anything with ``to_dict()``.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
+    write_generator(run_dir, generator)
     atomic_write_text(run_dir / "train_config.yaml", yaml.safe_dump(config, sort_keys=False))
     write_json(run_dir / "labels.json", {**labels.to_dict(),
                                          "counts": np.bincount(class_ids, minlength=labels.num_classes)})
@@ -160,7 +187,9 @@ def write_run_files(run_dir: Path, *, config: dict[str, Any], labels: LabelSpec,
 
 
 class TrainedRun:
-    """A RUN_DIR opened for sampling: EMA model, labels, tiling, grid/normalisation, mask, diffusion."""
+    """A diffusion RUN_DIR (``dit`` or ``ddpm3d``) opened for sampling: EMA model, labels, tiling,
+    grid/normalisation, mask, diffusion process. ``input_shape`` is one model input: (C, S, S) mosaics
+    for dit, (1, D, H, W) volumes for ddpm3d; ``to_volumes`` turns model outputs into mm²/s volumes."""
 
     def __init__(self, run_dir: str | Path, device: torch.device | None = None):
         from diffusers import DiTTransformer2DModel
@@ -173,6 +202,10 @@ class TrainedRun:
         from neurodit.tiling import TilingSpec
 
         self.path = Path(run_dir)
+        self.generator = read_generator(self.path)
+        if self.generator not in DIFFUSION_GENERATORS:
+            raise NeuroditError(f"a '{self.generator}' run is not a diffusion run (open it through "
+                                "neurodit.generators)", self.path)
         missing = [f for f in RUN_FILES if not (self.path / f).is_file()]
         if missing:
             raise NeuroditError(f"not a finished neurodit run (missing {', '.join(missing)})", self.path)
@@ -185,44 +218,58 @@ class TrainedRun:
             self.norm = Normalization.from_dict(prep["normalization"])
         except (KeyError, TypeError) as exc:
             raise NeuroditError(f"missing or bad key {exc}", self.path / "prepare.json") from exc
-        self.preset = ModelPreset.from_dict(read_json(self.path / "preset.json"))
         cfg = yaml.safe_load((self.path / "train_config.yaml").read_text()) or {}
         self.train_config = cfg
         self.diffusion = from_dict(DiffusionConfig, cfg.get("diffusion", {}), "diffusion")
         mask_file = self.path / "mask.npy"
         self.mask = np.load(mask_file, allow_pickle=False) if mask_file.is_file() else None
-        self.model = DiTTransformer2DModel.from_pretrained(str(self.path / "model")).to(self.device).eval()
-        if int(self.model.config.num_embeds_ada_norm) != self.labels.num_classes:
-            raise NeuroditError(f"model has {self.model.config.num_embeds_ada_norm} classes but labels.json "
-                                f"lists {self.labels.num_classes}", self.path / "model")
         self.codec = None
+        if self.generator == "ddpm3d":
+            from neurodit.models.unet3d import UNet3D
+
+            self.preset = None
+            self.model = UNet3D.from_pretrained(self.path / "model").to(self.device).eval()
+            n_model = self.model.num_classes
+        else:
+            self.preset = ModelPreset.from_dict(read_json(self.path / "preset.json"))
+            self.model = DiTTransformer2DModel.from_pretrained(str(self.path / "model")).to(self.device).eval()
+            n_model = int(self.model.config.num_embeds_ada_norm)
+        if n_model != self.labels.num_classes:
+            raise NeuroditError(f"model has {n_model} classes but labels.json "
+                                f"lists {self.labels.num_classes}", self.path / "model")
 
     def attach_vae(self, vae=None) -> None:
         """Latent presets: decode with ``vae`` (tests) or the preset's VAE."""
         from neurodit.models import LatentCodec, load_vae
 
-        if self.preset.space != "latent":
+        if self.preset is None or self.preset.space != "latent":
             return
         if vae is None:
             vae = load_vae(self.preset.vae, self.preset.vae_subfolder)
         self.codec = LatentCodec(vae.to(self.device), scale=self.preset.latent_scale)
 
     @property
-    def input_shape(self) -> tuple[int, int, int]:
+    def input_shape(self) -> tuple[int, ...]:
+        if self.generator == "ddpm3d":
+            return (self.model.in_channels, *(int(s) for s in self.grid.shape))
         c = int(self.model.config.in_channels)
         s = int(self.model.config.sample_size)
         return (c, s, s)
 
     def to_volumes(self, x: torch.Tensor) -> np.ndarray:
-        """(B, C, S, S) model outputs -> (B, D, H, W) float32 volumes in mm²/s (0 outside the mask)."""
+        """(B, C, S, S) mosaics (dit) or (B, 1, D, H, W) volumes (ddpm3d) in the model range -> (B, D, H, W)
+        float32 volumes in mm²/s (0 outside the mask)."""
         from neurodit.data.prepare import model_to_mm2s
         from neurodit.tiling import mosaic_to_volume
 
+        if self.generator == "ddpm3d":
+            vol = x[:, 0].clamp(-1.0, 1.0).float().cpu().numpy()  # (B, D, H, W) model range
+            return model_to_mm2s(vol, self.norm, self.mask)
         mos = self.codec.decode(x) if self.codec is not None else x
         mos = mos[:, 0].clamp(-1.0, 1.0).float().cpu().numpy()  # (B, M, M)
         vol = np.asarray(mosaic_to_volume(mos, self.spec), dtype=np.float32)  # (B, D, H, W) model range
         return model_to_mm2s(vol, self.norm, self.mask)
 
 
-__all__ = ["AGE_BIN", "RUN_FILES", "LabelSpec", "TrainedRun", "age_bin_names", "make_labels",
-           "write_run_files"]
+__all__ = ["AGE_BIN", "DIFFUSION_GENERATORS", "GENERATOR_FILE", "RUN_FILES", "LabelSpec", "TrainedRun",
+           "age_bin_names", "make_labels", "read_generator", "write_generator", "write_run_files"]

@@ -1,8 +1,10 @@
-"""``neurodit sample``: draw synthetic 3D MD volumes from a trained run and write them as a cohort.
+"""``neurodit sample``: draw synthetic 3D MD volumes from a trained diffusion run (``dit`` or
+``ddpm3d``; ``neurodit.generators`` dispatches every generator) and write them as a cohort.
 
 Classifier-free guidance (Ho & Salimans 2022) with our own loop over a diffusers scheduler
 (``neurodit.diffusion``); the run folder is opened by ``neurodit.runs.TrainedRun``; each mosaic is
-decoded (latent presets), untiled (``neurodit.tiling.mosaic_to_volume``), mapped back to mm²/s and set
+decoded (latent presets), untiled (``neurodit.tiling.mosaic_to_volume``; ddpm3d outputs are volumes
+already), mapped back to mm²/s and set
 to 0 outside the training brain mask (``neurodit.data.prepare.model_to_mm2s``) and written as NIfTI on
 the prepare grid's affine. The output folder is a cohort folder (docs/ARCHITECTURE.md, "Input
 format") that ``neurodit prepare`` accepts.
@@ -14,14 +16,14 @@ from pathlib import Path
 
 import torch
 
-from neurodit.data.synthetic import SYN_PREFIX, parse_label, write_synthetic_cohort
-from neurodit.diffusion import SAMPLERS, create_diffusion
+from neurodit.data.synthetic import SYN_PREFIX, label_columns, parse_label, write_synthetic_cohort
+from neurodit.diffusion import SAMPLERS, create_diffusion, default_sampler
 from neurodit.errors import NeuroditError
 from neurodit.runs import TrainedRun
 
 
 def sample(run_dir: str | Path, n: int, out: str | Path, *, label: dict[str, str] | list[str] | None = None,
-           steps: int = 25, guidance: float = 2.0, scheduler: str = "ddim", seed: int = 0,
+           steps: int = 25, guidance: float = 2.0, scheduler: str | None = None, seed: int = 0,
            batch_size: int = 16, overwrite: bool = False, device: str | None = None, vae=None,
            progress: bool = True) -> Path:
     """Write ``n`` synthetic volumes of RUN_DIR's model to the cohort folder ``out``; returns ``out``.
@@ -30,6 +32,8 @@ def sample(run_dir: str | Path, n: int, out: str | Path, *, label: dict[str, str
     through all classes (balanced). Same ``seed`` -> same volumes, whatever ``batch_size``: the initial
     noise of sample i is the i-th draw of one seeded generator, and DDIM/DPM-Solver++ are deterministic
     (DDPM draws its step noise from the same generator, so it is reproducible for a fixed batch size).
+    ``scheduler``: ddim / dpm / ddpm for ddpm runs, euler / heun for flow runs; None = the run's
+    default (ddim, euler).
     """
     from tqdm.auto import tqdm
 
@@ -37,7 +41,7 @@ def sample(run_dir: str | Path, n: int, out: str | Path, *, label: dict[str, str
         raise NeuroditError(f"--n must be >= 1, got {n}")
     if steps < 1 or batch_size < 1:
         raise NeuroditError("--steps and --batch-size must be >= 1")
-    if scheduler not in SAMPLERS:
+    if scheduler is not None and scheduler not in SAMPLERS:
         raise NeuroditError(f"--scheduler must be one of {', '.join(SAMPLERS)}, got {scheduler!r}")
     run = TrainedRun(run_dir, torch.device(device) if device else None)
     run.attach_vae(vae)
@@ -45,6 +49,7 @@ def sample(run_dir: str | Path, n: int, out: str | Path, *, label: dict[str, str
     classes = run.labels.select(wanted) if wanted else list(range(run.labels.num_classes))
     class_of = [classes[i % len(classes)] for i in range(n)]
     process = create_diffusion(run.diffusion)
+    scheduler = scheduler or default_sampler(run.diffusion)
     autocast = torch.bfloat16 if run.device.type == "cuda" and torch.cuda.is_bf16_supported() else None
 
     noise_gen = torch.Generator().manual_seed(int(seed))  # CPU: same numbers on every device
@@ -58,16 +63,14 @@ def sample(run_dir: str | Path, n: int, out: str | Path, *, label: dict[str, str
             x = process.sample(run.model, y, run.labels.null_class, run.input_shape, kind=scheduler,
                                steps=steps, guidance=guidance, generator=step_gen, autocast_dtype=autocast,
                                init=x_init)
-            yield from run.to_volumes(x)
+            yield from run.to_volumes(x)  # (D, H, W) mm2/s each
 
-    values = [run.labels.class_values(c) for c in class_of]
-    labels = {col: [v[col] for v in values] for col in (values[0] if values else {})}
-    write_synthetic_cohort(volumes(), labels, run.grid.affine, out, overwrite=overwrite, seed=seed,
-                           meta={"run_dir": str(Path(run_dir).resolve()), "n": n, "label": wanted,
-                                 "steps": steps, "guidance": guidance, "scheduler": scheduler,
-                                 "batch_size": batch_size},
-                           classes=[run.labels.classes[c] for c in classes])
-    return Path(out)
+    return write_synthetic_cohort(volumes(), label_columns([run.labels.class_values(c) for c in class_of]),
+                                  run.grid.affine, out, overwrite=overwrite, seed=seed,
+                                  meta={"run_dir": str(Path(run_dir).resolve()), "generator": run.generator,
+                                        "n": n, "label": wanted, "steps": steps, "guidance": guidance,
+                                        "scheduler": scheduler, "batch_size": batch_size},
+                                  classes=[run.labels.classes[c] for c in classes])
 
 
 __all__ = ["SYN_PREFIX", "TrainedRun", "parse_label", "sample"]

@@ -47,6 +47,12 @@ def synthetic_id(i: int) -> str:
     return f"{SYN_PREFIX}{i + 1:06d}"
 
 
+def label_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list]:
+    """One label dict per volume (``[{"sex": "F"}, ...]``, how the samplers hold classes) -> the
+    ``{column: [value per volume]}`` form of :func:`write_synthetic_cohort`."""
+    return {col: [r[col] for r in rows] for col in (rows[0] if rows else {})}
+
+
 def write_synthetic_cohort(volumes_mm2s: Iterable[np.ndarray], labels: Mapping[str, Sequence[Any]] | None,
                            affine: np.ndarray, out: str | Path, *, meta: dict, seed: int | None = None,
                            overwrite: bool = False, **run_extra: Any) -> Path:

@@ -16,7 +16,8 @@ from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 from neurodit.diffusion.objective import predict
 from neurodit.errors import NeuroditError
 
-SAMPLERS = ("ddim", "dpm", "ddpm")
+DDPM_SAMPLERS = ("ddim", "dpm", "ddpm")
+SAMPLERS = (*DDPM_SAMPLERS, "euler", "heun")  # euler / heun: flow runs (neurodit.diffusion.flow)
 
 
 def make_sampler(kind: str, train_scheduler: DDPMScheduler):
@@ -35,7 +36,7 @@ def make_sampler(kind: str, train_scheduler: DDPMScheduler):
             final_sigmas_type="zero")  # last step lands on x0 rather than on sigma_min noise
     if kind == "ddpm":
         return DDPMScheduler.from_config(config, timestep_spacing="trailing")
-    raise NeuroditError(f"scheduler must be one of {SAMPLERS}, got {kind!r}")
+    raise NeuroditError(f"scheduler must be one of {DDPM_SAMPLERS}, got {kind!r}")
 
 
 @torch.no_grad()

@@ -16,13 +16,20 @@ from diffusers import DDPMScheduler
 from neurodit.errors import NeuroditError
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+OBJECTIVES = ("ddpm", "flow")  # flow: rectified flow / flow matching (neurodit.diffusion.flow)
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 
 
 @dataclass
 class DiffusionConfig:
-    """Noise process used in training; saved in the run folder so sampling uses the same one."""
+    """Noise process used in training; saved in the run folder so sampling uses the same one.
 
+    ``objective`` ``ddpm`` (the fields below up to ``snr_floor``) or ``flow`` (rectified flow with a
+    velocity target and logit-normal timesteps, ``logit_mean``/``logit_std``; ``prediction_type``,
+    ``beta_schedule`` and the Min-SNR fields do not apply to it).
+    """
+
+    objective: str = "ddpm"
     num_train_timesteps: int = 1000
     beta_schedule: str = "squaredcos_cap_v2"
     prediction_type: str = "v_prediction"
@@ -32,8 +39,17 @@ class DiffusionConfig:
     # global layout: which slice sits in which mosaic cell) keep the plain x0 weight 1 while
     # low-noise steps (detail, subject-to-subject spread) are up-weighted to gamma.
     snr_floor: float | None = None
+    logit_mean: float = 0.0  # flow: t = sigmoid(logit_mean + logit_std * N(0, 1)) (SD3: 0, 1)
+    logit_std: float = 1.0
 
     def __post_init__(self) -> None:
+        if self.objective not in OBJECTIVES:
+            raise NeuroditError(f"diffusion.objective must be one of {OBJECTIVES}, got {self.objective!r}")
+        if self.objective == "flow" and self.snr_gamma is not None:
+            raise NeuroditError("diffusion.snr_gamma (Min-SNR) applies to objective ddpm only; "
+                                "set it to null for flow")
+        if not self.logit_std > 0:
+            raise NeuroditError(f"diffusion.logit_std must be > 0, got {self.logit_std}")
         if self.prediction_type not in PREDICTION_TYPES:
             raise NeuroditError(f"diffusion.prediction_type must be one of {PREDICTION_TYPES}, "
                                 f"got {self.prediction_type!r}")

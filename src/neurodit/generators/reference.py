@@ -76,6 +76,27 @@ class ReferenceModel:
                                          "variance_sum": float(c.variances.sum())} if c.coef is not None else {})}
                             for k, c in self._classes.items()}}
 
+    def to_arrays(self, class_names: list[str | None]) -> dict[str, np.ndarray]:
+        """The fitted state as named arrays (for safetensors: no pickles), classes in ``class_names`` order."""
+        out: dict[str, np.ndarray] = {"train": np.ascontiguousarray(self._flat, dtype=np.float32)}
+        for k, name in enumerate(class_names):
+            c = self._classes[name]
+            out[f"class{k}.index"] = np.asarray(c.index, dtype=np.int64)
+            out[f"class{k}.mean"] = np.asarray(c.mean, dtype=np.float64)
+            for field in ("sd", "coef", "variances"):
+                if getattr(c, field) is not None:
+                    out[f"class{k}.{field}"] = np.ascontiguousarray(getattr(c, field), dtype=np.float64)
+        return out
+
+    @classmethod
+    def from_arrays(cls, kind: str, arrays: dict[str, np.ndarray], shape: tuple[int, ...], mask: np.ndarray,
+                    class_names: list[str | None], components: int | None) -> ReferenceModel:
+        """The inverse of :meth:`to_arrays` (nothing is refitted); KeyError when an array is missing."""
+        classes = [_ClassModel(label=name, index=arrays[f"class{k}.index"], mean=arrays[f"class{k}.mean"],
+                               **{f: arrays.get(f"class{k}.{f}") for f in ("sd", "coef", "variances")})
+                   for k, name in enumerate(class_names)]
+        return cls(kind, arrays["train"], shape, mask, classes, components)
+
     def _class(self, label: str | None) -> _ClassModel:
         if label not in self._classes:
             known = ", ".join(str(k) for k in self._classes)

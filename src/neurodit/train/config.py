@@ -1,7 +1,8 @@
 """Typed training configuration (``TrainConfig``) and its YAML defaults.
 
 Resolution order, later wins: ``configs/train/default.yaml`` -> ``configs/train/<preset>.yaml`` (when
-it exists) -> ``--config YAML`` -> ``--set key=value`` -> explicit CLI flags. Unknown keys are errors.
+it exists; for ``generator: ddpm3d`` ``configs/train/ddpm3d.yaml`` instead) -> ``--config YAML`` ->
+``--set key=value`` -> explicit CLI flags. Unknown keys are errors.
 """
 
 from __future__ import annotations
@@ -11,10 +12,12 @@ from pathlib import Path
 from typing import Any
 
 from neurodit.config import CONFIG_DIR, deep_merge, from_dict, read_yaml
-from neurodit.diffusion import MIXED_PRECISION, SAMPLERS, DiffusionConfig
+from neurodit.diffusion import DDPM_SAMPLERS, FLOW_SAMPLERS, MIXED_PRECISION, DiffusionConfig
 from neurodit.errors import NeuroditError
+from neurodit.models.unet3d import UNet3DConfig
 
 TRAIN_CONFIG_DIR = CONFIG_DIR / "train"
+GENERATORS = ("dit", "ddpm3d", "pca")  # neurodit.generators; dit and ddpm3d train in neurodit.train
 
 
 @dataclass
@@ -27,7 +30,8 @@ class TrainConfig:
 
     prep_dir: str = ""
     out: str = ""
-    preset: str = "tiny-p32"
+    generator: str = "dit"  # dit (mosaic DiT), ddpm3d (3D UNet on volumes), pca (PCA-Gaussian)
+    preset: str = "tiny-p32"  # dit only
     preset_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. {"patch_size": 16}
     init: str | None = None  # hub id, diffusers folder or original DiT .pt
     label: str = "sex"  # a participants column, or "sex*age_bin" (a combined label)
@@ -54,6 +58,8 @@ class TrainConfig:
     guidance: float = 2.0  # guidance scale used for previews (sampling default lives in sample.py)
     sampler: str = "ddim"
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
+    unet: UNet3DConfig = field(default_factory=UNet3DConfig)  # ddpm3d only
+    components: int | None = None  # pca only: keep the K largest principal components (None: all)
 
     def __post_init__(self) -> None:
         checks = {
@@ -70,16 +76,26 @@ class TrainConfig:
                                 f"({', '.join(f'{k}={getattr(self, k)!r}' for k in bad)})")
         if self.mixed_precision not in MIXED_PRECISION:
             raise NeuroditError(f"train config: mixed_precision must be one of {MIXED_PRECISION}")
-        if self.sampler not in SAMPLERS:
-            raise NeuroditError(f"train config: sampler must be one of {SAMPLERS}")
+        if self.generator not in GENERATORS:
+            raise NeuroditError(f"train config: generator must be one of {GENERATORS}, got {self.generator!r}")
         if isinstance(self.diffusion, dict):  # from_dict already converts; direct construction may not
             self.diffusion = from_dict(DiffusionConfig, self.diffusion, "diffusion")
+        if isinstance(self.unet, dict):
+            self.unet = from_dict(UNet3DConfig, self.unet, "unet")
+        samplers = FLOW_SAMPLERS if self.diffusion.objective == "flow" else DDPM_SAMPLERS
+        if self.sampler not in samplers:
+            raise NeuroditError(f"train config: sampler must be one of {samplers} for objective "
+                                f"{self.diffusion.objective}, got {self.sampler!r}")
+        if self.components is not None and self.components < 1:
+            raise NeuroditError(f"train config: components must be >= 1, got {self.components}")
 
 
-def default_train_dict(preset: str) -> dict[str, Any]:
-    """The YAML defaults for ``preset``: default.yaml merged with ``<preset>.yaml`` when present."""
+def default_train_dict(preset: str, generator: str = "dit") -> dict[str, Any]:
+    """The YAML defaults for ``preset``: default.yaml merged with ``<preset>.yaml`` when present (for
+    the ddpm3d generator: with ``ddpm3d.yaml``, its CPU recipe)."""
     data = read_yaml(TRAIN_CONFIG_DIR / "default.yaml")
-    specific = TRAIN_CONFIG_DIR / f"{Path(str(preset)).stem}.yaml"
+    name = "ddpm3d" if generator == "ddpm3d" else Path(str(preset)).stem
+    specific = TRAIN_CONFIG_DIR / f"{name}.yaml"
     if specific.is_file():
         data = deep_merge(data, read_yaml(specific))
     return data
@@ -90,12 +106,22 @@ def resolve_train_config(config_file: str | Path | None = None, overrides: dict[
     """Merge YAML defaults, an optional user YAML, dotted overrides and CLI flags into a TrainConfig.
 
     ``flags`` whose value is None are ignored (the CLI passes None for options not given).
-    The preset (which picks the preset-specific defaults) is taken from the highest-priority source.
+    The preset and generator (which pick the specific defaults) are taken from the highest-priority
+    source. ``objective`` (a flag: ``ddpm`` or ``flow``) sets ``diffusion.objective``; a flow run whose
+    sampler nobody named samples with ``euler`` (the YAML defaults name DDPM samplers).
     """
     user = read_yaml(config_file) if config_file else {}
     flags = {k: v for k, v in flags.items() if v is not None}
-    preset = flags.get("preset") or (overrides or {}).get("preset") or user.get("preset") or "tiny-p32"
-    data = deep_merge(default_train_dict(preset), user)
+    objective = flags.pop("objective", None)
+    if objective is not None:
+        flags["diffusion"] = {**flags.get("diffusion", {}), "objective": objective}
+    sources = (flags, overrides or {}, user)
+    preset = next((s["preset"] for s in sources if s.get("preset")), "tiny-p32")
+    generator = next((s["generator"] for s in sources if s.get("generator")), "dit")
+    data = deep_merge(default_train_dict(preset, generator), user)
     data = deep_merge(data, overrides or {})
     data = deep_merge(data, flags)
+    named_sampler = any("sampler" in s for s in sources)
+    if (data.get("diffusion") or {}).get("objective") == "flow" and not named_sampler:
+        data["sampler"] = FLOW_SAMPLERS[0]
     return from_dict(TrainConfig, data)

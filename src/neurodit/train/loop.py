@@ -1,4 +1,5 @@
-"""``train_dit``: finetune (or train) a class-conditional DiT on cached MD mosaics with accelerate.
+"""``train_dit``: finetune (or train) a class-conditional diffusion generator with accelerate: the
+mosaic DiT (``generator: dit``) or a 3D diffusion UNet on whole volumes (``generator: ddpm3d``).
 
 Chattopadhyay et al. 2025 finetune DiT (Peebles & Xie 2023) on 2D mosaics tiled from 3D MD maps.
 One loop for every preset: pixel presets regress mosaics directly, latent presets (DiT-XL/2) regress
@@ -9,8 +10,11 @@ several GPUs (each process draws its own batches; gradients are all-reduced by a
 :func:`plan_run` (inputs checked, run folder cleared or resumed) -> :func:`set_up_run_folder`
 (``neurodit.runs.write_run_files``) -> :func:`build_model` -> :func:`build_inputs` (the cache) ->
 :func:`restore` (last checkpoint) -> :func:`train_loop` -> :func:`export_run` (EMA weights, previews,
-``run.json``). The process (loss, samplers) is ``neurodit.diffusion``; process-wide torch settings
-are restored on exit (:func:`process_settings`).
+``run.json``). The process (loss, samplers; ddpm or flow) is ``neurodit.diffusion``; process-wide
+torch settings are restored on exit (:func:`process_settings`). Only the generator-specific steps
+branch on ``cfg.generator``: :func:`plan_run` (grid check), :func:`build_model` (DiT or
+``neurodit.models.unet3d.UNet3D``) and :func:`build_inputs` ((N, C, S, S) mosaics or (N, 1, D, H, W)
+volumes); the loop, checkpoints, resume, EMA and export are shared.
 """
 
 from __future__ import annotations
@@ -41,10 +45,12 @@ from neurodit.runs import LabelSpec, make_labels, write_run_files
 from neurodit.train.config import TrainConfig
 from neurodit.train.data import cache_key, load_or_build_inputs
 
+GENERATORS = ("dit", "ddpm3d")  # the generators this loop trains (pca is fitted in neurodit.generators)
+
 log = logging.getLogger(__name__)
 
 # Fields that define what a run learns: a resumed run must agree on all of them.
-_IDENTITY = ("preset", "preset_overrides", "label", "age_bins", "diffusion", "init")
+_IDENTITY = ("generator", "preset", "preset_overrides", "label", "age_bins", "diffusion", "unet", "init")
 
 
 @contextlib.contextmanager
@@ -115,6 +121,12 @@ def _prepare_run_dir(cfg: TrainConfig, run_dir: Path) -> list[tuple[int, Path]]:
         if not ckpts:
             raise NeuroditError("--resume: no checkpoint in checkpoints/ to resume from", run_dir)
         saved = yaml.safe_load((run_dir / "train_config.yaml").read_text())
+        try:  # through the dataclass, so keys added since the run was written take their defaults
+            from neurodit.config import from_dict
+
+            saved = to_dict(from_dict(TrainConfig, saved))
+        except NeuroditError:
+            pass
         now = to_dict(cfg)
         diff = [k for k in _IDENTITY if saved.get(k) != now.get(k)]
         if diff:
@@ -154,7 +166,7 @@ class RunPlan:
     prep_dir: Path
     run_dir: Path
     prep: Any  # neurodit.data.prepare.Prepared
-    preset: Any  # neurodit.models.ModelPreset
+    preset: Any  # neurodit.models.ModelPreset (dit) or neurodit.models.unet3d.UNet3DConfig (ddpm3d)
     spec: Any  # neurodit.tiling.TilingSpec
     labels: LabelSpec
     class_ids: np.ndarray  # (N,) int64, one per prepared volume
@@ -170,12 +182,21 @@ def plan_run(cfg: TrainConfig) -> RunPlan:
 
     if not cfg.prep_dir or not cfg.out:
         raise NeuroditError("train: prep_dir and out must be set")
+    if cfg.generator not in GENERATORS:
+        raise NeuroditError(f"train: generator '{cfg.generator}' is not a diffusion generator "
+                            f"({', '.join(GENERATORS)}); fit it through neurodit.generators")
     prep_dir, run_dir = Path(cfg.prep_dir), Path(cfg.out)
     prep = load_prepared(prep_dir)
-    preset = load_preset(cfg.preset, cfg.preset_overrides or None)
-    check_grid(prep, preset, prep_dir)
-    spec = make_spec(prep.grid.shape, axis=preset.axis, fill=-1.0, affine=prep.grid.affine)
-    if spec.mosaic_shape != (preset.mosaic_size, preset.mosaic_size):
+    if cfg.generator == "ddpm3d":
+        # the UNet runs on whole volumes; the tiling only renders preview mosaics
+        cfg.unet.check_grid(prep.grid.shape, prep_dir)
+        preset = cfg.unet
+        spec = make_spec(prep.grid.shape, axis=2, fill=-1.0, affine=prep.grid.affine)
+    else:
+        preset = load_preset(cfg.preset, cfg.preset_overrides or None)
+        check_grid(prep, preset, prep_dir)
+        spec = make_spec(prep.grid.shape, axis=preset.axis, fill=-1.0, affine=prep.grid.affine)
+    if cfg.generator == "dit" and spec.mosaic_shape != (preset.mosaic_size, preset.mosaic_size):
         raise NeuroditError(f"tiling gives a {spec.mosaic_shape} mosaic but preset '{preset.name}' "
                             f"expects {preset.mosaic_size}^2")
     labels, class_ids = make_labels(prep.table, cfg.label, cfg.age_bins, prep_dir / "participants.tsv")
@@ -203,16 +224,24 @@ def set_up_run_folder(plan: RunPlan, accelerator) -> None:
     if accelerator.is_main_process:
         write_run_files(plan.run_dir, config=to_dict(plan.cfg), labels=plan.labels,
                         class_ids=plan.class_ids, prep_dir=plan.prep_dir, mask=plan.prep.mask,
-                        spec=plan.spec, preset=plan.preset)
+                        spec=plan.spec, preset=plan.preset, generator=plan.cfg.generator)
     accelerator.wait_for_everyone()
 
 
 def build_model(cfg: TrainConfig, preset, num_classes: int) -> torch.nn.Module:
     """Step 3: a fresh DiT for ``preset``, or ``cfg.init``'s weights adapted to it; label dropout off
     inside the model (we drop labels ourselves, once per sample: diffusers' per-block dropout would
-    let different blocks see different labels in one forward)."""
+    let different blocks see different labels in one forward). ddpm3d: a fresh ``UNet3D`` of
+    ``cfg.unet`` with ``num_classes`` + 1 class embeddings (the last one the null class)."""
     from neurodit.models import build_dit
     from neurodit.models.dit import disable_label_dropout
+
+    if cfg.generator == "ddpm3d":
+        from neurodit.models.unet3d import UNet3D
+
+        if cfg.init:
+            raise NeuroditError("train: --init (pretrained DiT weights) applies to generator dit only")
+        return UNet3D(cfg.unet, num_classes)
 
     if cfg.init:
         from neurodit.models import load_init
@@ -227,13 +256,17 @@ def build_model(cfg: TrainConfig, preset, num_classes: int) -> torch.nn.Module:
 def build_inputs(plan: RunPlan, device: torch.device, rank: int = 0, vae=None):
     """Step 4: the model inputs, computed once and cached in ``RUN_DIR/cache``.
 
-    (N, D, H, W) volumes -> (N, 1, S, S) mosaics [-> (N, 4, S/8, S/8) latents for latent presets].
+    (N, D, H, W) volumes -> (N, 1, S, S) mosaics [-> (N, 4, S/8, S/8) latents for latent presets];
+    ddpm3d: the volumes themselves, (N, 1, D, H, W) (nothing to compute, so nothing cached).
     Returns ``(inputs on device, codec or None)``.
     """
     from neurodit.models import LatentCodec, load_vae
     from neurodit.tiling import volume_to_mosaic
 
     preset, spec, prep = plan.preset, plan.spec, plan.prep
+    if plan.cfg.generator == "ddpm3d":
+        vols = torch.from_numpy(np.array(prep.volumes, dtype=np.float32))[:, None]  # (N, 1, D, H, W)
+        return vols.to(device), None
     codec = None
     if preset.space == "latent":
         if vae is None:
@@ -310,7 +343,8 @@ def train_loop(cfg: TrainConfig, accelerator, model, optimizer, lr_sched, ema, p
                inputs: torch.Tensor, targets: torch.Tensor, null_class: int, start: int,
                loss_rows: list[dict[str, Any]], run_dir: Path) -> float:
     """Step 6: optimiser steps ``start`` .. ``cfg.max_steps`` (appending to ``loss_rows``, saving
-    checkpoints); returns the seconds spent. ``inputs`` (N, C, S, S), ``targets`` (N,) class ids."""
+    checkpoints); returns the seconds spent. ``inputs`` (N, C, S, S) mosaics or (N, 1, D, H, W)
+    volumes, ``targets`` (N,) class ids."""
     from tqdm.auto import tqdm
 
     device, rank, n = accelerator.device, accelerator.process_index, inputs.shape[0]
@@ -323,7 +357,7 @@ def train_loop(cfg: TrainConfig, accelerator, model, optimizer, lr_sched, ema, p
         for _ in range(cfg.grad_accum):
             with accelerator.accumulate(model):
                 idx = torch.randint(0, n, (cfg.batch_size,), generator=gen, device=device)
-                x0, y = inputs[idx], targets[idx].clone()  # (B, C, S, S), (B,)
+                x0, y = inputs[idx], targets[idx].clone()  # (B, C, S, S) or (B, 1, D, H, W), (B,)
                 # classifier-free guidance: each sample's label -> null class with p = label_dropout
                 drop = torch.rand(cfg.batch_size, generator=gen, device=device) < cfg.label_dropout
                 y[drop] = null_class
@@ -355,7 +389,8 @@ def train_loop(cfg: TrainConfig, accelerator, model, optimizer, lr_sched, ema, p
 def export_run(plan: RunPlan, accelerator, model, ema, process: Diffusion, codec, *, mixed_precision: str,
                inputs: torch.Tensor, targets: torch.Tensor, loss_rows: list[dict[str, Any]], start: int,
                train_seconds: float) -> None:
-    """Step 7: EMA weights as a diffusers folder (``model/``), ``loss.csv``, previews, ``run.json``."""
+    """Step 7: EMA weights as a diffusers folder (``model/``; ``UNet3D.save_pretrained`` writes the same
+    layout with ``model.safetensors``), ``loss.csv``, previews, ``run.json``."""
     cfg, run_dir = plan.cfg, plan.run_dir
     if not accelerator.is_main_process:
         return
@@ -368,8 +403,9 @@ def export_run(plan: RunPlan, accelerator, model, ema, process: Diffusion, codec
         export.save_pretrained(tmp, safe_serialization=True)
     _write_loss_csv(run_dir / "loss.csv", loss_rows)
     preview = render_previews(export.to(accelerator.device), plan.labels, cfg, process, run_dir, codec,
-                              mixed_precision=mixed_precision, real=inputs, real_ids=targets)
-    write_run_info(run_dir, to_dict(cfg), cfg.seed, preset=plan.preset.to_dict(), labels=plan.labels.to_dict(),
+                              mixed_precision=mixed_precision, real=inputs, real_ids=targets, spec=plan.spec)
+    write_run_info(run_dir, to_dict(cfg), cfg.seed, generator=cfg.generator, preset=plan.preset.to_dict(),
+                   labels=plan.labels.to_dict(),
                    steps_trained=steps_run, resumed_from=start, mixed_precision=mixed_precision,
                    train_seconds=round(train_seconds, 2),
                    seconds_per_step=round(train_seconds / steps_run, 4) if steps_run else None,
@@ -379,11 +415,13 @@ def export_run(plan: RunPlan, accelerator, model, ema, process: Diffusion, codec
 
 
 def train_dit(cfg: TrainConfig, *, vae=None) -> Path:
-    """Train a DiT per ``cfg`` and return RUN_DIR (layout in docs/ARCHITECTURE.md, "Generative core").
+    """Train ``cfg.generator`` (a DiT, or the ddpm3d UNet) per ``cfg`` and return RUN_DIR (layout in
+    docs/ARCHITECTURE.md, "Generative core").
 
     ``vae``: an ``AutoencoderKL`` to use for latent presets instead of loading ``preset.vae`` (tests pass
     a tiny one). Loss: ``neurodit.diffusion``; weights saved to ``model/`` are the EMA weights
-    (diffusers ``EMAModel``), loadable with ``DiTTransformer2DModel.from_pretrained``.
+    (diffusers ``EMAModel``), loadable with ``DiTTransformer2DModel.from_pretrained`` (dit) or
+    ``neurodit.models.unet3d.UNet3D.from_pretrained`` (ddpm3d).
     """
     from diffusers.training_utils import EMAModel
 
@@ -420,9 +458,13 @@ def train_dit(cfg: TrainConfig, *, vae=None) -> Path:
 
 @torch.no_grad()
 def render_previews(model, labels: LabelSpec, cfg: TrainConfig, process: Diffusion, run_dir: Path, codec,
-                    *, mixed_precision: str, real: torch.Tensor, real_ids: torch.Tensor) -> dict[str, Any]:
-    """Sample ``preview_per_class`` mosaics per class and render them (and real ones) to samples/*.png."""
+                    *, mixed_precision: str, real: torch.Tensor, real_ids: torch.Tensor,
+                    spec=None) -> dict[str, Any]:
+    """Sample ``preview_per_class`` mosaics per class and render them (and real ones) to samples/*.png.
+
+    Volume models (inputs (N, 1, D, H, W)) are tiled with ``spec`` for the same mosaic PNGs."""
     from neurodit.mosaic_files import save_mosaic_png
+    from neurodit.tiling import volume_to_mosaic
 
     if cfg.preview_per_class == 0:
         return {}
@@ -433,11 +475,15 @@ def render_previews(model, labels: LabelSpec, cfg: TrainConfig, process: Diffusi
     x = process.sample(model, ids, labels.null_class, shape, kind=cfg.sampler, steps=cfg.preview_steps,
                        guidance=cfg.guidance, generator=_seeded(cfg.seed, 0, 0, device),
                        autocast_dtype=autocast_dtype(mixed_precision))
+    def as_mosaic(v: torch.Tensor) -> torch.Tensor:  # (B, 1, D, H, W) -> (B, 1, M, M); mosaics as they are
+        return volume_to_mosaic(v[:, 0], spec)[:, None] if v.dim() == 5 else v
+
+    x = as_mosaic(x)
     mos = codec.decode(x) if codec is not None else x.clamp(-1, 1)  # (B, 1, M, M)
     # the same number of real mosaics per class, for a side-by-side look
     pick = torch.cat([torch.nonzero(real_ids == k)[: cfg.preview_per_class, 0]
                       for k in range(labels.num_classes)])
-    real_mos = codec.decode(real[pick]) if codec is not None else real[pick]
+    real_mos = codec.decode(real[pick]) if codec is not None else as_mosaic(real[pick])
     titles = [labels.classes[int(k)] for k in ids]
     out = run_dir / "samples"
     save_mosaic_png(mos[:, 0].cpu(), out / "preview.png", vmin=-1.0, vmax=1.0, titles=titles)
@@ -446,3 +492,6 @@ def render_previews(model, labels: LabelSpec, cfg: TrainConfig, process: Diffusi
     mse_to_mean = float(((mos.mean(0) - real_mos.float().mean(0)) ** 2).mean()) if len(pick) else math.nan
     return {"preview": str(out / "preview.png"), "real": str(out / "real.png"),
             "preview_mean_mse_to_real_mean": mse_to_mean}
+
+
+train_diffusion = train_dit  # the same loop for every diffusion generator

@@ -1,0 +1,75 @@
+"""One generator interface: ``fit(prep_dir, cfg) -> run_dir`` and ``sample(run_dir, n, out, label=...)
+-> cohort folder`` for every generator, and the registry that ``neurodit train --generator`` and
+``neurodit sample`` use.
+
+Generators (docs/ARCHITECTURE.md, "Generators"):
+
+- ``dit`` (:mod:`neurodit.generators.dit`): the mosaic Diffusion Transformer (Peebles & Xie 2023;
+  Chattopadhyay et al. 2025), every preset and ``--init`` path.
+- ``ddpm3d`` (:mod:`neurodit.generators.ddpm3d`): a class-conditional 3D diffusion UNet on whole
+  volumes (MONAI ``DiffusionModelUNet``), same objectives, guidance loop and training loop.
+- ``pca`` (:mod:`neurodit.generators.pca`): the class-conditional PCA-Gaussian reference
+  (:mod:`neurodit.generators.reference`) fitted once and saved as a run folder.
+
+A run folder names its generator in ``generator.json`` (``neurodit.runs.read_generator``), so
+``sample(run_dir, ...)`` needs no flag.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+from pathlib import Path
+from typing import Any, Protocol
+
+from neurodit.errors import NeuroditError
+
+# name -> module holding a GENERATOR object (imported on first use: torch / monai load lazily)
+REGISTRY = {"dit": "neurodit.generators.dit", "ddpm3d": "neurodit.generators.ddpm3d",
+            "pca": "neurodit.generators.pca"}
+
+
+class Generator(Protocol):
+    """What every generator provides (``cfg`` is a ``neurodit.train.TrainConfig``)."""
+
+    name: str
+
+    def fit(self, prep_dir: str | Path, cfg: Any) -> Path:
+        """Fit on the prepared folder ``prep_dir``; write and return the run folder ``cfg.out``."""
+
+    def sample(self, run_dir: str | Path, n: int, out: str | Path, *, label: Any = None, seed: int = 0,
+               overwrite: bool = False, **options: Any) -> Path:
+        """Write ``n`` volumes of the run's model as a synthetic cohort folder ``out``; return ``out``."""
+
+
+def get_generator(name: str) -> Generator:
+    """The registered generator ``name`` (``dit``, ``ddpm3d``, ``pca``)."""
+    if name not in REGISTRY:
+        raise NeuroditError(f"unknown generator '{name}' (use {', '.join(REGISTRY)})")
+    return importlib.import_module(REGISTRY[name]).GENERATOR
+
+
+def fit(prep_dir: str | Path, cfg: Any) -> Path:
+    """Fit ``cfg.generator`` on ``prep_dir`` into ``cfg.out``; returns the run folder."""
+    return get_generator(cfg.generator).fit(prep_dir, cfg)
+
+
+def sample(run_dir: str | Path, n: int, out: str | Path, *, label: Any = None, **options: Any) -> Path:
+    """Sample ``n`` volumes from any generator's run folder into the cohort folder ``out``.
+
+    ``options`` go to the generator: ``steps``, ``guidance``, ``scheduler``, ``batch_size``, ``device``
+    for the diffusion generators (the pca one ignores them); ``seed`` and ``overwrite`` for all.
+    """
+    from neurodit.runs import read_generator
+
+    return get_generator(read_generator(Path(run_dir))).sample(run_dir, n, out, label=label, **options)
+
+
+def with_inputs(cfg: Any, prep_dir: str | Path, generator: str) -> Any:
+    """``cfg`` with ``prep_dir`` and ``generator`` set (a copy; the caller's config is not changed)."""
+    if cfg.generator != generator:
+        raise NeuroditError(f"config names generator '{cfg.generator}', not '{generator}'")
+    return dataclasses.replace(cfg, prep_dir=str(prep_dir))
+
+
+__all__ = ["REGISTRY", "Generator", "fit", "get_generator", "sample", "with_inputs"]
