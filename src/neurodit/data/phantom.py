@@ -131,24 +131,25 @@ class StudyEffects:
     hyperintensities (Wardlaw et al. 2013, STRIVE, Lancet Neurol 12:822).
     """
 
-    wmh_base: float = 1.0           # Poisson rate of WMH patches at 18 y, severity 0
-    wmh_age: float = 10.0           # added rate at 88 y (× age term²)
-    wmh_ad: float = 4.0             # added rate at AD severity 1
+    wmh_base: float = 2.0           # Poisson rate of WMH patches at 18 y, severity 0
+    wmh_age: float = 20.0           # added rate at 88 y (× age term²)
+    wmh_ad: float = 8.0             # added rate at AD severity 1
     wmh_md_lo: float = 0.20         # relative MD increase of a patch, U(lo, hi)
     wmh_md_hi: float = 0.50
-    wmh_radius_mm: tuple[float, float] = (2.0, 7.5)   # log-uniform radius of a patch (diameter 4-15 mm)
+    wmh_radius_mm: tuple[float, float] = (2.0, 8.0)   # log-uniform radius of a patch (diameter 4-16 mm)
     wmh_periventricular: float = 3.0  # extra weight of positions near the ventricles (× exp(-d / 8 mm))
-    lacune_base: float = 0.3        # Poisson rate of lacunes (same form as the WMH rate)
-    lacune_age: float = 2.0
-    lacune_ad: float = 1.0
-    lacune_radius_mm: tuple[float, float] = (1.5, 4.0)  # uniform radius (diameter 3-8 mm)
-    warp_fine_sd_mm: float = 1.5    # second deformation scale: control points every 16 mm
-    vent_shape_sd: float = 0.12     # per-axis relative sd of the ventricle envelope widths
-    vent_asym_sd: float = 0.15      # left-right asymmetry of the ventricular expansion
-    vent_shift_sd_mm: float = 2.0   # sd of the expansion centre's shift per axis
-    sulcal_age: float = 0.6         # fraction of the one-voxel CSF dilation applied to cortex at 88 y
+    lacune_base: float = 1.0        # Poisson rate of lacunes (same form as the WMH rate)
+    lacune_age: float = 5.0
+    lacune_ad: float = 2.0
+    lacune_radius_mm: tuple[float, float] = (1.5, 5.0)  # uniform radius (diameter 3-10 mm)
+    warp_fine_sd_mm: float = 6.0    # second deformation scale: control points every 16 mm, at the cortex
+    vent_shape_sd: float = 0.25     # per-axis relative sd of the ventricle envelope widths
+    vent_asym_sd: float = 0.3       # left-right asymmetry of the ventricular expansion
+    vent_shift_sd_mm: float = 4.0   # sd of the expansion centre's shift per axis
+    sulcal_age: float = 0.6         # fraction of the 4 mm cortical CSF dilation applied at 88 y
     sulcal_sd: float = 0.1
-    sulcal_field_sd: float = 0.5    # regional modulation of the sulcal widening (relative, smooth)
+    sulcal_field_sd: float = 1.5    # regional modulation (smooth field, clipped to [0, 1]: patchy)
+    hippo_atrophy: float = 0.15     # AD: hippocampal tissue fraction replaced by CSF at severity 1
 
 
 @dataclass(frozen=True)
@@ -177,6 +178,8 @@ SITES = {
 }
 BIAS_SPACING_MM = 64.0
 WARP_FINE_SPACING_MM = 16.0
+SULCAL_DILATION_MM = 4.0
+FINE_WARP_HALF_AXES_MM = (70.0, 90.0, 65.0)
 
 
 # --------------------------------------------------------------------------- templates (cached)
@@ -299,51 +302,74 @@ class _StudyMaps:
     ``wmh_cdf`` / ``lacune_cdf``: (D*H*W,) cumulative position probabilities of WMH patches (deep and
     periventricular WM) and lacunes (deep WM and central GM); ``sulcal_delta``: (D, H, W) GM fraction
     that a one-voxel CSF dilation of the cortex would turn into CSF; ``fine_basis`` / ``bias_basis``:
-    per-axis bases of the 16 mm deformation and of the 64 mm bias field.
+    per-axis bases of the 16 mm deformation; ``fine_weight``: (D, H, W) its amplitude profile, 0 in
+    the deep brain rising to 1 at the cortex (registration residuals are largest at the cortex).
     """
 
     wmh_cdf: np.ndarray
     lacune_cdf: np.ndarray
     sulcal_delta: np.ndarray
     fine_basis: tuple[np.ndarray, np.ndarray, np.ndarray]
+    fine_weight: np.ndarray
 
 
-_STUDY_MAPS: dict[float, _StudyMaps] = {}
+_STUDY_MAPS: dict[tuple[float, float], _StudyMaps] = {}
 
 
-def _study_maps(t: Templates) -> _StudyMaps:
-    if t.voxel_size in _STUDY_MAPS:
-        return _STUDY_MAPS[t.voxel_size]
+def _study_maps(t: Templates, periventricular: float) -> _StudyMaps:
+    key = (t.voxel_size, float(periventricular))
+    if key in _STUDY_MAPS:
+        return _STUDY_MAPS[key]
     c = VENTRICLE_CENTRE_MM
     envelope = _outer3(*(_gauss_1d(t.axes_mm[k], c[k], VENTRICLE_SIGMA_MM[k]) for k in range(3)))
     ventricles = (t.csf > 0.5) & (envelope > 0.3)
     # distance (mm) of every voxel to the ventricles: periventricular WM is where WMH cluster
     d_vent = ndimage.distance_transform_edt(~ventricles) * t.voxel_size
     deep_wm = np.clip((t.wm - 0.5) / 0.5, 0.0, 1.0) ** 2
-    p_wmh = deep_wm * (1.0 + StudyEffects().wmh_periventricular * np.exp(-d_vent / 8.0))
+    p_wmh = deep_wm * (1.0 + periventricular * np.exp(-d_vent / 8.0))
     central = _outer3(*(_gauss_1d(t.axes_mm[k], (0.0, -5.0, 5.0)[k], (25.0, 30.0, 20.0)[k]) for k in range(3)))
     p_lac = np.clip(t.wm + t.gm - 0.5, 0.0, None) * central
-    # sulcal widening: the cortical CSF grows by one voxel (ventricles are left to the warp)
-    dil = ndimage.grey_dilation(t.csf, size=(3, 3, 3))
-    delta = np.minimum(np.clip(dil - t.csf, 0.0, None), t.gm) * (envelope < 0.3)
+    # sulcal widening: the cortical CSF grows by ~4 mm (>= 1 voxel; ventricles are left to the warp)
+    r_vox = max(1, int(round(SULCAL_DILATION_MM / t.voxel_size)))
+    dil = ndimage.grey_dilation(t.csf, size=(2 * r_vox + 1,) * 3)
+    # ... at the convexity: the deep brain and the medial temporal lobe (whose atrophy is AD's, not
+    # age's, here) are spared by the same radial profile as the fine deformation
+    delta = np.minimum(np.clip(dil - t.csf, 0.0, None), t.gm) * (envelope < 0.3) * _fine_weight(t)
     out = _StudyMaps(
         wmh_cdf=np.cumsum(p_wmh.ravel()) / p_wmh.sum(), lacune_cdf=np.cumsum(p_lac.ravel()) / p_lac.sum(),
         sulcal_delta=delta.astype(np.float32),
         fine_basis=tuple(_basis(a, WARP_FINE_SPACING_MM) for a in t.axes_mm),
+        fine_weight=_fine_weight(t),
     )
-    for arr in (out.wmh_cdf, out.lacune_cdf, out.sulcal_delta, *out.fine_basis):
+    for arr in (out.wmh_cdf, out.lacune_cdf, out.sulcal_delta, *out.fine_basis, out.fine_weight):
         arr.setflags(write=False)
-    _STUDY_MAPS[t.voxel_size] = out
+    _STUDY_MAPS[key] = out
     return out
 
 
-def _soft_ellipsoid(axes: tuple[np.ndarray, ...], centre: np.ndarray, radii: np.ndarray, edge_mm: float) -> np.ndarray:
-    """(d, h, w) occupancy in [0, 1] of an axis-aligned ellipsoid on the local grid ``axes`` (mm),
-    with a logistic edge ``edge_mm`` wide (about half a voxel: sub-voxel lesions keep a partial volume)."""
+def _fine_weight(t: Templates) -> np.ndarray:
+    """(D, H, W) amplitude of the fine deformation: smoothstep of the normalised radius about the
+    ventricle centre (brain half-axes ~ (70, 90, 65) mm), 0 below 0.5 (deep GM, hippocampi), 1 above 0.85."""
+    c = VENTRICLE_CENTRE_MM
+    rho = np.sqrt(sum((((t.axes_mm[k] - c[k]) / FINE_WARP_HALF_AXES_MM[k]) ** 2)
+                      .reshape([-1 if j == k else 1 for j in range(3)]) for k in range(3)))
+    u = np.clip((rho - 0.5) / 0.35, 0.0, 1.0)
+    return (u * u * (3.0 - 2.0 * u)).astype(np.float32)
+
+
+def _soft_ellipsoid(axes: tuple[np.ndarray, ...], centre: np.ndarray, radii: np.ndarray, edge_mm: float,
+                    voxel_mm: float) -> np.ndarray:
+    """(d, h, w) occupancy in [0, 1] of an axis-aligned ellipsoid on the local grid ``axes`` (mm).
+
+    A logistic edge ``edge_mm`` wide (about half a voxel) keeps sub-voxel lesions from vanishing
+    between voxel centres; the occupancy is then scaled so that it sums to the ellipsoid's volume
+    (a 2 mm lesion in a 4 mm voxel fills ~1/8 of it: partial volume, not a blown-up blob)."""
     r2 = sum(((axes[k] - centre[k]) / radii[k]).reshape([-1 if j == k else 1 for j in range(3)]) ** 2
              for k in range(3))
     dist_mm = (np.sqrt(r2) - 1.0) * float(np.mean(radii))
-    return 1.0 / (1.0 + np.exp(np.clip(dist_mm / edge_mm, -30, 30)))
+    occ = 1.0 / (1.0 + np.exp(np.clip(dist_mm / edge_mm, -30, 30)))
+    volume_vox = 4.0 / 3.0 * np.pi * float(np.prod(radii)) / voxel_mm**3
+    return occ * min(1.0, volume_vox / max(float(occ.sum()), 1e-12))
 
 
 def _draw_lesions(t: Templates, row: dict | pd.Series, s: StudyEffects, rng: np.random.Generator):
@@ -353,7 +379,7 @@ def _draw_lesions(t: Templates, row: dict | pd.Series, s: StudyEffects, rng: np.
     amplitude × occupancy × WM fraction), (D, H, W) lacune occupancy (CSF fraction it imposes) and
     ``{"wmh_ml", "lacune_ml"}`` (partial-volume sums in template space).
     """
-    maps = _study_maps(t)
+    maps = _study_maps(t, s.wmh_periventricular)
     v = t.voxel_size
     shape = t.shape
     edge = max(0.5, 0.4 * v)
@@ -388,7 +414,7 @@ def _draw_lesions(t: Templates, row: dict | pd.Series, s: StudyEffects, rng: np.
             continue
         occ = np.zeros(tuple(x.size for x in ax), np.float32)
         for c_j, r_j in subs:
-            occ = np.maximum(occ, _soft_ellipsoid(ax, c_j, r_j, edge))
+            occ = np.maximum(occ, _soft_ellipsoid(ax, c_j, r_j, edge, v))
         occ *= t.wm[sl]  # WMH are white-matter lesions: they follow the WM and stop at the cortex
         wmh_occ[sl] = np.maximum(wmh_occ[sl], occ)
         wmh[sl] = np.maximum(wmh[sl], amp * occ)
@@ -398,7 +424,7 @@ def _draw_lesions(t: Templates, row: dict | pd.Series, s: StudyEffects, rng: np.
         sl, ax = box(centre, float(r.max()) + 3 * edge)
         if any(x.size == 0 for x in ax):
             continue
-        lac[sl] = np.maximum(lac[sl], _soft_ellipsoid(ax, centre, r, edge) * (t.wm[sl] + t.gm[sl]))
+        lac[sl] = np.maximum(lac[sl], _soft_ellipsoid(ax, centre, r, edge, v) * (t.wm[sl] + t.gm[sl]))
     vox_ml = v**3 / 1000.0
     return wmh, lac, {"wmh_ml": float(wmh_occ.sum() * vox_ml), "lacune_ml": float(lac.sum() * vox_ml)}
 
@@ -535,6 +561,8 @@ def synthesize_with_lesions(t: Templates, row: dict | pd.Series, effects: Phanto
     # the study model draws from its own stream: the classic draws (and so the classic anatomy of
     # the same subject) stay as they were
     rs = np.random.default_rng(np.random.SeedSequence(int(row["seed"]), spawn_key=(7,))) if study else None
+    # lesions get a stream of their own: switching them off leaves the anatomy and the site untouched
+    rl = np.random.default_rng(np.random.SeedSequence(int(row["seed"]), spawn_key=(8,))) if study else None
     sign = 1.0 if row["sex"] == "M" else -1.0
     shape = t.shape
     v = t.voxel_size
@@ -550,7 +578,7 @@ def synthesize_with_lesions(t: Templates, row: dict | pd.Series, effects: Phanto
     if study is not None:
         # sulcal widening: a fraction w(x) of the one-voxel cortical CSF dilation, w = sulcal latent
         # modulated by a smooth regional field (so sulci widen unevenly)
-        maps = _study_maps(t)
+        maps = _study_maps(t, study.wmh_periventricular)
         w = float(row["sulcal"]) * (1.0 + _separable(t.field_basis, rs.normal(0.0, study.sulcal_field_sd, nb)
                                                      .astype(np.float32)))
         widen = np.clip(w, 0.0, 1.0).astype(np.float32) * maps.sulcal_delta
@@ -561,7 +589,11 @@ def synthesize_with_lesions(t: Templates, row: dict | pd.Series, effects: Phanto
     md += (csf + beta * gm) * float(row["csf_md"])
     md *= 1.0 + (e.hippo_md * float(row["sev_h"])) * t.hippocampus  # AD: medial-temporal MD increase
     if study is not None:
-        wmh, lac, info = _draw_lesions(t, row, study, rs)
+        # AD hippocampal atrophy: tissue replaced by CSF (enlarged temporal horn), a non-linear,
+        # CSF-contrast change that the site's blur and noise do not wash out
+        h = np.clip(study.hippo_atrophy * float(row["sev_h"]), 0.0, 0.6) * t.hippocampus
+        md = md * (1.0 - h) + h * float(row["csf_md"])
+        wmh, lac, info = _draw_lesions(t, row, study, rl)
         md *= 1.0 + wmh                                            # WMH: MD +20-50 % in the patch
         md = md * (1.0 - lac) + lac * float(row["csf_md"])         # lacunes: CSF-filled cavities
     md = md.astype(np.float32)
@@ -593,9 +625,10 @@ def synthesize_with_lesions(t: Templates, row: dict | pd.Series, effects: Phanto
             nw = tuple(b.shape[1] for b in t.warp_basis)
             ck = ck + _separable(t.warp_basis, rng.normal(0.0, e.warp_sd_mm / v, nw).astype(np.float32))
             if study is not None:  # second, finer scale (16 mm control points)
-                fb = _study_maps(t).fine_basis
-                ck = ck + _separable(fb, rs.normal(0.0, study.warp_fine_sd_mm / v,
-                                                   tuple(b.shape[1] for b in fb)).astype(np.float32))
+                sm = _study_maps(t, study.wmh_periventricular)
+                fb = sm.fine_basis
+                ck = ck + sm.fine_weight * _separable(fb, rs.normal(0.0, study.warp_fine_sd_mm / v, tuple(
+                    b.shape[1] for b in fb)).astype(np.float32))
         coords[k] = ck
     out = ndimage.map_coordinates(md, coords, order=1, mode="constant", cval=0.0, prefilter=False,
                                   output=np.float32)
@@ -642,8 +675,8 @@ def make_phantom_cohort(cohort: str, n: int, out: str | Path, seed: int = 0, vox
     if classic and (site is not None or study is not None):
         raise NeuroditError("phantom: --site applies to the study effects model only, not 'classic'")
     s = None if classic else (study or StudyEffects())
+    table = draw_subjects(cohort, n, seed=seed, include_mci=include_mci, effects=e, study=s)  # checks cohort
     site_fx = None if classic else resolve_site(site, cohort)
-    table = draw_subjects(cohort, n, seed=seed, include_mci=include_mci, effects=e, study=s)
     t = load_templates(float(voxel_size))
     with atomic_dir(out, overwrite=overwrite) as tmp:
         lesions = []
