@@ -37,6 +37,14 @@ deformation             smooth displacement, control points every 40 mm       po
 noise                   MD × (1 + N(0, sd)) per voxel                         sd 3 %
 ======================  ===================================================  ============================
 
+The ``study`` effects model (issue 11, the default of :func:`make_phantom_cohort`; ``classic`` is
+the model above, byte for byte) adds, with sizes in :class:`StudyEffects` / :data:`SITES` and
+docs/PHANTOM.md: white-matter hyperintensities (MD +20-50 %, irregular unions of ellipsoids in deep
+and periventricular WM, Poisson counts rising with age² and AD severity) and lacunes (CSF-like spots),
+following the STRIVE definitions (Wardlaw et al. 2013, Lancet Neurol 12:822); a second, finer
+deformation scale strongest at the cortex, ventricle shape/asymmetry, patchy sulcal widening with
+age, AD hippocampal atrophy; and per-cohort site effects (MD scale, noise, blur, smooth bias field).
+
 Cohorts: ``camcan`` ages U(18, 88), sex F/M balanced, all diagnosis CN; ``adni`` ages U(55, 90),
 sex balanced, diagnosis CN/AD balanced (or CN/MCI/AD in thirds with ``include_mci``), ages drawn
 independently of sex and diagnosis (no confound). All blobs are ≥ 16 mm wide so every effect
@@ -47,7 +55,8 @@ effect sizes and a linear baseline on 32³ volumes: docs/PHANTOM.md): a logistic
 Outputs (the input format of docs/ARCHITECTURE.md), written atomically: ``participants.tsv``
 (participant_id sub-0001..., sex, age, diagnosis), ``sub-XXXX.nii.gz`` (float32, mm²/s, MNI affine),
 ``phantom_latents.tsv`` (every subject's hidden variables: scale, α, β, severities, ...),
-``phantom.json`` (cohort, seed, effect sizes) and ``run.json``. Same seed -> same bytes (gzip with
+``phantom.json`` (cohort, seed, effect sizes; study model: ``effects_model``, ``study``, ``site``) and
+``run.json``. Same seed -> same bytes (gzip with
 mtime 0) for everything but ``run.json`` (which records time and versions).
 """
 
