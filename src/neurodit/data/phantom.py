@@ -151,14 +151,15 @@ class StudyEffects:
     lacune_age: float = 5.0
     lacune_ad: float = 2.0
     lacune_radius_mm: tuple[float, float] = (1.5, 5.0)  # uniform radius (diameter 3-10 mm)
-    warp_fine_sd_mm: float = 6.0    # second deformation scale: control points every 16 mm, at the cortex
+    warp_fine_sd_mm: float = 5.0    # second deformation scale: control points every 16 mm, at the cortex
     vent_shape_sd: float = 0.25     # per-axis relative sd of the ventricle envelope widths
     vent_asym_sd: float = 0.3       # left-right asymmetry of the ventricular expansion
     vent_shift_sd_mm: float = 4.0   # sd of the expansion centre's shift per axis
     sulcal_age: float = 0.6         # fraction of the 4 mm cortical CSF dilation applied at 88 y
     sulcal_sd: float = 0.1
     sulcal_field_sd: float = 1.5    # regional modulation (smooth field, clipped to [0, 1]: patchy)
-    hippo_atrophy: float = 0.15     # AD: hippocampal tissue fraction replaced by CSF at severity 1
+    hippo_atrophy: float = 0.3      # AD: hippocampal tissue fraction replaced by CSF at severity 1
+    ad_wm_md: float = 0.06          # AD: diffuse relative WM MD increase at severity 1
 
 
 @dataclass(frozen=True)
@@ -594,7 +595,10 @@ def synthesize_with_lesions(t: Templates, row: dict | pd.Series, effects: Phanto
         gm, csf = gm - widen, csf + widen
     # tissue mixture in template space; atrophy turns a fraction beta of GM into CSF
     beta = float(row["beta"])
-    md = (gm * ((1.0 - beta) * float(row["gm_md"])) + t.wm * float(row["wm_md"])) * (1.0 + f)
+    wm_md = float(row["wm_md"])
+    if study is not None:  # AD: diffusely raised WM MD (mean severity, clipped at 0)
+        wm_md *= 1.0 + study.ad_wm_md * max(0.0, 0.5 * (float(row["sev_h"]) + float(row["sev_v"])))
+    md = (gm * ((1.0 - beta) * float(row["gm_md"])) + t.wm * wm_md) * (1.0 + f)
     md += (csf + beta * gm) * float(row["csf_md"])
     md *= 1.0 + (e.hippo_md * float(row["sev_h"])) * t.hippocampus  # AD: medial-temporal MD increase
     if study is not None:
