@@ -52,12 +52,16 @@ def phantom_cmd(
                                                    "others resampled, e.g. 4 for speed)")] = 2.0,
     include_mci: Annotated[bool, typer.Option(help="adni: also draw MCI subjects")] = False,
     overwrite: Annotated[bool, typer.Option(help="replace a non-empty output folder")] = False,
+    effects: Annotated[str, typer.Option(help="study (lesions, non-linear anatomy, site effects) or classic "
+                                              "(the model before issue 11, same bytes)")] = "study",
+    site: Annotated[str | None, typer.Option(help="study only: none, camcan or adni scanner/protocol effects "
+                                                  "(default: the cohort's own)")] = None,
 ):
     """Write a phantom cohort (MNI152-based MD maps with known effects, see docs/PHANTOM.md)."""
     from neurodit.data.phantom import make_phantom_cohort
 
     path = make_phantom_cohort(cohort, n=n, out=out, seed=seed, voxel_size=voxel_size,
-                               include_mci=include_mci, overwrite=overwrite)
+                               include_mci=include_mci, overwrite=overwrite, effects_model=effects, site=site)
     typer.echo(f"phantom: wrote {n} {cohort} subjects to {path}")
 
 

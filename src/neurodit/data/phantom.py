@@ -37,6 +37,14 @@ deformation             smooth displacement, control points every 40 mm       po
 noise                   MD × (1 + N(0, sd)) per voxel                         sd 3 %
 ======================  ===================================================  ============================
 
+The ``study`` effects model (issue 11, the default of :func:`make_phantom_cohort`; ``classic`` is
+the model above, byte for byte) adds, with sizes in :class:`StudyEffects` / :data:`SITES` and
+docs/PHANTOM.md: white-matter hyperintensities (MD +20-50 %, irregular unions of ellipsoids in deep
+and periventricular WM, Poisson counts rising with age² and AD severity) and lacunes (CSF-like spots),
+following the STRIVE definitions (Wardlaw et al. 2013, Lancet Neurol 12:822); a second, finer
+deformation scale strongest at the cortex, ventricle shape/asymmetry, patchy sulcal widening with
+age, AD hippocampal atrophy; and per-cohort site effects (MD scale, noise, blur, smooth bias field).
+
 Cohorts: ``camcan`` ages U(18, 88), sex F/M balanced, all diagnosis CN; ``adni`` ages U(55, 90),
 sex balanced, diagnosis CN/AD balanced (or CN/MCI/AD in thirds with ``include_mci``), ages drawn
 independently of sex and diagnosis (no confound). All blobs are ≥ 16 mm wide so every effect
@@ -47,7 +55,8 @@ effect sizes and a linear baseline on 32³ volumes: docs/PHANTOM.md): a logistic
 Outputs (the input format of docs/ARCHITECTURE.md), written atomically: ``participants.tsv``
 (participant_id sub-0001..., sex, age, diagnosis), ``sub-XXXX.nii.gz`` (float32, mm²/s, MNI affine),
 ``phantom_latents.tsv`` (every subject's hidden variables: scale, α, β, severities, ...),
-``phantom.json`` (cohort, seed, effect sizes) and ``run.json``. Same seed -> same bytes (gzip with
+``phantom.json`` (cohort, seed, effect sizes; study model: ``effects_model``, ``study``, ``site``) and
+``run.json``. Same seed -> same bytes (gzip with
 mtime 0) for everything but ``run.json`` (which records time and versions).
 """
 
@@ -66,9 +75,10 @@ from scipy import ndimage
 from neurodit.errors import NeuroditError
 from neurodit.io import atomic_dir, atomic_write_bytes, nifti_bytes, write_json, write_run_info
 
-__all__ = ["PhantomEffects", "Templates", "load_templates", "draw_subjects", "synthesize_subject",
-           "make_phantom_cohort", "COHORTS", "TISSUE_MD", "HIPPOCAMPUS_MM", "VENTRICLE_CENTRE_MM",
-           "SEX_PATTERN_MM"]
+__all__ = ["PhantomEffects", "StudyEffects", "SiteEffects", "SITES", "EFFECT_MODELS", "Templates",
+           "load_templates", "draw_subjects", "synthesize_subject", "synthesize_with_lesions", "apply_site",
+           "resolve_site", "make_phantom_cohort", "COHORTS", "TISSUE_MD", "HIPPOCAMPUS_MM",
+           "VENTRICLE_CENTRE_MM", "SEX_PATTERN_MM"]
 
 COHORTS = ("camcan", "adni")
 AGE_RANGE = {"camcan": (18.0, 88.0), "adni": (55.0, 90.0)}
@@ -118,6 +128,68 @@ class PhantomEffects:
 
 
 SEVERITY_BASE = {"CN": 0.0, "MCI": 0.5, "AD": 1.0}
+EFFECT_MODELS = ("study", "classic")
+
+
+@dataclass(frozen=True)
+class StudyEffects:
+    """Effects of the ``study`` model on top of :class:`PhantomEffects` (issue 11; sizes in docs/PHANTOM.md).
+
+    Lesion counts are Poisson with rate ``base + age·(age term)² + ad·s`` (s = mean AD severity,
+    clipped at 0), so load accelerates with age as in population studies of white-matter
+    hyperintensities (Wardlaw et al. 2013, STRIVE, Lancet Neurol 12:822).
+    """
+
+    wmh_base: float = 2.0           # Poisson rate of WMH patches at 18 y, severity 0
+    wmh_age: float = 20.0           # added rate at 88 y (× age term²)
+    wmh_ad: float = 8.0             # added rate at AD severity 1
+    wmh_md_lo: float = 0.20         # relative MD increase of a patch, U(lo, hi)
+    wmh_md_hi: float = 0.50
+    wmh_radius_mm: tuple[float, float] = (2.0, 8.0)   # log-uniform radius of a patch (diameter 4-16 mm)
+    wmh_periventricular: float = 3.0  # extra weight of positions near the ventricles (× exp(-d / 8 mm))
+    lacune_base: float = 1.0        # Poisson rate of lacunes (same form as the WMH rate)
+    lacune_age: float = 5.0
+    lacune_ad: float = 2.0
+    lacune_radius_mm: tuple[float, float] = (1.5, 5.0)  # uniform radius (diameter 3-10 mm)
+    warp_fine_sd_mm: float = 5.0    # second deformation scale: control points every 16 mm, at the cortex
+    vent_shape_sd: float = 0.25     # per-axis relative sd of the ventricle envelope widths
+    vent_asym_sd: float = 0.3       # left-right asymmetry of the ventricular expansion
+    vent_shift_sd_mm: float = 4.0   # sd of the expansion centre's shift per axis
+    sulcal_age: float = 0.6         # fraction of the 4 mm cortical CSF dilation applied at 88 y
+    sulcal_sd: float = 0.1
+    sulcal_field_sd: float = 1.5    # regional modulation (smooth field, clipped to [0, 1]: patchy)
+    hippo_atrophy: float = 0.3      # AD: hippocampal tissue fraction replaced by CSF at severity 1
+    ad_wm_md: float = 0.06          # AD: diffuse relative WM MD increase at severity 1
+
+
+@dataclass(frozen=True)
+class SiteEffects:
+    """Scanner / protocol effects of one site, applied after the anatomy (docs/PHANTOM.md).
+
+    ``md_scale``: global MD bias (b-value and tensor-fitting differences, a few percent);
+    ``noise_sd``: multiplicative voxel noise; ``blur_fwhm_mm``: Gaussian point-spread function (an
+    effective resolution coarser than the grid); ``bias_sd``: pointwise sd of a smooth log bias field
+    (control points every 64 mm).
+    """
+
+    name: str = "none"
+    md_scale: float = 1.0
+    noise_sd: float = 0.03
+    blur_fwhm_mm: float = 0.0
+    bias_sd: float = 0.0
+
+
+# camcan-like: 3T Prisma-era multi-shell DWI at 2 mm; adni-like: older 3T DTI protocols (b = 1000,
+# 2.7 mm slices, fewer directions -> noisier, blurrier, slightly higher MD from the single-shell fit)
+SITES = {
+    "none": SiteEffects("none", 1.0, 0.03, 0.0, 0.0),
+    "camcan": SiteEffects("camcan", 1.0, 0.03, 2.0, 0.02),
+    "adni": SiteEffects("adni", 1.05, 0.05, 5.0, 0.04),
+}
+BIAS_SPACING_MM = 64.0
+WARP_FINE_SPACING_MM = 16.0
+SULCAL_DILATION_MM = 4.0
+FINE_WARP_HALF_AXES_MM = (70.0, 90.0, 65.0)
 
 
 # --------------------------------------------------------------------------- templates (cached)
@@ -232,14 +304,187 @@ def load_templates(voxel_size: float = 2.0) -> Templates:
     return out_t
 
 
+# --------------------------------------------------------------------------- study-model maps (cached)
+@dataclass(frozen=True)
+class _StudyMaps:
+    """Per-grid maps of the ``study`` model (read-only, cached by voxel size).
+
+    ``wmh_cdf`` / ``lacune_cdf``: (D*H*W,) cumulative position probabilities of WMH patches (deep and
+    periventricular WM) and lacunes (deep WM and central GM); ``sulcal_delta``: (D, H, W) GM fraction
+    that a one-voxel CSF dilation of the cortex would turn into CSF; ``fine_basis`` / ``bias_basis``:
+    per-axis bases of the 16 mm deformation; ``fine_weight``: (D, H, W) its amplitude profile, 0 in
+    the deep brain rising to 1 at the cortex (registration residuals are largest at the cortex).
+    """
+
+    wmh_cdf: np.ndarray
+    lacune_cdf: np.ndarray
+    sulcal_delta: np.ndarray
+    fine_basis: tuple[np.ndarray, np.ndarray, np.ndarray]
+    fine_weight: np.ndarray
+
+
+_STUDY_MAPS: dict[tuple[float, float], _StudyMaps] = {}
+
+
+def _study_maps(t: Templates, periventricular: float) -> _StudyMaps:
+    key = (t.voxel_size, float(periventricular))
+    if key in _STUDY_MAPS:
+        return _STUDY_MAPS[key]
+    c = VENTRICLE_CENTRE_MM
+    envelope = _outer3(*(_gauss_1d(t.axes_mm[k], c[k], VENTRICLE_SIGMA_MM[k]) for k in range(3)))
+    ventricles = (t.csf > 0.5) & (envelope > 0.3)
+    # distance (mm) of every voxel to the ventricles: periventricular WM is where WMH cluster
+    d_vent = ndimage.distance_transform_edt(~ventricles) * t.voxel_size
+    deep_wm = np.clip((t.wm - 0.5) / 0.5, 0.0, 1.0) ** 2
+    p_wmh = deep_wm * (1.0 + periventricular * np.exp(-d_vent / 8.0))
+    central = _outer3(*(_gauss_1d(t.axes_mm[k], (0.0, -5.0, 5.0)[k], (25.0, 30.0, 20.0)[k]) for k in range(3)))
+    p_lac = np.clip(t.wm + t.gm - 0.5, 0.0, None) * central
+    # sulcal widening: the cortical CSF grows by ~4 mm (>= 1 voxel; ventricles are left to the warp)
+    r_vox = max(1, int(round(SULCAL_DILATION_MM / t.voxel_size)))
+    dil = ndimage.grey_dilation(t.csf, size=(2 * r_vox + 1,) * 3)
+    # ... at the convexity: the deep brain and the medial temporal lobe (whose atrophy is AD's, not
+    # age's, here) are spared by the same radial profile as the fine deformation
+    delta = np.minimum(np.clip(dil - t.csf, 0.0, None), t.gm) * (envelope < 0.3) * _fine_weight(t)
+    out = _StudyMaps(
+        wmh_cdf=np.cumsum(p_wmh.ravel()) / p_wmh.sum(), lacune_cdf=np.cumsum(p_lac.ravel()) / p_lac.sum(),
+        sulcal_delta=delta.astype(np.float32),
+        fine_basis=tuple(_basis(a, WARP_FINE_SPACING_MM) for a in t.axes_mm),
+        fine_weight=_fine_weight(t),
+    )
+    for arr in (out.wmh_cdf, out.lacune_cdf, out.sulcal_delta, *out.fine_basis, out.fine_weight):
+        arr.setflags(write=False)
+    _STUDY_MAPS[key] = out
+    return out
+
+
+def _fine_weight(t: Templates) -> np.ndarray:
+    """(D, H, W) amplitude of the fine deformation: smoothstep of the normalised radius about the
+    ventricle centre (brain half-axes ~ (70, 90, 65) mm), 0 below 0.5 (deep GM, hippocampi), 1 above 0.85."""
+    c = VENTRICLE_CENTRE_MM
+    rho = np.sqrt(sum((((t.axes_mm[k] - c[k]) / FINE_WARP_HALF_AXES_MM[k]) ** 2)
+                      .reshape([-1 if j == k else 1 for j in range(3)]) for k in range(3)))
+    u = np.clip((rho - 0.5) / 0.35, 0.0, 1.0)
+    return (u * u * (3.0 - 2.0 * u)).astype(np.float32)
+
+
+def _soft_ellipsoid(axes: tuple[np.ndarray, ...], centre: np.ndarray, radii: np.ndarray, edge_mm: float,
+                    voxel_mm: float) -> np.ndarray:
+    """(d, h, w) occupancy in [0, 1] of an axis-aligned ellipsoid on the local grid ``axes`` (mm).
+
+    A logistic edge ``edge_mm`` wide (about half a voxel) keeps sub-voxel lesions from vanishing
+    between voxel centres; the occupancy is then scaled so that it sums to the ellipsoid's volume
+    (a 2 mm lesion in a 4 mm voxel fills ~1/8 of it: partial volume, not a blown-up blob)."""
+    r2 = sum(((axes[k] - centre[k]) / radii[k]).reshape([-1 if j == k else 1 for j in range(3)]) ** 2
+             for k in range(3))
+    dist_mm = (np.sqrt(r2) - 1.0) * float(np.mean(radii))
+    occ = 1.0 / (1.0 + np.exp(np.clip(dist_mm / edge_mm, -30, 30)))
+    volume_vox = 4.0 / 3.0 * np.pi * float(np.prod(radii)) / voxel_mm**3
+    return occ * min(1.0, volume_vox / max(float(occ.sum()), 1e-12))
+
+
+def _draw_lesions(t: Templates, row: dict | pd.Series, s: StudyEffects, rng: np.random.Generator):
+    """WMH and lacune maps in template space, from the subject's counts in ``row``.
+
+    Returns ``(wmh_amp, lacune, info)``: (D, H, W) relative MD increase (max over patches of
+    amplitude × occupancy × WM fraction), (D, H, W) lacune occupancy (CSF fraction it imposes) and
+    ``{"wmh_ml", "lacune_ml"}`` (partial-volume sums in template space).
+    """
+    maps = _study_maps(t, s.wmh_periventricular)
+    v = t.voxel_size
+    shape = t.shape
+    edge = max(0.5, 0.4 * v)
+    wmh = np.zeros(shape, np.float32)
+    wmh_occ = np.zeros(shape, np.float32)
+    lac = np.zeros(shape, np.float32)
+
+    def place(cdf: np.ndarray) -> np.ndarray:
+        idx = int(np.searchsorted(cdf, rng.random() * cdf[-1]))
+        ijk = np.array(np.unravel_index(min(idx, cdf.size - 1), shape), float) + rng.uniform(-0.5, 0.5, 3)
+        return ijk * v + t.affine[:3, 3]  # mm
+
+    def box(centre: np.ndarray, reach: float):
+        sl, ax = [], []
+        for k in range(3):
+            lo = max(int(np.floor((centre[k] - reach - t.affine[k, 3]) / v)), 0)
+            hi = min(int(np.ceil((centre[k] + reach - t.affine[k, 3]) / v)) + 1, shape[k])
+            sl.append(slice(lo, max(hi, lo)))
+            ax.append(t.axes_mm[k][lo:max(hi, lo)])
+        return tuple(sl), tuple(ax)
+
+    lo, hi = np.log(s.wmh_radius_mm[0]), np.log(s.wmh_radius_mm[1])
+    for _ in range(int(row["n_wmh"])):
+        centre, r = place(maps.wmh_cdf), float(np.exp(rng.uniform(lo, hi)))
+        amp = rng.uniform(s.wmh_md_lo, s.wmh_md_hi)
+        # irregular patch: union of 1 + Poisson(1.5) ellipsoids scattered around the centre
+        n_sub = 1 + int(rng.poisson(1.5))
+        subs = [(centre + (rng.normal(0, 0.6 * r, 3) if j else 0.0), r * rng.uniform(0.5, 1.1, 3))
+                for j in range(n_sub)]
+        sl, ax = box(centre, 3.0 * r + 3 * edge)
+        if any(x.size == 0 for x in ax):
+            continue
+        occ = np.zeros(tuple(x.size for x in ax), np.float32)
+        for c_j, r_j in subs:
+            occ = np.maximum(occ, _soft_ellipsoid(ax, c_j, r_j, edge, v))
+        occ *= t.wm[sl]  # WMH are white-matter lesions: they follow the WM and stop at the cortex
+        wmh_occ[sl] = np.maximum(wmh_occ[sl], occ)
+        wmh[sl] = np.maximum(wmh[sl], amp * occ)
+    for _ in range(int(row["n_lacunes"])):
+        centre = place(maps.lacune_cdf)
+        r = rng.uniform(*s.lacune_radius_mm) * rng.uniform(0.8, 1.2, 3)
+        sl, ax = box(centre, float(r.max()) + 3 * edge)
+        if any(x.size == 0 for x in ax):
+            continue
+        lac[sl] = np.maximum(lac[sl], _soft_ellipsoid(ax, centre, r, edge, v) * (t.wm[sl] + t.gm[sl]))
+    vox_ml = v**3 / 1000.0
+    return wmh, lac, {"wmh_ml": float(wmh_occ.sum() * vox_ml), "lacune_ml": float(lac.sum() * vox_ml)}
+
+
+def resolve_site(site: str | SiteEffects | None, cohort: str) -> SiteEffects:
+    """``None`` -> the cohort's default site (camcan-like / adni-like); a name -> :data:`SITES`."""
+    if isinstance(site, SiteEffects):
+        return site
+    name = cohort if site is None else str(site)
+    if name not in SITES:
+        raise NeuroditError(f"phantom: unknown site '{name}' (choose {', '.join(SITES)})")
+    return SITES[name]
+
+
+def apply_site(vol: np.ndarray, site: SiteEffects, voxel_size: float, rng: np.random.Generator,
+               noise: bool = True) -> np.ndarray:
+    """Scanner / protocol effects on one (D, H, W) MD map in mm²/s (0 = background), in this order:
+    blur (Gaussian PSF of FWHM ``blur_fwhm_mm``, normalised inside the brain so the outline stays
+    where the brain mask puts it), MD × ``md_scale`` × smooth bias field exp(b(x)) with b a 64 mm
+    Gaussian-basis field of pointwise sd ``bias_sd``, then × (1 + N(0, ``noise_sd``)) per voxel."""
+    out = np.asarray(vol, np.float32).copy()
+    support = (out > 0).astype(np.float32)
+    if site.blur_fwhm_mm > 0:
+        sigma = site.blur_fwhm_mm / 2.3548 / voxel_size
+        num = ndimage.gaussian_filter(out, sigma, mode="constant")
+        den = ndimage.gaussian_filter(support, sigma, mode="constant")
+        out = np.where(support > 0, num / np.maximum(den, 1e-6), 0.0).astype(np.float32)
+    gain = np.float32(site.md_scale)
+    if site.bias_sd > 0:
+        bases = tuple(_basis(np.arange(n) * voxel_size, BIAS_SPACING_MM) for n in out.shape)
+        coef = rng.normal(0.0, site.bias_sd, tuple(b.shape[1] for b in bases)).astype(np.float32)
+        out *= gain * np.exp(_separable(bases, coef)).astype(np.float32)
+    else:
+        out *= gain
+    if noise and site.noise_sd > 0:
+        out *= 1.0 + rng.standard_normal(out.shape, dtype=np.float32) * np.float32(site.noise_sd)
+    return out
+
+
 # --------------------------------------------------------------------------- subjects
 def draw_subjects(cohort: str, n: int, seed: int = 0, include_mci: bool = False,
-                  effects: PhantomEffects | None = None) -> pd.DataFrame:
+                  effects: PhantomEffects | None = None, study: StudyEffects | None = None) -> pd.DataFrame:
     """Labels and hidden variables of ``n`` subjects (one row each), deterministic in ``seed``.
 
     Columns: participant_id, sex, age, diagnosis (the participants table) and the latents
     scale (linear head scale), scale_x/y/z (per-axis), alpha (ventricular expansion), beta (GM->CSF
     atrophy), wm_md/gm_md/csf_md (mm²/s), sev_h/sev_v (AD severities), seed (per-subject stream).
+    With ``study`` (the study model) also: n_wmh, n_lacunes (Poisson counts), vent_asym,
+    vent_wx/wy/wz (ventricle envelope width factors), vent_dx/dy/dz (centre shift, mm), sulcal
+    (sulcal widening), drawn from a separate stream so the classic columns are unchanged.
     """
     e = effects or PhantomEffects()
     if cohort not in COHORTS:
@@ -280,18 +525,54 @@ def draw_subjects(cohort: str, n: int, seed: int = 0, include_mci: bool = False,
             "sev_h": sev_h, "sev_v": sev_v,
             "seed": int(r.integers(0, 2**31 - 1)),
         })
+        if study is not None:
+            rows[-1].update(_draw_study_latents(study, seed, i, a, sev_h, sev_v))
     return pd.DataFrame(rows)
 
 
+def _draw_study_latents(s: StudyEffects, seed: int, i: int, a: float, sev_h: float, sev_v: float) -> dict:
+    r = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(2, i)))
+    sev = max(0.0, 0.5 * (sev_h + sev_v))
+    wx, wy, wz = np.clip(1.0 + r.normal(0, s.vent_shape_sd, 3), 0.6, 1.5)
+    dx, dy, dz = r.normal(0, s.vent_shift_sd_mm, 3)
+    return {
+        "n_wmh": int(r.poisson(s.wmh_base + s.wmh_age * a**2 + s.wmh_ad * sev)),
+        "n_lacunes": int(r.poisson(s.lacune_base + s.lacune_age * a**2 + s.lacune_ad * sev)),
+        "vent_asym": float(np.clip(r.normal(0, s.vent_asym_sd), -0.5, 0.5)),
+        "vent_wx": float(wx), "vent_wy": float(wy), "vent_wz": float(wz),
+        "vent_dx": float(dx), "vent_dy": float(dy), "vent_dz": float(dz),
+        "sulcal": float(np.clip(s.sulcal_age * a + r.normal(0, s.sulcal_sd), 0.0, 1.0)),
+    }
+
+
 def synthesize_subject(t: Templates, row: dict | pd.Series, effects: PhantomEffects | None = None,
-                       *, deform: bool = True, noise: bool = True, field: bool = True) -> np.ndarray:
+                       *, deform: bool = True, noise: bool = True, field: bool = True,
+                       study: StudyEffects | None = None, site: SiteEffects | None = None) -> np.ndarray:
     """One MD map (D, H, W) float32 in mm²/s on the template grid, from one :func:`draw_subjects` row.
 
     ``deform``/``noise``/``field`` switch off the random deformation, voxel noise and random MD
     field (tests use them to check tissue values exactly); the labelled effects always apply.
+    ``study`` (with a row drawn with the same ``study``) adds lesions, multi-scale deformation,
+    ventricle shape and sulcal widening; ``site`` (study model only; default :data:`SITES` "none")
+    replaces the voxel noise by the site's effects. Without ``study``: the classic model, bit for bit.
     """
+    return synthesize_with_lesions(t, row, effects, deform=deform, noise=noise, field=field, study=study,
+                                   site=site)[0]
+
+
+def synthesize_with_lesions(t: Templates, row: dict | pd.Series, effects: PhantomEffects | None = None,
+                            *, deform: bool = True, noise: bool = True, field: bool = True,
+                            study: StudyEffects | None = None,
+                            site: SiteEffects | None = None) -> tuple[np.ndarray, dict[str, float]]:
+    """:func:`synthesize_subject` plus the lesion volumes ``{"wmh_ml", "lacune_ml"}`` (template
+    space, partial-volume sums; empty dict for the classic model)."""
     e = effects or PhantomEffects()
     rng = np.random.default_rng(int(row["seed"]))
+    # the study model draws from its own stream: the classic draws (and so the classic anatomy of
+    # the same subject) stay as they were
+    rs = np.random.default_rng(np.random.SeedSequence(int(row["seed"]), spawn_key=(7,))) if study else None
+    # lesions get a stream of their own: switching them off leaves the anatomy and the site untouched
+    rl = np.random.default_rng(np.random.SeedSequence(int(row["seed"]), spawn_key=(8,))) if study else None
     sign = 1.0 if row["sex"] == "M" else -1.0
     shape = t.shape
     v = t.voxel_size
@@ -302,11 +583,32 @@ def synthesize_subject(t: Templates, row: dict | pd.Series, effects: PhantomEffe
     f = _separable(t.field_basis, coef) if field else np.zeros(shape, np.float32)
     f += (0.5 * sign * e.sex_md) * t.sex_pattern
 
+    gm, csf = t.gm, t.csf
+    info: dict[str, float] = {}
+    if study is not None:
+        # sulcal widening: a fraction w(x) of the one-voxel cortical CSF dilation, w = sulcal latent
+        # modulated by a smooth regional field (so sulci widen unevenly)
+        maps = _study_maps(t, study.wmh_periventricular)
+        w = float(row["sulcal"]) * (1.0 + _separable(t.field_basis, rs.normal(0.0, study.sulcal_field_sd, nb)
+                                                     .astype(np.float32)))
+        widen = np.clip(w, 0.0, 1.0).astype(np.float32) * maps.sulcal_delta
+        gm, csf = gm - widen, csf + widen
     # tissue mixture in template space; atrophy turns a fraction beta of GM into CSF
     beta = float(row["beta"])
-    md = (t.gm * ((1.0 - beta) * float(row["gm_md"])) + t.wm * float(row["wm_md"])) * (1.0 + f)
-    md += (t.csf + beta * t.gm) * float(row["csf_md"])
+    wm_md = float(row["wm_md"])
+    if study is not None:  # AD: diffusely raised WM MD (mean severity, clipped at 0)
+        wm_md *= 1.0 + study.ad_wm_md * max(0.0, 0.5 * (float(row["sev_h"]) + float(row["sev_v"])))
+    md = (gm * ((1.0 - beta) * float(row["gm_md"])) + t.wm * wm_md) * (1.0 + f)
+    md += (csf + beta * gm) * float(row["csf_md"])
     md *= 1.0 + (e.hippo_md * float(row["sev_h"])) * t.hippocampus  # AD: medial-temporal MD increase
+    if study is not None:
+        # AD hippocampal atrophy: tissue replaced by CSF (enlarged temporal horn), a non-linear,
+        # CSF-contrast change that the site's blur and noise do not wash out
+        h = np.clip(study.hippo_atrophy * float(row["sev_h"]), 0.0, 0.6) * t.hippocampus
+        md = md * (1.0 - h) + h * float(row["csf_md"])
+        wmh, lac, info = _draw_lesions(t, row, study, rl)
+        md *= 1.0 + wmh                                            # WMH: MD +20-50 % in the patch
+        md = md * (1.0 - lac) + lac * float(row["csf_md"])         # lacunes: CSF-filled cavities
     md = md.astype(np.float32)
 
     # pull-back warp: for each output voxel the template-space position it samples (voxel units).
@@ -317,30 +619,49 @@ def synthesize_subject(t: Templates, row: dict | pd.Series, effects: PhantomEffe
     # 2) ventricular expansion: y' = y - alpha g(y) (y - c), g separable Gaussian envelope; no folding
     #    for alpha < 1 (radial derivative >= 1 - alpha)
     alpha = float(row["alpha"])
-    g = alpha * _outer3(*(_gauss_1d(y[k], c[k], VENTRICLE_SIGMA_MM[k]) for k in range(3)))  # (D,H,W)
+    if study is None:
+        cv = c
+        g = alpha * _outer3(*(_gauss_1d(y[k], c[k], VENTRICLE_SIGMA_MM[k]) for k in range(3)))  # (D,H,W)
+    else:
+        # ventricle shape: shifted centre, per-axis envelope widths, left-right asymmetric expansion
+        # (factor 1 + asym·tanh(x / 10 mm) <= 1.5, so alpha·factor stays < 0.7: still no folding)
+        cv = tuple(c[k] + float(row[f"vent_d{'xyz'[k]}"]) for k in range(3))
+        env = [_gauss_1d(y[k], cv[k], VENTRICLE_SIGMA_MM[k] * float(row[f"vent_w{'xyz'[k]}"])) for k in range(3)]
+        env[0] = env[0] * (1.0 + float(row["vent_asym"]) * np.tanh((y[0] - cv[0]) / 10.0))
+        g = alpha * _outer3(*env)
     coords = np.empty((3,) + shape, np.float32)
     for k in range(3):
         bshape = [-1 if j == k else 1 for j in range(3)]
         yk = y[k].reshape(bshape).astype(np.float32)
-        ck = (yk - (yk - c[k]) * g - t.affine[k, 3]) / v
+        ck = (yk - (yk - cv[k]) * g - t.affine[k, 3]) / v
         if deform:  # 3) smooth random displacement (mm -> voxels)
             nw = tuple(b.shape[1] for b in t.warp_basis)
             ck = ck + _separable(t.warp_basis, rng.normal(0.0, e.warp_sd_mm / v, nw).astype(np.float32))
+            if study is not None:  # second, finer scale (16 mm control points)
+                sm = _study_maps(t, study.wmh_periventricular)
+                fb = sm.fine_basis
+                ck = ck + sm.fine_weight * _separable(fb, rs.normal(0.0, study.warp_fine_sd_mm / v, tuple(
+                    b.shape[1] for b in fb)).astype(np.float32))
         coords[k] = ck
     out = ndimage.map_coordinates(md, coords, order=1, mode="constant", cval=0.0, prefilter=False,
                                   output=np.float32)
-    if noise:
-        out *= 1.0 + rng.standard_normal(shape, dtype=np.float32) * np.float32(e.noise_sd)
+    if study is None:
+        if noise:
+            out *= 1.0 + rng.standard_normal(shape, dtype=np.float32) * np.float32(e.noise_sd)
+    else:
+        out[out < BACKGROUND_MM2S] = 0.0  # the site's blur is normalised inside the brain support
+        out = apply_site(out, site or SITES["none"], v, rs, noise=noise)
     # Template resampling and the warp leave a halo of tiny positive values (down to 1e-19) around
     # the brain; below 1% of WM MD nothing is tissue, so the background is exactly 0, as the input
     # format promises.
     out[out < BACKGROUND_MM2S] = 0.0
-    return out
+    return out, info
 
 
 def make_phantom_cohort(cohort: str, n: int, out: str | Path, seed: int = 0, voxel_size: float = 2.0,
                         include_mci: bool = False, overwrite: bool = False,
-                        effects: PhantomEffects | None = None) -> Path:
+                        effects: PhantomEffects | None = None, effects_model: str = "study",
+                        site: str | SiteEffects | None = None, study: StudyEffects | None = None) -> Path:
     """Write a ``camcan`` or ``adni`` phantom cohort folder (input format), atomically.
 
     Args:
@@ -350,24 +671,43 @@ def make_phantom_cohort(cohort: str, n: int, out: str | Path, seed: int = 0, vox
         seed: same seed -> same bytes (except ``run.json``).
         voxel_size: mm; 1 and 2 are the template resolutions, other sizes are resampled.
         include_mci: adni only: CN/MCI/AD in thirds instead of CN/AD halves.
-        effects: effect sizes (see the module docstring); defaults if None.
+        effects: effect sizes of the shared (classic) model; defaults if None.
+        effects_model: ``"study"`` (lesions, non-linear anatomy, site effects; the default) or
+            ``"classic"`` (the model before issue 11, byte for byte).
+        site: study model only: a :data:`SITES` name or :class:`SiteEffects`; None = the cohort's
+            own site (camcan-like for camcan, adni-like for adni).
+        study: study-model effect sizes; defaults if None.
 
     Returns the output folder. Volumes: float32 (D, H, W) MD in mm²/s, 0 outside the brain,
     MNI affine (2 mm: 99x117x95 voxels, origin (-98, -134, -72) mm).
     """
+    if effects_model not in EFFECT_MODELS:
+        raise NeuroditError(f"phantom: unknown effects model '{effects_model}' (choose {', '.join(EFFECT_MODELS)})")
     e = effects or PhantomEffects()
-    table = draw_subjects(cohort, n, seed=seed, include_mci=include_mci, effects=e)
+    classic = effects_model == "classic"
+    if classic and (site is not None or study is not None):
+        raise NeuroditError("phantom: --site applies to the study effects model only, not 'classic'")
+    s = None if classic else (study or StudyEffects())
+    table = draw_subjects(cohort, n, seed=seed, include_mci=include_mci, effects=e, study=s)  # checks cohort
+    site_fx = None if classic else resolve_site(site, cohort)
     t = load_templates(float(voxel_size))
     with atomic_dir(out, overwrite=overwrite) as tmp:
+        lesions = []
         for _, row in table.iterrows():
-            vol = synthesize_subject(t, row, e)
+            vol, info = synthesize_with_lesions(t, row, e, study=s, site=site_fx)
+            lesions.append(info)
             atomic_write_bytes(tmp / f"{row['participant_id']}.nii.gz", nifti_bytes(vol, t.affine, xform_code=4))
+        if not classic:
+            table = pd.concat([table, pd.DataFrame(lesions, index=table.index)], axis=1)
         cols = ["participant_id", "sex", "age", "diagnosis"]
         _write_tsv(tmp / "participants.tsv", table[cols])
         _write_tsv(tmp / "phantom_latents.tsv", table)
         cfg = {"cohort": cohort, "n": n, "seed": seed, "voxel_size": float(voxel_size),
                "include_mci": include_mci, "effects": dataclasses.asdict(e),
                "shape": list(t.shape), "affine": t.affine.tolist(), "unit": "mm2/s"}
+        if not classic:  # classic keeps its earlier phantom.json, byte for byte
+            cfg.update({"effects_model": effects_model, "study": dataclasses.asdict(s),
+                        "site": dataclasses.asdict(site_fx)})
         write_json(tmp / "phantom.json", cfg)
         write_run_info(tmp, cfg, seed, stage="phantom")
     return Path(out)

@@ -1,0 +1,276 @@
+"""The ``study`` phantom model (issue 11): lesions that rise with age and AD severity, non-linear
+anatomy, site effects measurable at their set sizes, and ``classic`` reproducing the earlier bytes."""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import ndimage, stats
+from typer.testing import CliRunner
+
+from neurodit.cli import app
+from neurodit.data.phantom import (
+    SITES,
+    SiteEffects,
+    StudyEffects,
+    apply_site,
+    draw_subjects,
+    load_templates,
+    make_phantom_cohort,
+    resolve_site,
+    synthesize_subject,
+    synthesize_with_lesions,
+)
+from neurodit.errors import NeuroditError
+
+STUDY = StudyEffects()
+
+# sha256 of the files the phantom wrote before issue 11 (recorded on the unchanged code, 2026-12-01):
+# make_phantom_cohort(cohort, 3, out, seed, voxel_size, include_mci) -> {file: sha256}; run.json
+# (time, versions) excluded
+CLASSIC_BYTES = {
+    ("camcan", 7, 8.0, False): {
+        "participants.tsv": "7b348d04dec4a020204a2bb818ca6ac46448edf5931cc5566dfd809b6244bc6e",
+        "phantom.json": "e6ecd813b4698f17d2b2d1ce538be0cbd331fecbd45c411e09f873816f495fa5",
+        "phantom_latents.tsv": "b78a9c50a6d101d94167a9092ec9c0f6207f7aa4b5d4380b236ce04cdb2b5138",
+        "sub-0001.nii.gz": "0ae446cf90048bdba1364363cbbb42a4b49d32a011098f2ba91ca7c1268b508e",
+        "sub-0002.nii.gz": "9a05fd649a3f3ecfee47d520772d122c4c8b9bb9c91f9c31271f2cef5f1c5e87",
+        "sub-0003.nii.gz": "e216bcd539870a046b2b695ab740cc427fba3faf602f199a0310706a3866e031",
+    },
+    ("adni", 9, 6.0, True): {
+        "participants.tsv": "ed4a3fe47dc879ea0f449dc2cc47cf3df979383abb8862f8e21966caa0179631",
+        "phantom.json": "be747b6b934fde885b44cba4e90105ee57aa4d21d09ebaf116f90b3d010db3d4",
+        "phantom_latents.tsv": "4e4866d0487e2b7f5686b1726b86b26092164111f06a196ae1ce09021b1bcd0c",
+        "sub-0001.nii.gz": "b14d637e7f18b227345adb3aaa190e22698d044607a68aa03b4bb72d9d378305",
+        "sub-0002.nii.gz": "199f1caca6bd5e0414b6e12c7566c6c04674b347022147f30e39dc4c85a7e60d",
+        "sub-0003.nii.gz": "42f4d2dfeb278ea5e822fd3050374dfaa35d03a0dbfc90ab06d90d41b1df3c95",
+    },
+}
+
+
+def _sha(path):
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.mark.parametrize("key", list(CLASSIC_BYTES))
+def test_classic_reproduces_the_earlier_bytes(tmp_path, key):
+    cohort, seed, vs, mci = key
+    out = make_phantom_cohort(cohort, 3, tmp_path / "c", seed=seed, voxel_size=vs, include_mci=mci,
+                              effects_model="classic")
+    got = {p.name: _sha(p) for p in sorted(out.iterdir()) if p.name != "run.json"}
+    assert got == CLASSIC_BYTES[key]
+
+
+def test_study_is_the_default_same_seed_same_bytes_and_records_site(tmp_path):
+    a = make_phantom_cohort("adni", 4, tmp_path / "a", seed=5, voxel_size=8.0)
+    b = make_phantom_cohort("adni", 4, tmp_path / "b", seed=5, voxel_size=8.0, effects_model="study")
+    c = make_phantom_cohort("adni", 4, tmp_path / "c", seed=5, voxel_size=8.0, effects_model="classic")
+    for p in sorted(a.iterdir()):
+        if p.name != "run.json":
+            assert p.read_bytes() == (b / p.name).read_bytes(), p.name
+    assert (a / "sub-0001.nii.gz").read_bytes() != (c / "sub-0001.nii.gz").read_bytes()
+    # labels and the classic latents are shared by both models (same subjects, more effects)
+    assert (a / "participants.tsv").read_bytes() == (c / "participants.tsv").read_bytes()
+    lat, lat_c = (pd.read_csv(x / "phantom_latents.tsv", sep="\t") for x in (a, c))
+    pd.testing.assert_frame_equal(lat[lat_c.columns], lat_c)
+    for col in ("n_wmh", "wmh_ml", "n_lacunes", "lacune_ml", "vent_asym", "sulcal"):
+        assert col in lat.columns, col
+    cfg = json.loads((a / "phantom.json").read_text())
+    assert cfg["effects_model"] == "study" and cfg["study"]["wmh_md_hi"] == 0.5
+    assert cfg["site"] == {"name": "adni", "md_scale": 1.05, "noise_sd": 0.05, "blur_fwhm_mm": 5.0, "bias_sd": 0.04}
+    assert "site" not in json.loads((c / "phantom.json").read_text())
+    cam = make_phantom_cohort("camcan", 2, tmp_path / "d", seed=5, voxel_size=8.0, site="adni")
+    assert json.loads((cam / "phantom.json").read_text())["site"]["name"] == "adni"
+
+
+def test_bad_model_or_site_raises_and_cli_flags(tmp_path):
+    with pytest.raises(NeuroditError, match="effects model 'fancy'"):
+        make_phantom_cohort("camcan", 2, tmp_path / "x", effects_model="fancy")
+    with pytest.raises(NeuroditError, match="unknown site 'mars'"):
+        make_phantom_cohort("camcan", 2, tmp_path / "x", site="mars")
+    with pytest.raises(NeuroditError, match="study effects model only"):
+        make_phantom_cohort("camcan", 2, tmp_path / "x", site="adni", effects_model="classic")
+    assert not (tmp_path / "x").exists()
+    assert resolve_site(None, "camcan") is SITES["camcan"] and resolve_site("none", "adni") is SITES["none"]
+    runner = CliRunner()
+    res = runner.invoke(app, ["phantom", "--cohort", "camcan", "--n", "2", "--out", str(tmp_path / "p"),
+                              "--voxel-size", "8", "--effects", "classic"])
+    assert res.exit_code == 0, res.output
+    assert "site" not in json.loads((tmp_path / "p" / "phantom.json").read_text())
+    res = runner.invoke(app, ["phantom", "--cohort", "adni", "--n", "2", "--out", str(tmp_path / "q"),
+                              "--voxel-size", "8", "--site", "camcan"])
+    assert res.exit_code == 0, res.output
+    assert json.loads((tmp_path / "q" / "phantom.json").read_text())["site"]["name"] == "camcan"
+    res = runner.invoke(app, ["phantom", "--cohort", "adni", "--n", "2", "--out", str(tmp_path / "r"),
+                              "--site", "mars"])
+    assert res.exit_code == 2 and "unknown site 'mars'" in res.output
+
+
+# --------------------------------------------------------------------------- lesions
+@pytest.fixture(scope="module")
+def t8():
+    return load_templates(8.0)
+
+
+def _lesion_table(t, cohort, n, seed):
+    tab = draw_subjects(cohort, n, seed=seed, study=STUDY)
+    info = [synthesize_with_lesions(t, r, study=STUDY, site=SITES["none"], noise=False)[1]
+            for _, r in tab.iterrows()]
+    return pd.concat([tab, pd.DataFrame(info, index=tab.index)], axis=1)
+
+
+def test_lesion_load_rises_with_age(t8):
+    tab = _lesion_table(t8, "camcan", 200, seed=21)
+    rho = stats.spearmanr(tab.age, tab.wmh_ml)[0]
+    assert rho > 0.3, rho
+    assert stats.spearmanr(tab.age, tab.n_wmh)[0] > 0.3
+    assert stats.spearmanr(tab.age, tab.n_lacunes)[0] > 0.2
+    old, young = tab[tab.age > 70], tab[tab.age < 35]
+    assert old.wmh_ml.mean() > 3 * young.wmh_ml.mean()
+    # Poisson-like counts: variance close to the mean within an age band
+    band = tab[(tab.age > 40) & (tab.age < 60)].n_wmh
+    assert 0.5 < band.var() / band.mean() < 2.0
+
+
+def test_lesion_load_rises_with_ad_severity(t8):
+    tab = _lesion_table(t8, "adni", 200, seed=22)
+    ad, cn = tab[tab.diagnosis == "AD"], tab[tab.diagnosis == "CN"]
+    assert ad.wmh_ml.mean() > 1.2 * cn.wmh_ml.mean()
+    assert stats.mannwhitneyu(ad.n_wmh, cn.n_wmh, alternative="greater").pvalue < 0.01
+    sev = np.clip((tab.sev_h + tab.sev_v) / 2, 0, None)
+    assert stats.spearmanr(sev, tab.n_wmh)[0] > 0.2
+    assert abs(ad.age.mean() - cn.age.mean()) < 5  # not an age confound
+
+
+def test_lesion_voxels_have_raised_md_and_lacunes_are_csf_like():
+    t = load_templates(2.0)  # lesions of 4-16 mm: at 2 mm their cores fill whole voxels
+    row = draw_subjects("camcan", 1, seed=3, study=STUDY).iloc[0].copy()
+    row["n_wmh"], row["n_lacunes"], row["age"] = 12, 0, 80.0
+    kw = dict(study=STUDY, site=SITES["none"], noise=False)
+    with_l, info = synthesize_with_lesions(t, row, **kw)
+    row0 = row.copy()
+    row0["n_wmh"] = 0
+    without = synthesize_subject(t, row0, **kw)  # same anatomy: lesions have their own stream
+    assert info["wmh_ml"] > 1.0
+    brain = without > 0
+    ratio = np.where(brain, with_l / np.where(brain, without, 1), 1.0)
+    lesion = ratio > 1.05
+    assert lesion.sum() * 0.008 > 0.5 * info["wmh_ml"]  # ml: most of the load is visible
+    assert ratio.max() <= 1.5 + 1e-4  # MD +20-50 % at most
+    assert ratio.max() > 1.2 and np.percentile(ratio[lesion], 75) > 1.12
+    # WMH only raise MD, and only locally (the rest of the brain is the same subject)
+    assert ratio.min() >= 1 - 1e-5 and (ratio[brain] > 1.001).mean() < 0.05
+    # lesions sit in white matter (the template's WM fraction, before the warp moves them by mm)
+    assert np.median(t.wm[lesion]) > 0.5
+    # lacunes: small CSF-filled cavities -> MD towards 3e-3 at their centres
+    row0["n_lacunes"] = 4
+    lac, info = synthesize_with_lesions(t, row0, **kw)
+    assert info["lacune_ml"] > 0.1
+    assert (lac - without).max() > 0.5e-3  # mm²/s: far above the +50 % a WMH can add to WM
+
+
+# --------------------------------------------------------------------------- anatomy
+def test_non_linear_anatomy_sulcal_widening_and_ventricle_shape():
+    t = load_templates(6.0)
+    base = draw_subjects("camcan", 1, seed=4, study=STUDY).iloc[0].copy()
+    base["n_wmh"] = base["n_lacunes"] = 0
+    kw = dict(study=STUDY, site=SITES["none"], noise=False)
+
+    def csf_ml(vol, where):
+        return float(np.clip((vol[where] - 0.9e-3) / 2.1e-3, 0, 1).sum() * 0.216)
+
+    cortex = t.gm > 0.3
+    young, old = base.copy(), base.copy()
+    young["sulcal"], old["sulcal"] = 0.0, 0.8
+    no_warp = dataclasses.replace(STUDY, warp_fine_sd_mm=0.0)
+    a = synthesize_subject(t, young, deform=False, **kw)
+    b = synthesize_subject(t, old, deform=False, **kw)
+    assert csf_ml(b, cortex) > 1.1 * csf_ml(a, cortex)
+    # the second (16 mm) deformation scale moves structures by mm: a visible, local difference
+    c = synthesize_subject(t, base, **kw)
+    d = synthesize_subject(t, base, **{**kw, "study": no_warp})
+    diff = np.abs(c - d)
+    assert diff.max() > 1e-3 and (diff > 1e-4).mean() > 0.05
+    # ventricle shape latents vary per subject and the asymmetry shows up left vs right
+    tab = draw_subjects("camcan", 50, seed=4, study=STUDY)
+    assert tab.vent_asym.std() > 0.2 and tab.vent_wx.std() > 0.15 and tab.vent_dy.std() > 2.5
+    left, right = base.copy(), base.copy()
+    left["vent_asym"], right["vent_asym"], left["alpha"], right["alpha"] = -0.4, 0.4, 0.4, 0.4
+    vl = synthesize_subject(t, left, deform=False, **kw)
+    vr = synthesize_subject(t, right, deform=False, **kw)
+    x = t.axes_mm[0]
+    centre = (np.abs(t.axes_mm[1][None, :, None] + 15) < 30) & (np.abs(t.axes_mm[2][None, None, :] - 13) < 20)
+    lh, rh = centre & (x[:, None, None] < 0), centre & (x[:, None, None] > 0)
+    # the left-expanded subject has more CSF on the left and less on the right than its mirror
+    assert csf_ml(vl, lh) - csf_ml(vr, lh) > 0.1 and csf_ml(vr, rh) - csf_ml(vl, rh) > 0.1  # ml
+
+
+# --------------------------------------------------------------------------- site effects
+def _ball(n=40, r=15):
+    ax = np.arange(n) - n / 2
+    r2 = ax[:, None, None] ** 2 + ax[None, :, None] ** 2 + ax[None, None, :] ** 2
+    return np.where(r2 < r * r, np.float32(0.8e-3), np.float32(0.0))
+
+
+def test_site_md_scale_and_noise_measured_at_set_size():
+    vol = _ball()
+    brain = vol > 0
+    rng = np.random.default_rng(0)
+    out = apply_site(vol, SiteEffects("s", md_scale=1.05, noise_sd=0.0), 2.0, rng)
+    np.testing.assert_allclose(out[brain] / vol[brain], 1.05, rtol=1e-6)  # exact: a global gain
+    for sd in (0.03, 0.05):
+        out = apply_site(vol, SiteEffects("s", noise_sd=sd), 2.0, rng)
+        assert np.std(out[brain] / vol[brain] - 1) == pytest.approx(sd, rel=0.03)  # ~14k voxels
+        assert np.all(out[~brain] == 0)
+
+
+def test_site_blur_fwhm_measured_at_set_size():
+    # impulse response inside a uniform support: its second moment gives sigma = FWHM / 2.355
+    vol = np.zeros((41, 41, 41), np.float32)
+    vol[5:-5, 5:-5, 5:-5] = 1e-9
+    vol[20, 20, 20] = 1.0
+    for fwhm in (4.0, 6.0):
+        out = apply_site(vol, SiteEffects("s", noise_sd=0.0, blur_fwhm_mm=fwhm), 1.0, np.random.default_rng(0))
+        w = out[20, :, 20] - 1e-9
+        x = np.arange(41) - 20
+        sigma = np.sqrt((w * x * x).sum() / w.sum())
+        assert sigma * 2.3548 == pytest.approx(fwhm, rel=0.05)
+        assert out.sum() == pytest.approx(vol.sum(), rel=0.01)  # normalised: no signal lost
+
+
+def test_site_bias_field_measured_at_set_size_and_smooth():
+    vol = _ball(48, 22)
+    brain = vol > 0
+    sds = []
+    for k in range(20):
+        out = apply_site(vol, SiteEffects("s", noise_sd=0.0, bias_sd=0.04), 2.0, np.random.default_rng(k))
+        logb = np.log(out[brain] / vol[brain])
+        sds.append(np.sqrt(np.mean(logb**2)))
+        # smooth: neighbouring voxels (2 mm apart) differ by far less than the field's spread
+        b = np.log(np.where(brain, out / np.where(brain, vol, 1), 1))
+        assert np.abs(np.diff(b, axis=0))[brain[1:] & brain[:-1]].max() < 0.5 * np.abs(logb).max()
+    assert np.mean(sds) == pytest.approx(0.04, rel=0.2)
+
+
+def test_camcan_and_adni_sites_differ_on_phantoms():
+    t = load_templates(6.0)
+    row = draw_subjects("adni", 1, seed=9, study=STUDY).iloc[0]
+    clean = synthesize_subject(t, row, study=STUDY, site=SITES["none"], noise=False)
+    core = ndimage.binary_erosion(clean > 0, iterations=2)
+    got = {}
+    for name in ("camcan", "adni"):
+        s = SITES[name]
+        scale_only = synthesize_subject(t, row, study=STUDY, noise=False,
+                                        site=SiteEffects(name, md_scale=s.md_scale))
+        noisy = synthesize_subject(t, row, study=STUDY, site=SiteEffects(name, noise_sd=s.noise_sd))
+        got[name] = (np.median(scale_only[core] / clean[core]), np.std(noisy[core] / clean[core] - 1))
+        assert got[name][0] == pytest.approx(s.md_scale, rel=1e-4)
+        assert got[name][1] == pytest.approx(s.noise_sd, rel=0.1)
+    assert got["adni"][0] > got["camcan"][0] and got["adni"][1] > got["camcan"][1]
+    assert SITES["adni"].blur_fwhm_mm > SITES["camcan"].blur_fwhm_mm
+    assert SITES["adni"].bias_sd > SITES["camcan"].bias_sd
