@@ -278,9 +278,9 @@ def downstream_cmd(
                 "include_mci": include_mci, "augment": augment, "seed": seed, **parse_overrides(set_)}
     path = run_downstream(source, target, out, synthetic=synthetic, arch=arch, folds=folds, seeds=seeds,
                           overwrite=overwrite, progress=typer.echo, **settings)
-    from neurodit.io import read_json
+    from neurodit.downstream.schema import read_results
 
-    res = read_json(path / "results.json")
+    res = read_results(path)
     typer.echo(f"downstream: wrote {path}")
     typer.echo(res["verdict"]["summary"])
 
@@ -310,8 +310,8 @@ def evaluate_cmd(
     overwrite: Annotated[bool, typer.Option(help="replace a non-empty output folder")] = False,
 ):
     """C2ST, MS-SSIM, kernel MMD, memorization audit and through-plane coherence of synthetic volumes."""
-    from neurodit.io import read_json
     from neurodit.metrics.evaluate import EvalConfig, evaluate
+    from neurodit.metrics.schema import read_metrics
 
     cfg = EvalConfig(protocol=protocol, max_pairs=max_pairs, seed=seed, permutations=permutations,
                      calibrate=calibrate, c2st_real=c2st_real,
@@ -319,7 +319,7 @@ def evaluate_cmd(
                      encoder=None if encoder is None else str(encoder),
                      encoder_cache=None if encoder_cache is None else str(encoder_cache))
     path = evaluate(real, synthetic, out, train=train, overwrite=overwrite, cfg=cfg)
-    m = read_json(path / "metrics.json")
+    m = read_metrics(path)
     ms, rbf, mem = m["msssim"], m["mmd"]["rbf"], m["memorization"]
     typer.echo(f"evaluate: wrote {path}")
     typer.echo(f"MS-SSIM real-real {ms['real_real']['mean']:.4f}  real-syn {ms['real_syn']['mean']:.4f}  "

@@ -12,24 +12,6 @@ residual block per level, no attention).
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from neurodit.generators.dit import DiffusionGenerator
 
-from neurodit.generators.base import with_inputs
-
-
-class DDPM3DGenerator:
-    name = "ddpm3d"
-
-    def fit(self, prep_dir: str | Path, cfg: Any) -> Path:
-        from neurodit.train import train_dit
-
-        return train_dit(with_inputs(cfg, prep_dir, self.name))
-
-    def sample(self, run_dir: str | Path, n: int, out: str | Path, *, label: Any = None, **options: Any) -> Path:
-        from neurodit.sample import sample
-
-        return sample(run_dir, n, out, label=label, **options)
-
-
-GENERATOR = DDPM3DGenerator()
+GENERATOR = DiffusionGenerator("ddpm3d")

@@ -10,8 +10,12 @@ from typing import Any
 from neurodit.generators.base import with_inputs
 
 
-class DiTGenerator:
-    name = "dit"
+class DiffusionGenerator:
+    """A diffusion generator (``dit``, ``ddpm3d``): one training loop, one sampler; the run's
+    ``generator`` picks the network."""
+
+    def __init__(self, name: str):
+        self.name = name
 
     def fit(self, prep_dir: str | Path, cfg: Any) -> Path:
         from neurodit.train import train_dit
@@ -24,4 +28,4 @@ class DiTGenerator:
         return sample(run_dir, n, out, label=label, **options)
 
 
-GENERATOR = DiTGenerator()
+GENERATOR = DiffusionGenerator("dit")
