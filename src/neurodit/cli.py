@@ -36,12 +36,8 @@ def output_error(exc: OSError, out: Path | str | None = None) -> NeuroditError:
     """One line for an OSError on an output: the path (the user's name for it, not our hidden temporary
     sibling) and the system's reason, e.g. ``runs/eval: No space left on device (no output was written)``."""
     path: Path | None = Path(exc.filename) if exc.filename else None
-    if path is not None:  # map a temporary sibling (or a file inside one) back to the output it becomes
-        for part in (path, *path.parents):
-            m = _TEMP_NAME.match(part.name)
-            if m:
-                path = part.with_name(m.group("name"))
-                break
+    if path is not None:  # map temporary siblings (a folder, a file inside it) back to what they become
+        path = Path(*[(m.group("name") if (m := _TEMP_NAME.match(part)) else part) for part in path.parts])
     if path is None and out is not None:
         path = Path(out)
     reason = exc.strerror or errno.errorcode.get(exc.errno or 0, type(exc).__name__)
