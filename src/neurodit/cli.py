@@ -7,7 +7,9 @@ Section owners: each block below calls exactly one stage entry function.
 
 from __future__ import annotations
 
+import errno
 import functools
+import re
 from pathlib import Path
 from typing import Annotated
 
@@ -24,8 +26,27 @@ app = typer.Typer(
 )
 
 
+# A full disk, a read-only or unwritable output folder: the user's environment, not a bug -> exit 2.
+OUTPUT_ERRNOS = frozenset({errno.ENOSPC, errno.EACCES, errno.EROFS, errno.EPERM, errno.EDQUOT})
+# atomic_dir builds OUT in a hidden sibling ".OUT.<random>.partial" (and atomic writes ".NAME.<random>.tmp")
+_TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[^.]+\.(partial|tmp)$")
+
+
+def output_error(exc: OSError, out: Path | str | None = None) -> NeuroditError:
+    """One line for an OSError on an output: the path (the user's name for it, not our hidden temporary
+    sibling) and the system's reason, e.g. ``runs/eval: No space left on device (no output was written)``."""
+    path: Path | None = Path(exc.filename) if exc.filename else None
+    if path is not None:  # map temporary siblings (a folder, a file inside it) back to what they become
+        path = Path(*[(m.group("name") if (m := _TEMP_NAME.match(part)) else part) for part in path.parts])
+    if path is None and out is not None:
+        path = Path(out)
+    reason = exc.strerror or errno.errorcode.get(exc.errno or 0, type(exc).__name__)
+    return NeuroditError(f"{reason} (no output was written)", path)
+
+
 def command(name: str | None = None, **kwargs):
-    """Register a command whose NeuroditError becomes one stderr line and exit code 2."""
+    """Register a command whose NeuroditError -- or OSError of a full disk / unwritable folder
+    (:data:`OUTPUT_ERRNOS`) -- becomes one stderr line and exit code 2."""
 
     def deco(fn):
         @functools.wraps(fn)
@@ -34,6 +55,11 @@ def command(name: str | None = None, **kwargs):
                 return fn(*args, **kw)
             except NeuroditError as exc:
                 typer.echo(f"error: {exc}", err=True)
+                raise typer.Exit(code=NeuroditError.exit_code) from None
+            except OSError as exc:
+                if exc.errno not in OUTPUT_ERRNOS:
+                    raise
+                typer.echo(f"error: {output_error(exc, kw.get('out'))}", err=True)
                 raise typer.Exit(code=NeuroditError.exit_code) from None
 
         return app.command(name, **kwargs)(wrapper)

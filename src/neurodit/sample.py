@@ -12,6 +12,7 @@ format") that ``neurodit prepare`` accepts.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -40,7 +41,9 @@ def sample(run_dir: str | Path, n: int, out: str | Path, *, label: dict[str, str
     if n < 1:
         raise NeuroditError(f"--n must be >= 1, got {n}")
     if steps < 1 or batch_size < 1:
-        raise NeuroditError("--steps and --batch-size must be >= 1")
+        raise NeuroditError(f"--steps and --batch-size must be >= 1, got {steps} and {batch_size}")
+    if not math.isfinite(guidance) or guidance < 0:
+        raise NeuroditError(f"--guidance must be a finite number >= 0 (1 = no guidance), got {guidance}")
     if scheduler is not None and scheduler not in SAMPLERS:
         raise NeuroditError(f"--scheduler must be one of {', '.join(SAMPLERS)}, got {scheduler!r}")
     run = TrainedRun(run_dir, torch.device(device) if device else None)

@@ -607,17 +607,20 @@ def evaluate(real: str | Path, synthetic: str | Path, out: str | Path, train: st
     r, grid, r_ids, r_table = _load(real)
     s, s_grid, s_ids, s_table = _load(synthetic)
     t, t_grid, t_ids, t_table = (None, None, None, None) if train is None else _load(train)
-    for folder, g in ((synthetic, s_grid), (train, t_grid)):
+    for g, table in ((s_grid, s_table), (t_grid, t_table)):
         if g is not None and not grid.same_as(g):
             what = "shape" if tuple(g.shape) != tuple(grid.shape) else "affine"
-            raise NeuroditError(f"grid {what} differs from the real folder {real} "
-                                f"({'x'.join(map(str, g.shape))} vs {'x'.join(map(str, grid.shape))}); "
-                                "all volumes must share one grid", folder)
+            # name a file of each side: within a folder load_volumes already checked one grid
+            raise NeuroditError(f"grid {what} differs from the real folder's {Path(r_table['path'][0]).name} "
+                                f"in {real} ({'x'.join(map(str, g.shape))} vs {'x'.join(map(str, grid.shape))}); "
+                                "all volumes must share one grid (prepare both folders onto one grid)",
+                                table["path"][0])
     if t_ids is not None:
         shared = sorted(set(r_ids) & set(t_ids))
         if shared:
             raise NeuroditError(f"{len(shared)} participant(s) are in both the real (held-out) and the train "
                                 f"folder, e.g. {shared[0]}: split by participant", real)
+    leakage = check_inputs(real, r_ids, synthetic, s_ids, train, t_ids)
     load_s = time.perf_counter() - t0
     with atomic_dir(out, overwrite=overwrite) as tmp:
         metrics = evaluate_arrays(r, s, t, cfg, Normalization(), fig_dir=tmp, real_ids=r_ids, syn_ids=s_ids,
@@ -630,5 +633,21 @@ def evaluate(real: str | Path, synthetic: str | Path, out: str | Path, train: st
         metrics["inputs"] = {"real": str(real), "synthetic": str(synthetic),
                              "train": None if train is None else str(train)}
         write_json(tmp / "metrics.json", metrics)
-        write_run_info(tmp, dataclasses.asdict(cfg), cfg.seed, inputs=metrics["inputs"])
+        write_run_info(tmp, dataclasses.asdict(cfg), cfg.seed, inputs=metrics["inputs"], leakage=leakage)
     return Path(out)
+
+
+def check_inputs(real: str | Path, real_ids: list[str], synthetic: str | Path, syn_ids: list[str],
+                 train: str | Path | None = None, train_ids: list[str] | None = None) -> dict:
+    """The participant checks of an evaluation (``evaluate``; ``compare`` reuses them): synthetic ids
+    distinct from real ones, and REAL_DIR disjoint from the generator's training set
+    (:func:`neurodit.data.leakage.check_no_leakage`). Returns what was checked (saved in run.json)."""
+    from neurodit.data.leakage import check_distinct_ids, check_no_leakage
+
+    check_distinct_ids(syn_ids, synthetic, real=(real_ids, real), train=(train_ids, train))
+    checked = check_no_leakage(real_ids, real, synthetic)
+    if checked is None:
+        return {"checked": False, "reason": "the synthetic folder's run.json names no generator (run_dir or "
+                                            "train_cohort)"}
+    return {"checked": True, "generator": checked.generator, "training_set": checked.source,
+            "n_training_participants": len(checked.ids)}

@@ -27,9 +27,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import re
 import time
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -351,25 +349,17 @@ def train_encoder(volumes_mm2s: np.ndarray, table: Any, mask: np.ndarray | None,
 
 
 # --------------------------------------------------------------------------- loading
-_TORCHSCRIPT_ENTRY = re.compile(r"^[^/]+/(code/|constants\.pkl$)")
-
-
 def _is_torchscript(path: Path) -> bool:
-    """TorchScript archives are zip files with a ``<name>/code/`` folder; ``torch.save`` zips have only
-    ``data.pkl`` + tensors (a pickle: never loaded here)."""
-    if not zipfile.is_zipfile(path):
-        return False
-    with zipfile.ZipFile(path) as zf:
-        names = zf.namelist()
-    return any(_TORCHSCRIPT_ENTRY.match(n) for n in names) and any("/code/" in n for n in names)
+    """A TorchScript archive (checked by its zip entries before ``torch.jit.load``; neurodit.weights)."""
+    from neurodit.weights import is_torchscript
+
+    return is_torchscript(path)
 
 
 def _load_torchscript(path: Path) -> Encoder:
-    try:
-        module = torch.jit.load(str(path), map_location="cpu")
-    except Exception as exc:  # noqa: BLE001 - any failure is a bad user file
-        raise NeuroditError(f"cannot load TorchScript encoder ({type(exc).__name__}: "
-                            f"{str(exc).splitlines()[0] if str(exc) else ''})", path) from None
+    from neurodit.weights import load_torchscript
+
+    module = load_torchscript(path, what="TorchScript encoder")
     info = {"kind": "torchscript", "source": str(path), "sha256": _sha256_file(path), "dim": None,
             "trained_on": {"note": "external encoder: its training data are not known to neurodit"}}
     return Encoder(module, info, "model")
@@ -402,10 +392,8 @@ def _find_config(path: Path) -> tuple[Path, Path]:
 
 
 def _load_safetensors(path: Path) -> Encoder:
-    from safetensors import SafetensorError
-    from safetensors.torch import load as st_load
-
     from neurodit.io import read_json
+    from neurodit.weights import load_safetensors_bytes
 
     cfg_path, weights = _find_config(path)
     conf = read_json(cfg_path)
@@ -414,10 +402,7 @@ def _load_safetensors(path: Path) -> Encoder:
     if conf.get("weights_sha256") and conf["weights_sha256"] != sha:
         raise NeuroditError(f"weights sha256 {sha[:12]}… differs from the config's "
                             f"{str(conf['weights_sha256'])[:12]}… (file changed?)", weights)
-    try:
-        state = st_load(blob)
-    except (SafetensorError, Exception) as exc:  # noqa: BLE001 - any parse failure is a bad user file
-        raise NeuroditError(f"not a readable safetensors file ({exc})", weights) from None
+    state = load_safetensors_bytes(blob, weights)  # the one safe loader (neurodit.weights)
     arch = conf["arch"]
     if not isinstance(arch, dict):
         raise NeuroditError("'arch' must be an object like {\"name\": \"resnet\", \"depth\": 10}", cfg_path)

@@ -83,10 +83,9 @@ def from_pretrained_checked(cls: Any, source: str | Path, subfolder: str | None 
         folder = path / subfolder if subfolder else path
         if not (folder / "config.json").is_file():
             raise NeuroditError(f"no config.json: not a diffusers {cls.__name__} folder", folder)
-        try:
-            return cls.from_pretrained(str(folder), **kwargs)
-        except (OSError, ValueError, RuntimeError) as exc:
-            raise NeuroditError(f"cannot load {cls.__name__}: {_first_line(exc)}", folder) from exc
+        from neurodit.weights import load_model_folder
+
+        return load_model_folder(cls, folder, **kwargs)
     if text.startswith((".", "/", "~")) or text.count("/") != 1:
         raise NeuroditError(f"not found (neither a local folder nor a hub id like owner/name) for "
                             f"{cls.__name__}", text)
@@ -113,30 +112,17 @@ def _first_line(exc: BaseException | None) -> str:
 def read_checkpoint(path: str | Path) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
     """Read a ``.pt``/``.pth``/``.bin``/``.safetensors`` checkpoint safely -> (state dict, info).
 
-    Never unpickles arbitrary objects: ``torch.load(weights_only=True)`` (``argparse.Namespace`` is
-    allowed, as DiT's train.py stores its args that way). Train-script checkpoints
+    Never unpickles arbitrary objects: read by :func:`neurodit.weights.load_checkpoint` (safetensors, or
+    ``torch.load(weights_only=True)``; ``argparse.Namespace`` is allowed, as DiT's train.py stores its
+    args that way). Train-script checkpoints
     ``{"model", "ema", "opt", "args"}`` give the "ema" weights (DiT samples from EMA); ``module.`` (DDP)
     and ``_orig_mod.`` (torch.compile) prefixes are stripped. ``info``: entry used, args.model if any.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise NeuroditError("checkpoint file not found", path)
-    info: dict[str, Any] = {"entry": None, "arch_name": None}
-    if path.suffix == ".safetensors":
-        from safetensors import SafetensorError
-        from safetensors.torch import load_file
+    from neurodit.weights import load_checkpoint
 
-        try:
-            obj: Any = load_file(str(path), device="cpu")
-        except (SafetensorError, OSError) as exc:
-            raise NeuroditError(f"not a readable safetensors file ({_first_line(exc)})", path) from exc
-    else:
-        try:
-            with torch.serialization.safe_globals([argparse.Namespace]):
-                obj = torch.load(str(path), map_location="cpu", weights_only=True)
-        except Exception as exc:  # pickle.UnpicklingError, RuntimeError (zip), EOFError, ...
-            raise NeuroditError(f"cannot read checkpoint safely with weights_only=True "
-                                f"({_first_line(exc)})", path) from exc
+    path = Path(path)
+    info: dict[str, Any] = {"entry": None, "arch_name": None}
+    obj: Any = load_checkpoint(path, allow=[argparse.Namespace], what="checkpoint")
     if isinstance(obj, Mapping) and not _is_state_dict(obj):
         for entry in ("ema", "model", "state_dict"):
             if entry in obj and isinstance(obj[entry], Mapping):
