@@ -44,7 +44,7 @@ def cohorts(tmp_path_factory):
                                                               heldout_fraction=0.25, seed=0)
     for kind in ("pca", "copy", "noise"):
         out[kind] = write_baseline(out["train6"], kind, 12, root / kind, seed=1)
-    out["pca8"] = write_baseline(out["train6"], "pca", 12, root / "pca8", seed=1)
+    out["pca8"] = write_baseline(out["train8"], "pca", 12, root / "pca8", seed=1)
     out["root"] = root
     return out
 

@@ -161,7 +161,8 @@ def build_report(dirs: list[str | Path], out_html: str | Path, title: str = "neu
                 training_section(by_kind.get("train", []), summary), provenance_section(found, roots)]
     kinds = ", ".join(f"{len(v)} {k}" for k, v in by_kind.items())
     subtitle = f"{kinds} · generated {time.strftime('%Y-%m-%d %H:%M')} · neurodit {__version__}"
-    return atomic_write_text(out_html, H.page(title, subtitle, NAV, summary.html_items(), sections))
+    nav = [x for x in NAV if x[0] != "compare" or by_kind.get("compare")]
+    return atomic_write_text(out_html, H.page(title, subtitle, nav, summary.html_items(), [s for s in sections if s]))
 
 
 __all__ = ["build_report"]
