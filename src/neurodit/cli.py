@@ -357,6 +357,47 @@ def evaluate_cmd(
         typer.echo(f"{family}: {verdict}")
 
 
+# --------------------------------------------------------------------------- compare
+@command("compare")
+def compare_cmd(
+    inputs: Annotated[list[Path], typer.Argument(help="synthetic cohort folders and/or training RUN folders")],
+    real: Annotated[Path, typer.Option(help="HELDOUT real cohort folder (any grid: resampled onto the "
+                                            "synthetic grid)")],
+    train: Annotated[Path, typer.Option(help="TRAIN real cohort folder the generators were fitted on (any grid)")],
+    out: Annotated[Path, typer.Option(help="CMP_DIR: comparison.json/.md/.png and eval-<name>/ per input")],
+    n: Annotated[int, typer.Option("--n", help="volumes sampled from each RUN input (balanced by class)")] = 100,
+    label_as: Annotated[list[str] | None, typer.Option(help="row label for one input, NAME=DIR (repeatable), "
+                                                            "e.g. 'ddpm3d, 200 steps on CPU=runs/ddpm'")] = None,
+    c2st_views: Annotated[str, typer.Option(help="comma-separated C2ST views: voxel,texture,cnn")]
+    = "voxel,texture,cnn",
+    downstream: Annotated[bool, typer.Option(help="run the downstream sex arms per input")] = True,
+    seed: Annotated[int, typer.Option(help="seed of sampling, the judge and the downstream splits")] = 0,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="other settings, e.g. eval.max_pairs=200, "
+                                                                 "downstream.folds=5")] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace a non-empty output folder")] = False,
+):
+    """Judge several generators side by side (full judge + downstream sex arms, one set of settings)."""
+    from neurodit.compare import compare, compare_config
+    from neurodit.config import parse_overrides
+
+    labels = {}
+    for item in label_as or []:
+        if "=" not in item:
+            raise NeuroditError(f"--label-as '{item}' must look like NAME=DIR")
+        name, folder = item.rsplit("=", 1)
+        labels[folder] = name
+    views = [v.strip() for v in c2st_views.split(",") if v.strip()]
+    cfg = compare_config({"n": n, "seed": seed, "labels": labels, "run_downstream": downstream,
+                          "eval": {"c2st_views": views, "seed": seed}, "downstream": {"seed": seed},
+                          **{k: v for k, v in parse_overrides(set_).items()}})
+    path = compare(inputs, real, train, out, cfg=cfg, overwrite=overwrite)
+    from neurodit.compare import read_comparison
+
+    data = read_comparison(path)
+    typer.echo(f"compare: wrote {path}")
+    typer.echo(data["summary"])
+
+
 def main() -> None:  # console-script entry point
     app()
 

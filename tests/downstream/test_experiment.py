@@ -155,3 +155,22 @@ def test_cli_on_cohort_folders(make_set, tmp_path):
     assert bad.exit_code == 2
     assert "error:" in bad.output and "participants.tsv has no 'diagnosis' labels" in bad.output
     assert not (tmp_path / "ds2").exists()
+
+
+def test_arms_filter_runs_only_the_sex_arms_without_a_target(make_set, tmp_path):
+    source = make_set(16, side=16, seed=1, name="source")
+    synthetic = make_set(8, side=16, seed=2, prefix="syn", name="synthetic")
+    cfg = DownstreamConfig(**{**FAST, "seeds": 1, "epochs": 2}, arms=("sex/real", "sex/real+synthetic"))
+    out = run_experiment(source, None, tmp_path / "ds", synthetic, cfg)
+    res = json.loads((out / "results.json").read_text())
+    assert list(res["arms"]) == ["sex/real", "sex/real+synthetic"] and set(res["data"]) == {"source", "synthetic"}
+    assert [c["name"] for c in res["comparisons"]] == ["sex/real+synthetic vs sex/real"]
+    assert res["timing"]["models_trained"] == 2 * 2  # 2 folds x 2 arms, no full source models
+    assert res["verdict"]["summary"].startswith("Sex: adding synthetic data") and res["config"]["arms"] == [
+        "sex/real", "sex/real+synthetic"]
+    assert not list((out / "models").iterdir())
+    with pytest.raises(NeuroditError, match="need a TARGET"):
+        run_experiment(source, None, tmp_path / "ds2", synthetic, DownstreamConfig(**FAST))
+    with pytest.raises(NeuroditError, match="unknown downstream arm"):
+        DownstreamConfig(arms=("sex/fake",))
+    assert not (tmp_path / "ds2").exists()

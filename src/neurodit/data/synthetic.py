@@ -6,13 +6,18 @@ A synthetic cohort is an ordinary cohort folder (docs/ARCHITECTURE.md, "Input fo
 - ``syn-000001.nii.gz`` ... : 3D float32 MD maps in mm²/s on the grid affine;
 - ``participants.tsv``: ``participant_id`` (``syn-000001`` ...), one column per label (e.g. ``sex``),
   ``synthetic`` = 1;
-- ``run.json``: resolved config, seed, versions (``neurodit.io.write_run_info``).
+- ``run.json``: resolved config, seed, versions (``neurodit.io.write_run_info``), and ``sampling``
+  ``{seconds, seconds_per_volume, n, peak_rss_mb, peak_gpu_mb}``: wall time of drawing and writing the
+  volumes (the iterator is consumed here, so this holds for every generator), the process's peak
+  resident memory so far (``ru_maxrss``) and, when CUDA was used, torch's peak allocated GPU memory.
 
 Everything is built in a temporary sibling folder and renamed into place (``neurodit.io.atomic_dir``).
 """
 
 from __future__ import annotations
 
+import sys
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -53,6 +58,23 @@ def label_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list]:
     return {col: [r[col] for r in rows] for col in (rows[0] if rows else {})}
 
 
+def peak_memory_mb() -> dict[str, float | None]:
+    """``{"peak_rss_mb", "peak_gpu_mb"}``: the process's peak resident set size so far (None where the
+    ``resource`` module is missing) and torch's peak allocated CUDA memory (None unless CUDA was used)."""
+    try:
+        import resource
+
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        rss_mb = rss / 2**20 if sys.platform == "darwin" else rss / 1024  # bytes on macOS, KiB on Linux
+    except ImportError:
+        rss_mb = None
+    gpu = None
+    torch = sys.modules.get("torch")  # never import torch just to ask
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        gpu = round(torch.cuda.max_memory_allocated() / 2**20, 1)
+    return {"peak_rss_mb": None if rss_mb is None else round(rss_mb, 1), "peak_gpu_mb": gpu}
+
+
 def write_synthetic_cohort(volumes_mm2s: Iterable[np.ndarray], labels: Mapping[str, Sequence[Any]] | None,
                            affine: np.ndarray, out: str | Path, *, meta: dict, seed: int | None = None,
                            overwrite: bool = False, **run_extra: Any) -> Path:
@@ -74,6 +96,7 @@ def write_synthetic_cohort(volumes_mm2s: Iterable[np.ndarray], labels: Mapping[s
     with atomic_dir(out, overwrite=overwrite) as tmp:
         n = 0
         shape = None
+        t0 = time.perf_counter()
         for vol in volumes_mm2s:
             vol = np.asarray(vol, dtype=np.float32)
             if vol.ndim != 3:
@@ -83,6 +106,7 @@ def write_synthetic_cohort(volumes_mm2s: Iterable[np.ndarray], labels: Mapping[s
             shape = vol.shape
             write_nifti(vol, affine, tmp / f"{synthetic_id(n)}.nii.gz")
             n += 1
+        seconds = time.perf_counter() - t0
         if n == 0:
             raise NeuroditError("no synthetic volumes to write", out)
         if lengths and lengths != {n}:
@@ -91,5 +115,7 @@ def write_synthetic_cohort(volumes_mm2s: Iterable[np.ndarray], labels: Mapping[s
                               **{k: ["n/a" if v is None else v for v in vals] for k, vals in labels.items()},
                               "synthetic": [1] * n})
         atomic_write_text(tmp / "participants.tsv", table.to_csv(sep="\t", index=False, lineterminator="\n"))
-        write_run_info(tmp, meta, seed, n=n, **run_extra)
+        sampling = {"seconds": round(seconds, 3), "seconds_per_volume": round(seconds / n, 4), "n": n,
+                    **peak_memory_mb()}
+        write_run_info(tmp, meta, seed, n=n, sampling=sampling, **run_extra)
     return Path(out)

@@ -28,6 +28,9 @@ the synthetic set (no real data touches its training or model selection). The mo
 (fold, seed) starts from the same random initialisation, so arms differ only in what they are trained
 on. Metrics are computed per participant (probabilities averaged over a participant's sessions).
 
+``DownstreamConfig.arms`` restricts the run to some arms (empty = all); without any ``ad/*`` arm
+no TARGET cohort is needed and no full source models are trained.
+
 Caveat: if the generator was trained on SOURCE participants that are in a test fold, synthetic
 volumes can carry information about them (memorisation); train the generator on a separate split or
 check the memorisation metrics of ``neurodit.metrics``.
@@ -37,7 +40,7 @@ check the memorisation metrics of ``neurodit.metrics``.
 
       {"schema": "neurodit.downstream/1",
        "config": {...DownstreamConfig...},
-       "data": {"source"|"target"|"synthetic": {"n_volumes", "n_participants", "classes": [neg, pos],
+       "data": {"source"|"target"|"synthetic": {  (target only when AD vs CN arms ran)"n_volumes", "n_participants", "classes": [neg, pos],
                  "n_per_class": [n0, n1] (participants), "dropped": {reason: n}}},
        "source_models": "<which source model initialises the target>",
        "arms": {"sex/real": {"task": "sex", "description": str, "n_runs": R,
@@ -128,6 +131,21 @@ class DownstreamConfig:
     device: str = "auto"  # auto | cpu | cuda
     threads: int = 0  # torch CPU threads; 0 = auto (see _auto_threads)
     n_boot: int = 10000  # bootstrap resamples of the paired differences
+    # arms to run (names of SOURCE_ARMS / TARGET_ARMS); empty = all. Without target arms no TARGET is
+    # needed and no full source models are trained (``neurodit compare`` runs sex/real and
+    # sex/real+synthetic only)
+    arms: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        self.arms = tuple(self.arms)
+        bad = [a for a in self.arms if a not in SOURCE_ARMS + TARGET_ARMS]
+        if bad:
+            raise NeuroditError(f"unknown downstream arm(s) {', '.join(bad)} "
+                                f"(known: {', '.join(SOURCE_ARMS + TARGET_ARMS)})")
+
+    def wanted(self) -> tuple[str, ...]:
+        """The arms that run, in SOURCE_ARMS + TARGET_ARMS order."""
+        return tuple(a for a in SOURCE_ARMS + TARGET_ARMS if not self.arms or a in self.arms)
 
 
 @dataclass
@@ -316,6 +334,8 @@ def _source_arms(r: _Runner, source: LabelledSet, synthetic: LabelledSet | None,
         if test_idx is not None and syn_split is not None:
             syn_tr, syn_va = synthetic.subset(syn_split[0]), synthetic.subset(syn_split[1])
             arms.append(("sex/synthetic", syn_tr, syn_va, len(syn_tr.labels)))
+    if test_idx is not None:  # cross-validated source models: only the arms asked for
+        arms = [a for a in arms if a[0] in r.cfg.wanted()]
     states = {}
     for arm, tr, va, n_syn in arms:
         model, fit = r.fit(tr, va, init_seed)
@@ -329,7 +349,7 @@ def _source_arms(r: _Runner, source: LabelledSet, synthetic: LabelledSet | None,
     return states
 
 
-def run_experiment(source: LabelledSet, target: LabelledSet, out: str | Path,
+def run_experiment(source: LabelledSet, target: LabelledSet | None, out: str | Path,
                    synthetic: LabelledSet | None = None, config: DownstreamConfig | None = None, *,
                    overwrite: bool = False, progress: Callable[[str], None] | None = None,
                    inputs: dict[str, object] | None = None) -> Path:
@@ -337,7 +357,8 @@ def run_experiment(source: LabelledSet, target: LabelledSet, out: str | Path,
 
     Args:
         source: real source cohort, labels = sex (F=0, M=1).
-        target: real target cohort, labels = diagnosis (CN=0, AD[/MCI]=1).
+        target: real target cohort, labels = diagnosis (CN=0, AD[/MCI]=1); None when ``config.arms``
+            holds no target arm.
         synthetic: synthetic source volumes with sex labels (optional; without it only the
             ``sex/real``, ``ad/scratch`` and ``ad/init-real`` arms run).
         config: :class:`DownstreamConfig`.
@@ -348,7 +369,10 @@ def run_experiment(source: LabelledSet, target: LabelledSet, out: str | Path,
     cfg = config or DownstreamConfig()
     if cfg.arch not in nets.ARCHS:
         raise NeuroditError(f"unknown architecture '{cfg.arch}' (known: {', '.join(nets.ARCHS)})")
-    for ds in (source, target, synthetic):
+    run_target = any(a in TARGET_ARMS for a in cfg.wanted())
+    if run_target and target is None:
+        raise NeuroditError("the AD vs CN arms need a TARGET cohort (or leave them out with arms=...)")
+    for ds in (source, target if run_target else None, synthetic):
         if ds is not None and min(ds.volumes.shape[1:]) < nets.MIN_SIDE[cfg.arch]:
             raise NeuroditError(f"{ds.name}: volumes of shape {ds.volumes.shape[1:]} are too small for "
                                 f"{cfg.arch} (every side >= {nets.MIN_SIDE[cfg.arch]})")
@@ -378,6 +402,8 @@ def run_experiment(source: LabelledSet, target: LabelledSet, out: str | Path,
                                                               source.name)):
                     ratios["sex"].append(len(np.unique(source.groups[te])) / len(np.unique(source.groups[tr])))
                     _source_arms(r, source, synthetic, seed, fold, tr, syn_split, te)
+                if not run_target:
+                    continue
                 # ---- full source models: these initialise the target backbones of this seed
                 full = _source_arms(r, source, synthetic, seed, -1, np.arange(len(source.labels)), None, None)
                 from safetensors.torch import save_file
@@ -398,12 +424,12 @@ def run_experiment(source: LabelledSet, target: LabelledSet, out: str | Path,
                     plan = [("ad/scratch", None), ("ad/init-real", full["sex/real"])]
                     if "sex/real+synthetic" in full:
                         plan.append(("ad/init-real+synthetic", full["sex/real+synthetic"]))
-                    for arm, state in plan:
+                    for arm, state in [p for p in plan if p[0] in cfg.wanted()]:
                         model, fit = r.fit(train, val, init_seed, state)
                         r.evaluate(model, fit, test, task="diagnosis", arm=arm, seed=seed, fold=fold,
                                    train=train, val=val, n_syn=0)
             seconds = time.perf_counter() - t0
-            results = _results(r, cfg, source, target, synthetic, ratios, seconds)
+            results = _results(r, cfg, source, target if run_target else None, synthetic, ratios, seconds)
             write_json(tmp / "results.json", results)
             runs = pd.DataFrame(r.runs)
             atomic_write_text(tmp / "runs.csv", runs.to_csv(index=False, float_format="%.6g"))
@@ -422,7 +448,7 @@ def run_experiment(source: LabelledSet, target: LabelledSet, out: str | Path,
     return Path(out)
 
 
-def _results(r: _Runner, cfg: DownstreamConfig, source: LabelledSet, target: LabelledSet,
+def _results(r: _Runner, cfg: DownstreamConfig, source: LabelledSet, target: LabelledSet | None,
              synthetic: LabelledSet | None, ratios: dict[str, list[float]], seconds: float) -> dict:
     runs = pd.DataFrame(r.runs)
     arms: dict[str, dict] = {}
@@ -451,9 +477,13 @@ def _results(r: _Runner, cfg: DownstreamConfig, source: LabelledSet, target: Lab
     syn_ad = by_name.get("ad/init-real+synthetic vs ad/init-real")
     if syn_sex and syn_ad:
         summary = f"Sex: {syn_sex['verdict']}. AD vs CN: {syn_ad['verdict']}."
+    elif syn_sex:
+        summary = f"Sex: {syn_sex['verdict']}." + ("" if target is not None else " (AD vs CN arms not run)")
     else:
         summary = "no synthetic data given: only the real-data arms ran"
-    data = {"source": source.summary(), "target": target.summary()}
+    data = {"source": source.summary()}
+    if target is not None:
+        data["target"] = target.summary()
     if synthetic is not None:
         data["synthetic"] = synthetic.summary()
     return {

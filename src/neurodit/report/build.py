@@ -26,6 +26,7 @@ from neurodit.io import atomic_write_text, read_json
 from neurodit.metrics.schema import read_metrics
 from neurodit.report import figures as F
 from neurodit.report import html as H
+from neurodit.report.compare import compare_section
 from neurodit.report.discover import Found, detect_kind, discover
 from neurodit.report.downstream import downstream_section
 from neurodit.report.evaluation import eval_sections
@@ -33,7 +34,7 @@ from neurodit.report.volumes import images_section
 
 CONFIG_FILES = ("run.json", "train_config.yaml", "labels.json", "preset.json", "tiling.json", "prepare.json")
 NAV = [("summary", "Summary"), ("images", "Volumes"), ("judge", "Judge"), ("similarity", "MS-SSIM / MMD"),
-       ("memorization", "Memorization"), ("downstream", "Downstream"), ("training", "Training"),
+       ("memorization", "Memorization"), ("downstream", "Downstream"), ("compare", "Compared"), ("training", "Training"),
        ("provenance", "Configs")]
 
 
@@ -156,10 +157,12 @@ def build_report(dirs: list[str | Path], out_html: str | Path, title: str = "neu
     sections = [images_section(by_kind, training_sources(by_kind), summary),
                 eval_sections([f.path for f in by_kind.get("eval", [])], summary),
                 downstream_section([f.path for f in by_kind.get("downstream", [])], summary, phantom_sites(by_kind)),
+                compare_section([f.path for f in by_kind.get("compare", [])], summary),
                 training_section(by_kind.get("train", []), summary), provenance_section(found, roots)]
     kinds = ", ".join(f"{len(v)} {k}" for k, v in by_kind.items())
     subtitle = f"{kinds} · generated {time.strftime('%Y-%m-%d %H:%M')} · neurodit {__version__}"
-    return atomic_write_text(out_html, H.page(title, subtitle, NAV, summary.html_items(), sections))
+    nav = [x for x in NAV if x[0] != "compare" or by_kind.get("compare")]
+    return atomic_write_text(out_html, H.page(title, subtitle, nav, summary.html_items(), [s for s in sections if s]))
 
 
 __all__ = ["build_report"]

@@ -3,6 +3,7 @@
 Kinds (see docs/ARCHITECTURE.md for each stage's folder layout):
 
 - ``train``: a training RUN_DIR (``train_config.yaml``, ``loss.csv``, ``labels.json``, ``model/``, ...).
+- ``compare``: a CMP_DIR (``comparison.json``; its ``eval-*`` subfolders are its own, not searched).
 - ``eval``: an EVAL_DIR (``metrics.json`` + PNG figures).
 - ``downstream``: a DS_DIR (``results.json``, ``runs.csv``, PNG plots).
 - ``prepared``: a PREP_DIR (``prepare.json`` + ``volumes.npy``).
@@ -19,7 +20,7 @@ from pathlib import Path
 from neurodit.data.cohort import read_cohort
 from neurodit.errors import NeuroditError
 
-KINDS = ("train", "eval", "downstream", "prepared", "synthetic", "real")
+KINDS = ("train", "compare", "eval", "downstream", "prepared", "synthetic", "real")
 
 
 @dataclass(frozen=True)
@@ -47,6 +48,8 @@ def detect_kind(path: str | Path) -> str | None:
         (p / "model").is_dir() and (p / "labels.json").is_file()
     ):
         return "train"
+    if (p / "comparison.json").is_file():
+        return "compare"
     if (p / "metrics.json").is_file():
         return "eval"
     if (p / "results.json").is_file():
@@ -79,7 +82,7 @@ def discover(dirs: list[str | Path]) -> list[Found]:
             if not items:
                 raise NeuroditError(
                     "no neurodit output found here or in its subfolders (expected one of loss.csv, "
-                    "metrics.json, results.json, prepare.json, participants.tsv)", p)
+                    "comparison.json, metrics.json, results.json, prepare.json, participants.tsv)", p)
         for item in items:
             key = item.path.resolve()
             if key not in seen:
