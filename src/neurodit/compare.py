@@ -131,9 +131,9 @@ def _run_grid(run_dir: Path):
 def _sample_run(run_dir: Path, n: int, out: Path, cfg: CompareConfig) -> Path:
     """Draw ``n`` volumes (balanced over the run's classes) from RUN_DIR into the cohort folder ``out``.
 
-    The one place compare reaches a generator; it calls the DiT sampler today (the lead switches it to
-    the generic generator interface at merge)."""
-    from neurodit.sample import sample
+    The one place compare reaches a generator: the generic interface (dit, ddpm3d, pca; the pca generator
+    ignores the diffusion settings)."""
+    from neurodit.generators import sample
 
     return sample(run_dir, n, out, steps=cfg.sample_steps, guidance=cfg.sample_guidance,
                   scheduler=cfg.sample_scheduler, seed=cfg.seed, progress=False)
@@ -333,7 +333,7 @@ def compare(inputs: list[Path], real: str | Path, train: str | Path, out: str | 
     inputs.
     """
     from neurodit.downstream import labelled_from_table, run_experiment
-    from neurodit.metrics.evaluate import _labels, evaluate_arrays
+    from neurodit.metrics.evaluate import check_inputs, evaluate_arrays, labels_of
 
     cfg = cfg or CompareConfig()
     seed_everything(cfg.seed)
@@ -376,6 +376,8 @@ def compare(inputs: list[Path], real: str | Path, train: str | Path, out: str | 
                 s_vols, s_table = item["volumes"], item["table"]
                 conf = (_read_info(syn_dir / "run.json").get("config") or {})
                 run_info = _read_info(Path(conf["run_dir"]) / "run.json") if conf.get("run_dir") else {}
+            # synthetic ids distinct from real ones, held-out disjoint from the generator's training set
+            check_inputs(real, r_ids, syn_dir, [str(x) for x in s_table["participant_id"]], train, t_ids)
             budget, cost = _budget_and_cost(_read_info(syn_dir / "run.json"), run_info, item["kind"])
 
             t0 = time.perf_counter()
@@ -384,7 +386,7 @@ def compare(inputs: list[Path], real: str | Path, train: str | Path, out: str | 
             metrics = evaluate_arrays(
                 r_vols, s_vols, t_vols, cfg.eval, norm, fig_dir=ev_dir, real_ids=r_ids,
                 syn_ids=[str(x) for x in s_table["participant_id"]], train_ids=t_ids,
-                syn_labels=_labels(s_table, cfg.eval.condition), train_labels=_labels(t_cohort.table, cfg.eval.condition),
+                syn_labels=labels_of(s_table, cfg.eval.condition), train_labels=labels_of(t_cohort.table, cfg.eval.condition),
                 voxel_volume_ml=voxel_ml, tables={"real": r_cohort.table, "synthetic": s_table, "train": t_cohort.table})
             metrics["grid"] = grid.to_dict()
             metrics["inputs"] = {"real": str(real), "synthetic": str(syn_dir if item["kind"] == "synthetic"

@@ -582,7 +582,7 @@ def _load(folder: str | Path):
     return vols, grid, [str(x) for x in cohort.table["participant_id"]], cohort.table
 
 
-def _labels(table, column: str) -> list[str | None] | None:
+def labels_of(table, column: str) -> list[str | None] | None:
     """One class per row of a cohort table's ``column`` (None where missing), or None without it."""
     if table is None or column not in table.columns:
         return None
@@ -624,8 +624,8 @@ def evaluate(real: str | Path, synthetic: str | Path, out: str | Path, train: st
     load_s = time.perf_counter() - t0
     with atomic_dir(out, overwrite=overwrite) as tmp:
         metrics = evaluate_arrays(r, s, t, cfg, Normalization(), fig_dir=tmp, real_ids=r_ids, syn_ids=s_ids,
-                                  train_ids=t_ids, syn_labels=_labels(s_table, cfg.condition),
-                                  train_labels=_labels(t_table, cfg.condition),
+                                  train_ids=t_ids, syn_labels=labels_of(s_table, cfg.condition),
+                                  train_labels=labels_of(t_table, cfg.condition),
                                   voxel_volume_ml=float(np.prod(grid.voxel_size)) / 1000.0,
                                   tables={"real": r_table, "synthetic": s_table, "train": t_table})
         metrics["grid"] = grid.to_dict()
