@@ -19,6 +19,7 @@ from neurodit.generators.base import with_inputs
 
 
 class DDPM3DGenerator:
+    sharded = True  # neurodit.sample.sample shards the batches over launched processes
     name = "ddpm3d"
 
     def fit(self, prep_dir: str | Path, cfg: Any) -> Path:

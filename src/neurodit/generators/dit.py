@@ -11,6 +11,7 @@ from neurodit.generators.base import with_inputs
 
 
 class DiTGenerator:
+    sharded = True  # neurodit.sample.sample shards the batches over launched processes
     name = "dit"
 
     def fit(self, prep_dir: str | Path, cfg: Any) -> Path:
