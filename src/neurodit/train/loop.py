@@ -4,7 +4,9 @@ mosaic DiT (``generator: dit``) or a 3D diffusion UNet on whole volumes (``gener
 Chattopadhyay et al. 2025 finetune DiT (Peebles & Xie 2023) on 2D mosaics tiled from 3D MD maps.
 One loop for every preset: pixel presets regress mosaics directly, latent presets (DiT-XL/2) regress
 SD-VAE latents of the mosaics. ``accelerate launch -m neurodit.cli train ...`` runs the same code on
-several GPUs (each process draws its own batches; gradients are all-reduced by accelerate).
+several GPUs or CPU processes (each process runs its own micro-batches of the step's global batch,
+:func:`micro_batch_index`; gradients are all-reduced by accelerate; README "Multi-GPU and multi-node").
+Checkpoints and resume: ``neurodit.train.checkpoint`` (bit-identical resume after ``kill -9``).
 
 ``train_dit`` is a short sequence of named steps, each a function of its own (and testable alone):
 :func:`plan_run` (inputs checked, run folder cleared or resumed) -> :func:`set_up_run_folder`
