@@ -8,13 +8,26 @@ already), mapped back to mm²/s and set
 to 0 outside the training brain mask (``neurodit.data.prepare.model_to_mm2s``) and written as NIfTI on
 the prepare grid's affine. The output folder is a cohort folder (docs/ARCHITECTURE.md, "Input
 format") that ``neurodit prepare`` accepts.
+
+Sharded over processes (``accelerate launch --num_processes N -m neurodit.cli sample ...`` or
+``torchrun``: ``WORLD_SIZE`` > 1): the fixed batches of ``batch_size`` volumes are dealt round-robin
+(batch j to rank ``j % N``); every rank writes its volumes into one shard folder beside ``out``, and
+after a barrier the main process checks that every requested index is there exactly once and writes
+the cohort (NIfTI, ``participants.tsv``, ``run.json``) through ``write_synthetic_cohort``, renamed into
+place atomically. A volume's noise does not depend on the sharding: the initial noise of sample i is
+the i-th draw of one seeded generator (every rank draws the whole sequence and keeps its own), the
+step noise of batch j (ddpm sampler) comes from a generator seeded by (seed, j). So N processes write
+the same volumes as one.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import shutil
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from neurodit.data.synthetic import SYN_PREFIX, label_columns, parse_label, write_synthetic_cohort
@@ -32,7 +45,9 @@ def sample(run_dir: str | Path, n: int, out: str | Path, *, label: dict[str, str
     Classes: ``label`` (e.g. ``{"sex": "F"}``) keeps the matching classes; without it, samples cycle
     through all classes (balanced). Same ``seed`` -> same volumes, whatever ``batch_size``: the initial
     noise of sample i is the i-th draw of one seeded generator, and DDIM/DPM-Solver++ are deterministic
-    (DDPM draws its step noise from the same generator, so it is reproducible for a fixed batch size).
+    (DDPM draws its step noise from one generator per batch, so it is reproducible for a fixed batch
+    size). Launched over several processes, the batches are sharded (module docstring); the volumes
+    are the same as with one process.
     ``scheduler``: ddim / dpm / ddpm for ddpm runs, euler / heun for flow runs; None = the run's
     default (ddim, euler).
     """
@@ -55,25 +70,88 @@ def sample(run_dir: str | Path, n: int, out: str | Path, *, label: dict[str, str
     scheduler = scheduler or default_sampler(run.diffusion)
     autocast = torch.bfloat16 if run.device.type == "cuda" and torch.cuda.is_bf16_supported() else None
 
-    noise_gen = torch.Generator().manual_seed(int(seed))  # CPU: same numbers on every device
-    step_gen = torch.Generator(device=run.device).manual_seed(int(seed) + 1)
+    state = shard_state()
+    rank, world = (state.process_index, state.num_processes) if state is not None else (0, 1)
 
-    def volumes():  # one batch at a time: memory stays flat in n
-        for start in tqdm(range(0, n, batch_size), desc="sample", disable=not progress):
+    def batches(mine_only: bool):  # -> (first index, (B, D, H, W) mm2/s) of this rank's batches
+        noise_gen = torch.Generator().manual_seed(int(seed))  # CPU: same numbers on every device
+        starts = list(range(0, n, batch_size))
+        bar = tqdm(total=-(-len(starts) // world) if mine_only else len(starts), desc="sample",
+                   disable=not progress or rank != 0)
+        for j, start in enumerate(starts):
             ids = class_of[start:start + batch_size]
-            y = torch.tensor(ids, dtype=torch.long, device=run.device)
+            # every rank draws every batch's noise, in order: sample i gets the i-th draw whatever the shard
             x_init = torch.randn((len(ids), *run.input_shape), generator=noise_gen).to(run.device)
+            if mine_only and j % world != rank:
+                continue
+            step_gen = torch.Generator(device=run.device).manual_seed(batch_seed(seed, j))
+            y = torch.tensor(ids, dtype=torch.long, device=run.device)
             x = process.sample(run.model, y, run.labels.null_class, run.input_shape, kind=scheduler,
                                steps=steps, guidance=guidance, generator=step_gen, autocast_dtype=autocast,
                                init=x_init)
-            yield from run.to_volumes(x)  # (D, H, W) mm2/s each
+            bar.update(1)
+            yield start, run.to_volumes(x)
+        bar.close()
 
-    return write_synthetic_cohort(volumes(), label_columns([run.labels.class_values(c) for c in class_of]),
-                                  run.grid.affine, out, overwrite=overwrite, seed=seed,
-                                  meta={"run_dir": str(Path(run_dir).resolve()), "generator": run.generator,
-                                        "n": n, "label": wanted, "steps": steps, "guidance": guidance,
-                                        "scheduler": scheduler, "batch_size": batch_size},
-                                  classes=[run.labels.classes[c] for c in classes])
+    def write(volumes) -> Path:
+        return write_synthetic_cohort(volumes, label_columns([run.labels.class_values(c) for c in class_of]),
+                                      run.grid.affine, out, overwrite=overwrite, seed=seed,
+                                      meta={"run_dir": str(Path(run_dir).resolve()), "generator": run.generator,
+                                            "n": n, "label": wanted, "steps": steps, "guidance": guidance,
+                                            "scheduler": scheduler, "batch_size": batch_size},
+                                      classes=[run.labels.classes[c] for c in classes], processes=world)
+
+    if state is None:  # one batch at a time: memory stays flat in n
+        return write(v for _, vols in batches(mine_only=False) for v in vols)
+    return _write_sharded(state, Path(out), n, overwrite, (
+        (start + k, v) for start, vols in batches(mine_only=True) for k, v in enumerate(vols)), write)
 
 
-__all__ = ["SYN_PREFIX", "TrainedRun", "parse_label", "sample"]
+def shard_state():
+    """accelerate's ``PartialState`` when launched over several processes (``accelerate launch`` or
+    ``torchrun`` set ``WORLD_SIZE``), else None (one process: nothing to coordinate)."""
+    if int(os.environ.get("WORLD_SIZE", "1")) <= 1:
+        return None
+    from accelerate import PartialState
+
+    state = PartialState(cpu=not torch.cuda.is_available())
+    return state if state.num_processes > 1 else None
+
+
+def batch_seed(seed: int, j: int) -> int:
+    """Seed of batch j's step-noise generator (ddpm sampler): a function of (seed, j), not of the rank."""
+    return (int(seed) * 1_000_003 + 1 + j * 7_919) % (2**63 - 1)
+
+
+def _write_sharded(state, out: Path, n: int, overwrite: bool, mine, write) -> Path:
+    """Ranks write their (index, volume) pairs as ``.npy`` into ``.<out>.shards/``; after a barrier the
+    main process checks indices 0..n-1 are each there once and writes the cohort with ``write``."""
+    if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not overwrite)):
+        # every rank sees the same folder: all refuse before any work, none waits at a barrier
+        raise NeuroditError("output folder exists and is not empty (pass --overwrite to replace it)", out)
+    shards = out.parent / f".{out.name}.shards"
+    if state.is_main_process:
+        shutil.rmtree(shards, ignore_errors=True)  # left by a killed earlier run
+        shards.mkdir(parents=True)
+    state.wait_for_everyone()
+    for i, vol in mine:
+        tmp = shards / f".{i:07d}.{state.process_index}.npy"
+        np.save(tmp, np.asarray(vol, dtype=np.float32))
+        os.replace(tmp, shards / f"{i:07d}.npy")  # atomic: the main process never reads a half file
+    state.wait_for_everyone()
+    try:
+        if state.is_main_process:
+            have = sorted(p.name for p in shards.glob("[0-9]*.npy"))
+            want = [f"{i:07d}.npy" for i in range(n)]
+            if have != want:
+                raise NeuroditError(f"sharded sample: {len(have)} volume files for {n} requested "
+                                    f"(missing {sorted(set(want) - set(have))[:5]})", shards)
+            write(np.load(shards / f, allow_pickle=False) for f in want)
+    finally:
+        if state.is_main_process:
+            shutil.rmtree(shards, ignore_errors=True)
+        state.wait_for_everyone()
+    return out
+
+
+__all__ = ["SYN_PREFIX", "TrainedRun", "batch_seed", "parse_label", "sample", "shard_state"]

@@ -33,6 +33,7 @@ class Generator(Protocol):
     """What every generator provides (``cfg`` is a ``neurodit.train.TrainConfig``)."""
 
     name: str
+    sharded: bool  # True: sample() shards its work over launched processes itself (neurodit.sample)
 
     def fit(self, prep_dir: str | Path, cfg: Any) -> Path:
         """Fit on the prepared folder ``prep_dir``; write and return the run folder ``cfg.out``."""
@@ -59,10 +60,27 @@ def sample(run_dir: str | Path, n: int, out: str | Path, *, label: Any = None, *
 
     ``options`` go to the generator: ``steps``, ``guidance``, ``scheduler``, ``batch_size``, ``device``
     for the diffusion generators (the pca one ignores them); ``seed`` and ``overwrite`` for all.
+
+    Launched over several processes (``accelerate launch`` / ``torchrun``), generators whose
+    ``sharded`` attribute is true (dit, ddpm3d: ``neurodit.sample``) split the work across the ranks;
+    the others (pca: seconds on one CPU) sample on the main process while the rest wait.
     """
     from neurodit.runs import read_generator
 
-    return get_generator(read_generator(Path(run_dir))).sample(run_dir, n, out, label=label, **options)
+    gen = get_generator(read_generator(Path(run_dir)))
+    if getattr(gen, "sharded", False):
+        return gen.sample(run_dir, n, out, label=label, **options)
+    from neurodit.sample import shard_state
+
+    state = shard_state()
+    if state is None:
+        return gen.sample(run_dir, n, out, label=label, **options)
+    try:
+        if state.is_main_process:
+            return gen.sample(run_dir, n, out, label=label, **options)
+    finally:
+        state.wait_for_everyone()
+    return Path(out)
 
 
 def with_inputs(cfg: Any, prep_dir: str | Path, generator: str) -> Any:

@@ -14,6 +14,8 @@ class DiffusionGenerator:
     """A diffusion generator (``dit``, ``ddpm3d``): one training loop, one sampler; the run's
     ``generator`` picks the network."""
 
+    sharded = True  # neurodit.sample.sample shards the batches over launched processes
+
     def __init__(self, name: str):
         self.name = name
 

@@ -64,6 +64,7 @@ def load_model(run_dir: str | Path):
 
 class PCAGenerator:
     name = "pca"
+    sharded = False  # seconds on one CPU: under a multi-process launch the main process samples alone
 
     def fit(self, prep_dir: str | Path, cfg: Any) -> Path:
         """Fit the class-conditional PCA-Gaussian on ``prep_dir`` (all components, or ``cfg.components``)

@@ -4,7 +4,9 @@ mosaic DiT (``generator: dit``) or a 3D diffusion UNet on whole volumes (``gener
 Chattopadhyay et al. 2025 finetune DiT (Peebles & Xie 2023) on 2D mosaics tiled from 3D MD maps.
 One loop for every preset: pixel presets regress mosaics directly, latent presets (DiT-XL/2) regress
 SD-VAE latents of the mosaics. ``accelerate launch -m neurodit.cli train ...`` runs the same code on
-several GPUs (each process draws its own batches; gradients are all-reduced by accelerate).
+several GPUs or CPU processes (each process runs its own micro-batches of the step's global batch,
+:func:`micro_batch_index`; gradients are all-reduced by accelerate; README "Multi-GPU and multi-node").
+Checkpoints and resume: ``neurodit.train.checkpoint`` (bit-identical resume after ``kill -9``).
 
 ``train_dit`` is a short sequence of named steps, each a function of its own (and testable alone):
 :func:`plan_run` (inputs checked, run folder cleared or resumed) -> :func:`set_up_run_folder`
@@ -35,13 +37,13 @@ from typing import Any
 import numpy as np
 import torch
 import yaml
-from safetensors.torch import load_file, save_file
 
 from neurodit.config import to_dict
 from neurodit.diffusion import Diffusion, autocast_dtype, create_diffusion, mixed_precision_for
 from neurodit.errors import NeuroditError
-from neurodit.io import atomic_dir, atomic_write_text, read_json, write_json, write_run_info
+from neurodit.io import atomic_dir, atomic_write_text, read_json, write_run_info
 from neurodit.runs import LabelSpec, make_labels, write_run_files
+from neurodit.train import checkpoint as ckpt_io
 from neurodit.train.config import TrainConfig
 from neurodit.train.data import cache_key, load_or_build_inputs
 
@@ -89,22 +91,7 @@ def check_grid(prep, preset, prep_dir: Path) -> None:
 
 
 def _checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
-    out = []
-    for p in (run_dir / "checkpoints").glob("step-*"):
-        if p.is_dir() and (p / "state.json").is_file():
-            try:
-                out.append((int(p.name.split("-")[1]), p))
-            except ValueError:
-                continue
-    return sorted(out)
-
-
-def _read_loss_csv(path: Path, upto: int) -> list[dict[str, Any]]:
-    if not path.is_file():
-        return []
-    with path.open() as fh:
-        return [{"step": int(r["step"]), "loss": float(r["loss"]), "lr": float(r["lr"])}
-                for r in csv.DictReader(fh) if int(r["step"]) <= upto]
+    return ckpt_io.checkpoint_dirs(run_dir)
 
 
 def _write_loss_csv(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -136,7 +123,8 @@ def _prepare_run_dir(cfg: TrainConfig, run_dir: Path) -> list[tuple[int, Path]]:
         return ckpts
     if run_dir.exists() and any(run_dir.iterdir()):
         started_only = ((run_dir / "train_config.yaml").is_file() and not (run_dir / "model").exists()
-                        and not (run_dir / "run.json").exists())
+                        and not (run_dir / "run.json").exists() and not ckpts
+                        and not any((run_dir / "checkpoints").glob(".step-*.partial")))
         if started_only:  # our own run that failed before its first checkpoint: nothing to keep
             shutil.rmtree(run_dir)
             return []
@@ -150,12 +138,25 @@ def _prepare_run_dir(cfg: TrainConfig, run_dir: Path) -> list[tuple[int, Path]]:
     return []
 
 
-def _seeded(seed: int, step: int, rank: int, device: torch.device) -> torch.Generator:
-    # One generator per (seed, step, rank): batches, noise, timesteps and label dropout of step k are
-    # the same whether or not the run was interrupted and resumed before k.
+def _seeded(seed: int, step: int, part: int, device: torch.device) -> torch.Generator:
+    # One generator per (seed, step, micro-batch): batches, noise, timesteps and label dropout of step k
+    # are the same whether or not the run was interrupted and resumed before k. ``part`` is the
+    # micro-batch's index in the step's global batch (see micro_batch_index), not the process rank.
     g = torch.Generator(device=device)
-    g.manual_seed((seed * 1_000_003 + step * 9_176 + rank * 7_919) % (2**63 - 1))
+    g.manual_seed((seed * 1_000_003 + step * 9_176 + part * 7_919) % (2**63 - 1))
     return g
+
+
+def micro_batch_index(micro: int, rank: int, world: int) -> int:
+    """Index of process ``rank``'s ``micro``-th micro-batch in a step's global batch of
+    ``world * grad_accum`` micro-batches (each ``batch_size`` samples, drawn from its own generator).
+
+    The data sharding rule: global micro-batch g is run by rank ``g % world`` as its micro-batch
+    ``g // world``. So 2 processes with ``grad_accum`` a equal 1 process with ``grad_accum`` 2a, sample
+    for sample (same indices, noise, timesteps, label dropout): the union of the ranks' micro-batches
+    is the 1-process batch.
+    """
+    return micro * world + rank
 
 
 @dataclass
@@ -296,43 +297,47 @@ def build_inputs(plan: RunPlan, device: torch.device, rank: int = 0, vae=None):
     return inputs, codec
 
 
-def restore(accelerator, ema, checkpoints: list[tuple[int, Path]], max_steps: int) -> int:
-    """Step 5: load the last checkpoint (model, optimiser, scheduler, EMA) if any; return its step.
+def restore(accelerator, model, optimizer, lr_sched, ema,
+            plan: RunPlan) -> tuple[int, list[dict[str, Any]], list[float]]:
+    """Step 5: load the newest valid checkpoint (model, optimiser, LR scheduler, EMA, RNG, loss rows;
+    ``neurodit.train.checkpoint``) if resuming; return ``(step, loss_rows, pending)`` (``pending``: the
+    losses of an unfinished log window; ``0, [], []`` for a fresh run).
 
-    EMA weights are a safetensors file in each checkpoint (not accelerate's custom-state pickle, which
-    it loads with weights_only=False): resuming never unpickles anything from the run folder.
+    A truncated or corrupt newest checkpoint (sha256 in ``state.json``) is skipped with a warning and the
+    one before it used; folders half written by a kill (``.step-*.partial``) are removed. Nothing in the
+    run folder is unpickled (safetensors, JSON, ``torch.load(weights_only=True)``).
     """
-    if not checkpoints:
-        return 0
-    _, last = checkpoints[-1]
-    accelerator.load_state(str(last))
-    state = read_json(last / "state.json")
-    start = int(state["step"])
-    shadow = load_file(str(last / "ema.safetensors"))
-    if len(shadow) != len(ema.shadow_params):
-        raise NeuroditError(f"EMA has {len(shadow)} tensors, model {len(ema.shadow_params)}", last)
-    with torch.no_grad():
-        for i, p in enumerate(ema.shadow_params):
-            p.copy_(shadow[str(i)].to(p.device))
-    ema.optimization_step = int(state["ema_optimization_step"])
-    if start >= max_steps:
-        log.warning("resume: checkpoint step %d >= max_steps %d; nothing to train", start, max_steps)
-    return start
+    if not plan.checkpoints:
+        return 0, [], []
+    accelerator.wait_for_everyone()
+    found = ckpt_io.latest_valid(plan.checkpoints, warn=accelerator.is_main_process)
+    if found is None:
+        raise NeuroditError("--resume: no checkpoint in checkpoints/ passes its checksums "
+                            "(see the warnings above)", plan.run_dir / "checkpoints")
+    _, path = found
+    start, rows, pending = ckpt_io.load(path, model=accelerator.unwrap_model(model), optimizer=optimizer,
+                               lr_sched=lr_sched, ema=ema)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        ckpt_io.remove_partial(plan.run_dir)
+        for step, newer in plan.checkpoints:  # skipped (corrupt) checkpoints newer than the one used
+            if step > start:
+                shutil.rmtree(newer, ignore_errors=True)
+    if start >= plan.cfg.max_steps:
+        log.warning("resume: checkpoint step %d >= max_steps %d; nothing to train", start, plan.cfg.max_steps)
+    return start, rows, pending
 
 
-def save_checkpoint(accelerator, ema, run_dir: Path, step: int, loss_rows: list[dict[str, Any]],
-                    keep: int) -> None:
-    """``checkpoints/step-NNNNNNN/``: accelerate state + ``ema.safetensors`` + ``state.json``; keeps
-    the last ``keep`` checkpoints and rewrites ``loss.csv``."""
+def save_checkpoint(accelerator, model, optimizer, lr_sched, ema, run_dir: Path, step: int,
+                    loss_rows: list[dict[str, Any]], keep: int, pending: list[float] | None = None) -> None:
+    """``checkpoints/step-NNNNNNN/`` (``neurodit.train.checkpoint.save``: written in a temporary folder,
+    renamed into place, sha256 of every file in ``state.json``); keeps the last ``keep`` checkpoints and
+    rewrites ``loss.csv``."""
     accelerator.wait_for_everyone()
     final = run_dir / "checkpoints" / f"step-{step:07d}"
     if accelerator.is_main_process:
-        # save_state writes into a temporary folder renamed into place: no half checkpoint on a crash
-        with atomic_dir(final, overwrite=True) as tmp:
-            accelerator.save_state(str(tmp), safe_serialization=True)
-            save_file({str(i): p.detach().cpu().contiguous() for i, p in enumerate(ema.shadow_params)},
-                      str(tmp / "ema.safetensors"))
-            write_json(tmp / "state.json", {"step": step, "ema_optimization_step": ema.optimization_step})
+        ckpt_io.save(final, model=accelerator.unwrap_model(model), optimizer=optimizer, lr_sched=lr_sched,
+                     ema=ema, step=step, loss_rows=loss_rows, pending=pending or [], run_dir=run_dir)
         for _, old in _checkpoints(run_dir)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
         _write_loss_csv(run_dir / "loss.csv", loss_rows)
@@ -341,20 +346,27 @@ def save_checkpoint(accelerator, ema, run_dir: Path, step: int, loss_rows: list[
 
 def train_loop(cfg: TrainConfig, accelerator, model, optimizer, lr_sched, ema, process: Diffusion,
                inputs: torch.Tensor, targets: torch.Tensor, null_class: int, start: int,
-               loss_rows: list[dict[str, Any]], run_dir: Path) -> float:
+               loss_rows: list[dict[str, Any]], run_dir: Path, pending: list[float] | None = None) -> float:
     """Step 6: optimiser steps ``start`` .. ``cfg.max_steps`` (appending to ``loss_rows``, saving
     checkpoints); returns the seconds spent. ``inputs`` (N, C, S, S) mosaics or (N, 1, D, H, W)
-    volumes, ``targets`` (N,) class ids."""
+    volumes, ``targets`` (N,) class ids; ``pending``: losses of the current log window (from a
+    checkpoint between two log steps).
+
+    Each process runs its own micro-batches of the step's global batch (:func:`micro_batch_index`);
+    the logged loss is the mean over all processes' micro-batches (``accelerator.reduce``), so the loss
+    curve of N processes is the curve of one process with N times the gradient accumulation.
+    """
     from tqdm.auto import tqdm
 
     device, rank, n = accelerator.device, accelerator.process_index, inputs.shape[0]
+    world = accelerator.num_processes
     model.train()
-    t_start, recent = time.time(), []
+    t_start, recent = time.time(), list(pending or [])
     bar = tqdm(range(start, cfg.max_steps), initial=start, total=cfg.max_steps, desc="train",
                disable=not accelerator.is_local_main_process)
     for step in bar:
-        gen = _seeded(cfg.seed, step, rank, device)
-        for _ in range(cfg.grad_accum):
+        for micro in range(cfg.grad_accum):
+            gen = _seeded(cfg.seed, step, micro_batch_index(micro, rank, world), device)
             with accelerator.accumulate(model):
                 idx = torch.randint(0, n, (cfg.batch_size,), generator=gen, device=device)
                 x0, y = inputs[idx], targets[idx].clone()  # (B, C, S, S) or (B, 1, D, H, W), (B,)
@@ -363,12 +375,14 @@ def train_loop(cfg: TrainConfig, accelerator, model, optimizer, lr_sched, ema, p
                 y[drop] = null_class
                 loss = process.loss(model, x0, y, generator=gen)
                 accelerator.backward(loss)
+                if micro == cfg.grad_accum - 1 and accelerator.is_main_process:
+                    ckpt_io.test_pause("step", step + 1, run_dir)  # mid-step: gradients, no update yet
                 if accelerator.sync_gradients and cfg.grad_clip > 0:
                     accelerator.clip_grad_norm_(model.parameters(), cfg.grad_clip)
                 optimizer.step()
                 lr_sched.step()
                 optimizer.zero_grad(set_to_none=True)
-            recent.append(float(loss.detach()))
+            recent.append(float(accelerator.reduce(loss.detach(), "mean")))
         ema.step(accelerator.unwrap_model(model).parameters())
         done = step + 1
         if done % cfg.log_every == 0 or done == cfg.max_steps:
@@ -379,10 +393,12 @@ def train_loop(cfg: TrainConfig, accelerator, model, optimizer, lr_sched, ema, p
             accelerator.log({"train/loss": mean_loss, "train/lr": lr}, step=done)
             bar.set_postfix(loss=f"{mean_loss:.4f}")
         if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.max_steps:
-            save_checkpoint(accelerator, ema, run_dir, done, loss_rows, cfg.keep_checkpoints)
+            save_checkpoint(accelerator, model, optimizer, lr_sched, ema, run_dir, done, loss_rows,
+                            cfg.keep_checkpoints, pending=recent)
     seconds = time.time() - t_start
     if cfg.max_steps > start:
-        save_checkpoint(accelerator, ema, run_dir, cfg.max_steps, loss_rows, cfg.keep_checkpoints)
+        save_checkpoint(accelerator, model, optimizer, lr_sched, ema, run_dir, cfg.max_steps, loss_rows,
+                        cfg.keep_checkpoints, pending=recent)
     return seconds
 
 
@@ -437,19 +453,20 @@ def train_dit(cfg: TrainConfig, *, vae=None) -> Path:
 
         process = create_diffusion(cfg.diffusion)
         optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-        warm = max(1, cfg.warmup_steps) * accelerator.num_processes  # accelerate steps it once per process
-        lr_sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s + 1) / warm))
+        # accelerate steps a prepared scheduler once per process per optimiser step: s // world is the
+        # optimiser step, so N processes follow the 1-process schedule exactly
+        warm, world = max(1, cfg.warmup_steps), accelerator.num_processes
+        lr_sched = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: min(1.0, (s // world + 1) / warm))
         ema = EMAModel(model.parameters(), decay=cfg.ema_decay, use_ema_warmup=False)
         model, optimizer, lr_sched = accelerator.prepare(model, optimizer, lr_sched)
         ema.to(device)
-        start = restore(accelerator, ema, plan.checkpoints, cfg.max_steps)
-        loss_rows = _read_loss_csv(plan.run_dir / "loss.csv", start) if start else []
+        start, loss_rows, pending = restore(accelerator, model, optimizer, lr_sched, ema, plan)
         if accelerator.is_main_process:
             accelerator.init_trackers("neurodit", config={k: v for k, v in to_dict(cfg).items()
                                                           if isinstance(v, (int, float, str, bool))})
 
         seconds = train_loop(cfg, accelerator, model, optimizer, lr_sched, ema, process, inputs, targets,
-                             plan.labels.null_class, start, loss_rows, plan.run_dir)
+                             plan.labels.null_class, start, loss_rows, plan.run_dir, pending)
         export_run(plan, accelerator, model, ema, process, codec, mixed_precision=mp, inputs=inputs,
                    targets=targets, loss_rows=loss_rows, start=start, train_seconds=seconds)
         accelerator.end_training()
