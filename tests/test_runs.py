@@ -42,6 +42,7 @@ def test_write_run_files_writes_what_a_sampler_reads(tmp_path):
 
     (tmp_path / "prep").mkdir()
     (tmp_path / "prep" / "prepare.json").write_text('{"grid": {}, "normalization": {}}')
+    (tmp_path / "prep" / "participants.tsv").write_text("participant_id\tsex\nsub-1\tF\nsub-2\tM\nsub-3\tM\n")
     spec_labels, ids = make_labels(pd.DataFrame({"sex": ["F", "M", "M"]}), "sex", [], tmp_path)
     mask = np.zeros((32, 32, 32), bool)
     mask[8:24] = True
@@ -55,4 +56,6 @@ def test_write_run_files_writes_what_a_sampler_reads(tmp_path):
     assert json.loads((run / "preset.json").read_text())["patch_size"] == 32
     assert np.array_equal(np.load(run / "mask.npy"), mask)
     assert (run / "prepare.json").read_bytes() == (tmp_path / "prep" / "prepare.json").read_bytes()
+    # the training participants stay with the run (the leakage check reads them)
+    assert (run / "train_participants.tsv").read_bytes() == (tmp_path / "prep" / "participants.tsv").read_bytes()
     assert "seed: 3" in (run / "train_config.yaml").read_text()

@@ -180,6 +180,9 @@ def write_run_files(run_dir: Path, *, config: dict[str, Any], labels: LabelSpec,
     write_json(run_dir / "labels.json", {**labels.to_dict(),
                                          "counts": np.bincount(class_ids, minlength=labels.num_classes)})
     shutil.copyfile(Path(prep_dir) / "prepare.json", run_dir / "prepare.json")
+    # the training participants, kept with the run: the leakage check (neurodit.data.leakage) reads
+    # them even after the prepared folder has moved
+    shutil.copyfile(Path(prep_dir) / "participants.tsv", run_dir / "train_participants.tsv")
     # the brain mask turns sampled background to exactly 0 mm2/s, as in the inputs
     np.save(run_dir / "mask.npy", np.asarray(mask, dtype=bool))
     write_json(run_dir / "tiling.json", spec.to_dict())
@@ -200,6 +203,7 @@ class TrainedRun:
         from neurodit.diffusion import DiffusionConfig
         from neurodit.models import ModelPreset
         from neurodit.tiling import TilingSpec
+        from neurodit.weights import load_model_folder
 
         self.path = Path(run_dir)
         self.generator = read_generator(self.path)
@@ -228,11 +232,11 @@ class TrainedRun:
             from neurodit.models.unet3d import UNet3D
 
             self.preset = None
-            self.model = UNet3D.from_pretrained(self.path / "model").to(self.device).eval()
+            self.model = load_model_folder(UNet3D, self.path / "model").to(self.device).eval()
             n_model = self.model.num_classes
         else:
             self.preset = ModelPreset.from_dict(read_json(self.path / "preset.json"))
-            self.model = DiTTransformer2DModel.from_pretrained(str(self.path / "model")).to(self.device).eval()
+            self.model = load_model_folder(DiTTransformer2DModel, self.path / "model").to(self.device).eval()
             n_model = int(self.model.config.num_embeds_ada_norm)
         if n_model != self.labels.num_classes:
             raise NeuroditError(f"model has {n_model} classes but labels.json "

@@ -445,8 +445,9 @@ def train_dit(cfg: TrainConfig, *, vae=None) -> Path:
     with process_settings(cfg.num_threads):
         accelerator, mp = make_accelerator(cfg, plan.run_dir)
         torch.manual_seed(cfg.seed)  # model init; data/noise use per-step generators (_seeded)
-        set_up_run_folder(plan, accelerator)
+        # the model (and any --init file) first: a bad --init leaves no started run folder behind
         model = build_model(cfg, plan.preset, plan.labels.num_classes)
+        set_up_run_folder(plan, accelerator)
         device = accelerator.device
         inputs, codec = build_inputs(plan, device, accelerator.process_index, vae)
         targets = torch.from_numpy(plan.class_ids).to(device)
