@@ -147,6 +147,22 @@ def test_lesion_load_rises_with_ad_severity(t8):
     assert abs(ad.age.mean() - cn.age.mean()) < 5  # not an age confound
 
 
+def test_ad_effects_are_strong_enough_to_learn(t8):
+    # the sizes that keep AD vs CN learnable despite the fine warp (docs/PHANTOM.md, demo targets):
+    # hippocampal ROI MD (+45 % MD and 0.6 s_h atrophy to CSF) and diffuse WM MD (+20 % s), 40 subjects
+    tab = draw_subjects("adni", 40, seed=5, study=STUDY)
+    vols = np.stack([synthesize_subject(t8, r, study=STUDY, site=SITES["none"], noise=False)
+                     for _, r in tab.iterrows()])
+    ad = (tab.diagnosis == "AD").to_numpy()
+
+    def cohen_d(x):
+        return (x[ad].mean() - x[~ad].mean()) / np.sqrt((x[ad].var() + x[~ad].var()) / 2)
+
+    hip, wm = vols[:, t8.hippocampus > 0.5].mean(1), vols[:, t8.wm > 0.8].mean(1)
+    assert cohen_d(hip) > 2.0 and hip[ad].mean() > 1.3 * hip[~ad].mean()  # measured d 2.8, +53 %
+    assert cohen_d(wm) > 1.5 and wm[ad].mean() > 1.08 * wm[~ad].mean()    # measured d 2.8, +12 %
+
+
 def test_lesion_voxels_have_raised_md_and_lacunes_are_csf_like():
     t = load_templates(2.0)  # lesions of 4-16 mm: at 2 mm their cores fill whole voxels
     row = draw_subjects("camcan", 1, seed=3, study=STUDY).iloc[0].copy()

@@ -79,12 +79,14 @@ def phantoms(tmp_path_factory):
     """Two 40-subject camcan phantoms at 6 mm: default effects, and no age effect on CSF (atrophy and
     ventricular expansion off)."""
     from neurodit.data.cohort import load_volumes, read_cohort
-    from neurodit.data.phantom import PhantomEffects, make_phantom_cohort
+    from neurodit.data.phantom import PhantomEffects, StudyEffects, make_phantom_cohort
 
     out = {}
     root = tmp_path_factory.mktemp("morpho")
-    for name, eff in (("default", PhantomEffects()), ("no_age", PhantomEffects(atrophy_age=0.0, vent_age=0.0))):
-        folder = make_phantom_cohort("camcan", 40, root / name, seed=0, voxel_size=6.0, effects=eff)
+    # no_age: every age effect on CSF off (classic atrophy and ventricles, study sulci and lacunes)
+    no_age = (PhantomEffects(atrophy_age=0.0, vent_age=0.0), StudyEffects(sulcal_age=0.0, lacune_age=0.0))
+    for name, (eff, study) in (("default", (PhantomEffects(), None)), ("no_age", no_age)):
+        folder = make_phantom_cohort("camcan", 40, root / name, seed=0, voxel_size=6.0, effects=eff, study=study)
         cohort = read_cohort(folder)
         vols, grid = load_volumes(cohort)
         latents = pd.read_csv(folder / "phantom_latents.tsv", sep="\t")
