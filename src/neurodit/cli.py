@@ -209,7 +209,7 @@ def train_cmd(
 @command("sample")
 def sample_cmd(
     run_dir: Annotated[Path, typer.Argument(help="run folder written by `neurodit train`")],
-    n: Annotated[int, typer.Option("--n", help="number of synthetic volumes")],
+    n: Annotated[int, typer.Option("--n", "-n", help="number of synthetic volumes (-n under torchrun, which claims --n)")],
     out: Annotated[Path, typer.Option(help="output cohort folder (participants.tsv + NIfTI in mm2/s)")],
     label: Annotated[list[str] | None, typer.Option(help="keep classes matching col=value, e.g. sex=F")] = None,
     steps: Annotated[int, typer.Option(help="sampler steps")] = 25,
