@@ -249,6 +249,8 @@ def bench_cmd(
 def demo_cmd(
     out: Annotated[Path, typer.Option(help="demo folder: every stage's outputs and report.html")],
     quick: Annotated[bool, typer.Option(help="minimal sizes (~1 minute); numbers are not meaningful")] = False,
+    full: Annotated[bool, typer.Option(help="fair budgets for every generator (configs/demo/full.yaml): "
+                                            "a GPU or hours of CPU")] = False,
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a demo setting, key=value")] = None,
 ):
     """Run the whole mission on the phantom cohorts: phantom → prepare → tile → train → sample →
@@ -256,7 +258,7 @@ def demo_cmd(
     from neurodit.config import parse_overrides
     from neurodit.demo import run_demo
 
-    run_demo(out, quick=quick, overrides=parse_overrides(set_), echo=typer.echo)
+    run_demo(out, quick=quick, full=full, overrides=parse_overrides(set_), echo=typer.echo)
 
 
 

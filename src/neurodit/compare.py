@@ -96,7 +96,7 @@ class CompareConfig:
     labels: dict[str, str] = dataclasses.field(default_factory=dict)  # input folder -> row label
     sample_steps: int = 25  # RUN inputs: sampler steps, guidance, scheduler
     sample_guidance: float = 2.0
-    sample_scheduler: str = "ddim"
+    sample_scheduler: str | None = None  # None: each run's own sampler (ddim for ddpm runs, euler for flow)
 
     def __post_init__(self) -> None:
         if self.n < 2:

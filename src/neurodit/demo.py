@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from neurodit.config import CONFIG_DIR, deep_merge, from_dict, read_yaml, to_dict
+from neurodit.errors import NeuroditError
 from neurodit.io import write_json, write_run_info
 
 DEMO_CONFIG_DIR = CONFIG_DIR / "demo"
@@ -48,20 +49,34 @@ class DemoConfig:
     downstream_folds: int = 3
     downstream_seeds: int = 2
     downstream_epochs: int = 15
+    # `compare`: the DiT's samples beside the other generators, judged with one set of settings
+    compare: bool = True
+    compare_generators: list[str] = field(default_factory=lambda: ["pca", "ddpm3d"])
+    ddpm3d_steps: int = 60  # the 3D UNet's budget here (labelled in the comparison); --full gives it a fair one
+    ddpm3d_overrides: dict[str, Any] = field(default_factory=dict)
+    compare_downstream: bool = True  # the sex arms per generator (source: the held-out real subjects)
 
 
-def load_demo_config(quick: bool = False, overrides: dict[str, Any] | None = None) -> DemoConfig:
+def load_demo_config(quick: bool = False, overrides: dict[str, Any] | None = None, full: bool = False) -> DemoConfig:
+    """``configs/demo/default.yaml`` (``quick.yaml`` with ``quick``; ``full.yaml`` merged over the default with
+    ``full``: fair budgets for every generator, for a GPU or a long CPU run) with ``overrides``."""
+    if quick and full:
+        raise NeuroditError("--quick and --full exclude each other")
     data = read_yaml(DEMO_CONFIG_DIR / ("quick.yaml" if quick else "default.yaml"))
+    if full:
+        data = deep_merge(data, read_yaml(DEMO_CONFIG_DIR / "full.yaml"))
     return from_dict(DemoConfig, deep_merge(data, overrides or {}))
 
 
 def run_demo(out: str | Path, quick: bool = False, overrides: dict[str, Any] | None = None,
-             echo: Callable[[str], None] = print) -> Path:
+             echo: Callable[[str], None] = print, full: bool = False) -> Path:
     """Run every stage into ``out``; returns the path of ``out/report.html``."""
+    from neurodit.compare import COMPARE_ARMS, CompareConfig, compare, read_comparison
     from neurodit.data.phantom import make_phantom_cohort
     from neurodit.data.prepare import load_prepared, prepare
     from neurodit.data.split import export_prepared, split_cohort
-    from neurodit.downstream import run_downstream
+    from neurodit.downstream import DownstreamConfig, run_downstream
+    from neurodit.generators import fit
     from neurodit.metrics.evaluate import EvalConfig, evaluate
     from neurodit.metrics.schema import read_metrics
     from neurodit.models.presets import load_preset
@@ -70,7 +85,7 @@ def run_demo(out: str | Path, quick: bool = False, overrides: dict[str, Any] | N
     from neurodit.sample import sample
     from neurodit.train import resolve_train_config, train_dit
 
-    cfg = load_demo_config(quick, overrides)
+    cfg = load_demo_config(quick, overrides, full=full)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     preset = load_preset(cfg.preset)
@@ -78,7 +93,7 @@ def run_demo(out: str | Path, quick: bool = False, overrides: dict[str, Any] | N
     shape_arg = " ".join(map(str, shape))
     d = {k: out / k for k in ("camcan", "camcan_train", "camcan_heldout", "adni", "prep_train",
                               "prep_heldout", "prep_adni", "real_train", "real_heldout", "adni_grid",
-                              "tile", "run", "synthetic", "eval", "downstream", "cache")}
+                              "tile", "run", "synthetic", "eval", "downstream", "cache", "compare")}
     timings: dict[str, float] = {}
     commands: dict[str, str] = {}
 
@@ -168,6 +183,35 @@ def run_demo(out: str | Path, quick: bool = False, overrides: dict[str, Any] | N
     stage("downstream", f"neurodit downstream --source {d['real_train']} --synthetic {d['synthetic']} "
           f"--target {d['adni_grid']} --out {d['downstream']} --folds {cfg.downstream_folds} "
           f"--seeds {cfg.downstream_seeds} --shape {shape_arg} --epochs {cfg.downstream_epochs}", downstream)
+
+    def comparison() -> str:
+        runs = []
+        for gen in cfg.compare_generators:
+            flags: dict[str, Any] = {"prep_dir": str(d["prep_train"]), "out": str(out / f"run_{gen}"),
+                                     "generator": gen, "seed": s, "overwrite": True}
+            if gen == "ddpm3d":
+                flags["max_steps"] = cfg.ddpm3d_steps
+            extra = dict(cfg.ddpm3d_overrides) if gen == "ddpm3d" else {}
+            runs.append(fit(d["prep_train"], resolve_train_config(None, extra, **flags)))
+        ccfg = CompareConfig(
+            n=cfg.n_synthetic, seed=s, sample_steps=cfg.sample_steps, sample_guidance=cfg.guidance,
+            run_downstream=cfg.compare_downstream,
+            eval=EvalConfig(max_pairs=cfg.eval_max_pairs, seed=s, permutations=cfg.eval_permutations,
+                            encoder_cache=str(d["cache"])),
+            downstream=DownstreamConfig(folds=cfg.downstream_folds, seeds=cfg.downstream_seeds,
+                                        epochs=cfg.downstream_epochs, seed=s, arms=COMPARE_ARMS),
+            labels={str(d["synthetic"]): "dit", **{str(r): r.name.removeprefix("run_") for r in runs}})
+        compare([d["synthetic"], *runs], d["real_heldout"], d["real_train"], d["compare"], cfg=ccfg, overwrite=True)
+        return read_comparison(d["compare"])["summary"]
+
+    if cfg.compare:
+        gens = " ".join(f"$(neurodit train {d['prep_train']} --generator {g} --out {out / f'run_{g}'}"
+                        + (f" --max-steps {cfg.ddpm3d_steps}" if g == "ddpm3d" else "") + ")"
+                        for g in cfg.compare_generators)
+        stage("compare", f"{gens}; neurodit compare {d['synthetic']} "
+              + " ".join(str(out / f"run_{g}") for g in cfg.compare_generators)
+              + f" --real {d['real_heldout']} --train {d['real_train']} --out {d['compare']} --n {cfg.n_synthetic}",
+              comparison)
 
     write_json(out / "demo.json", {"config": to_dict(cfg), "quick": quick, "timings_s": timings,
                                    "commands": commands, "folders": {k: str(v) for k, v in d.items()}})
