@@ -426,18 +426,33 @@ def iter_volumes(cohort: Cohort, grid: Grid | None = None,
             yield vol.data, grid, vol.sha256
 
 
-def load_volumes(cohort: Cohort, grid: Grid | None = None) -> tuple[np.ndarray, Grid]:
+def load_volumes(cohort: Cohort, grid: Grid | None = None,
+                 out: str | Path | None = None) -> tuple[np.ndarray, Grid]:
     """All volumes of ``cohort`` as ``(N, D, H, W)`` float32 in mm²/s on ``grid`` (RAS), plus the grid.
 
     ``grid=None`` means the inputs must already share one grid (used by evaluation of samples).
+    ``out``: write the volumes one by one into a float32 ``.npy`` file there instead of stacking them in
+    memory, and return it as a read-only ``np.memmap`` (memory flat in N; evaluate's scratch files).
     """
-    vols: list[np.ndarray] = []
-    out_grid = grid
-    for vol, g, _ in iter_volumes(cohort, grid):
-        vols.append(vol)
-        out_grid = g
-    if not vols:
+    if out is None:
+        vols: list[np.ndarray] = []
+        out_grid = grid
+        for vol, g, _ in iter_volumes(cohort, grid):
+            vols.append(vol)
+            out_grid = g
+        if not vols:
+            raise NeuroditError("cohort has no volumes", cohort.data_dir)
+        assert out_grid is not None
+        return np.stack(vols).astype(np.float32, copy=False), out_grid
+    n = len(cohort.table)
+    if n == 0:
         raise NeuroditError("cohort has no volumes", cohort.data_dir)
-    assert out_grid is not None
-    return np.stack(vols).astype(np.float32, copy=False), out_grid
-
+    arr = None
+    for i, (vol, g, _) in enumerate(iter_volumes(cohort, grid)):
+        if arr is None:  # the shape is known after the first volume
+            arr = np.lib.format.open_memmap(out, mode="w+", dtype=np.float32, shape=(n, *vol.shape))
+            out_grid = g
+        arr[i] = vol
+    arr.flush()
+    del arr
+    return np.load(out, mmap_mode="r"), out_grid

@@ -71,8 +71,18 @@ def reformat_ssim(a: np.ndarray, b: np.ndarray | None, mask: np.ndarray, max_pai
     mask = np.asarray(mask, dtype=bool)
     rng = np.random.default_rng(seed)
     pairs = sample_pairs(len(a), None if b is None else len(b), max_pairs, rng)
-    ta = torch.as_tensor(np.asarray(a, dtype=np.float32))
-    tb = ta if b is None else torch.as_tensor(np.asarray(b, dtype=np.float32))
+    from neurodit.metrics.volumes import is_lazy
+
+    if (is_lazy(a) or is_lazy(b)) and len(pairs):
+        # on-disk sets: read only the volumes the (at most max_pairs) pairs touch, and re-index the pairs
+        used_a = np.unique(pairs[:, 0] if b is not None else pairs)
+        used_b = np.unique(pairs[:, 1]) if b is not None else used_a
+        ta = torch.as_tensor(np.asarray(a[used_a], dtype=np.float32))
+        tb = ta if b is None else torch.as_tensor(np.asarray(b[used_b], dtype=np.float32))
+        pairs = np.stack([np.searchsorted(used_a, pairs[:, 0]), np.searchsorted(used_b, pairs[:, 1])], axis=1)
+    else:
+        ta = torch.as_tensor(np.asarray(a, dtype=np.float32))
+        tb = ta if b is None else torch.as_tensor(np.asarray(b, dtype=np.float32))
     out = {}
     with torch.no_grad():
         for name, axis in PLANES.items():
@@ -133,12 +143,19 @@ def coherence_report(real: np.ndarray, synthetic: np.ndarray, mask: np.ndarray, 
     tiled = [p for p, a in PLANES.items() if a == axis][0]
     through = [p for p in PLANES if p != tiled]
     excess = float(np.mean([ssim[p]["drop"] for p in through]) - ssim[tiled]["drop"])
-    prof_r = slice_correlation_profile(real, mask, axis)
-    prof_s = slice_correlation_profile(synthetic, mask, axis)
+    from neurodit.metrics.volumes import chunks, is_lazy
+
+    def per_volume(fn, vols):  # (N, ...) rows are independent: on-disk sets go 16 volumes at a time
+        if not is_lazy(vols):
+            return fn(vols, mask, axis)
+        return np.concatenate([fn(c, mask, axis) for _, c in chunks(vols, 16)])
+
+    prof_r = per_volume(slice_correlation_profile, real)
+    prof_s = per_volume(slice_correlation_profile, synthetic)
     with warnings.catch_warnings():  # slices outside the brain are all-NaN columns: expected
         warnings.simplefilter("ignore", RuntimeWarning)
         mean_r, mean_s = np.nanmean(prof_r, axis=0), np.nanmean(prof_s, axis=0)
-    an_r, an_s = gradient_anisotropy(real, mask, axis), gradient_anisotropy(synthetic, mask, axis)
+    an_r, an_s = per_volume(gradient_anisotropy, real), per_volume(gradient_anisotropy, synthetic)
     return {
         "tiled_axis": axis,
         "ssim_2d": ssim,
