@@ -447,12 +447,15 @@ def load_volumes(cohort: Cohort, grid: Grid | None = None,
     n = len(cohort.table)
     if n == 0:
         raise NeuroditError("cohort has no volumes", cohort.data_dir)
-    arr = None
-    for i, (vol, g, _) in enumerate(iter_volumes(cohort, grid)):
-        if arr is None:  # the shape is known after the first volume
-            arr = np.lib.format.open_memmap(out, mode="w+", dtype=np.float32, shape=(n, *vol.shape))
-            out_grid = g
-        arr[i] = vol
-    arr.flush()
-    del arr
+    # plain file writes, not a writable memmap: the pages a memmap writes stay in this process's resident
+    # set until it is unmapped (peak RSS would grow with N); written file pages are only page cache
+    out_grid = grid
+    with open(out, "wb") as fh:
+        for i, (vol, g, _) in enumerate(iter_volumes(cohort, grid)):
+            if i == 0:  # the shape is known after the first volume
+                np.lib.format.write_array_header_1_0(fh, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
+                                                          "fortran_order": False, "shape": (n, *vol.shape)})
+                out_grid = g
+            fh.write(np.ascontiguousarray(vol, dtype=np.float32).tobytes())
+    assert out_grid is not None
     return np.load(out, mmap_mode="r"), out_grid
