@@ -145,10 +145,10 @@ def coherence_report(real: np.ndarray, synthetic: np.ndarray, mask: np.ndarray, 
     excess = float(np.mean([ssim[p]["drop"] for p in through]) - ssim[tiled]["drop"])
     from neurodit.metrics.volumes import chunks, is_lazy
 
-    def per_volume(fn, vols):  # (N, ...) rows are independent: on-disk sets go 16 volumes at a time
+    def per_volume(fn, vols):  # (N, ...) rows are independent: on-disk sets go a few volumes at a time
         if not is_lazy(vols):
             return fn(vols, mask, axis)
-        return np.concatenate([fn(c, mask, axis) for _, c in chunks(vols, 16)])
+        return np.concatenate([fn(c, mask, axis) for _, c in chunks(vols)])
 
     prof_r = per_volume(slice_correlation_profile, real)
     prof_s = per_volume(slice_correlation_profile, synthetic)

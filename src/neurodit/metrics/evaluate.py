@@ -6,6 +6,12 @@ Metrics are computed in model range ([-1, 1], :class:`neurodit.data.normalize.No
 a brain mask (voxels with MD > 1e-4 mm²/s in at least half of the real (+ training) volumes); the tissue
 histograms in mm²/s.
 
+Memory is flat in the number of synthetic volumes: ``evaluate`` loads each folder into a scratch ``.npy``
+(:class:`neurodit.metrics.volumes.DiskVolumes`) and every family reads it a few volumes at a time (model
+range converted on the fly, MMD from a streamed Gram matrix, pairwise metrics read only the volumes of
+their sampled pairs, the C2ST only its balanced subsets); ``evaluate_arrays`` on in-memory arrays
+computes the same numbers the in-memory way. The calibration panel's reference samples are in memory.
+
 ``EVAL_DIR/metrics.json`` (all numbers float unless said; "pairs" are seeded random subsets when
 there are more than ``max_pairs``; ci95 = percentile bootstrap of the mean over pairs)::
 
@@ -143,7 +149,7 @@ class EvalConfig:
 def brain_mask(*sets_mm2s: np.ndarray, min_fraction: float = 0.5) -> np.ndarray:
     """Voxels with MD > ``BRAIN_MIN_MM2S`` in at least ``min_fraction`` of all given (N, D, H, W) volumes
     -> (D, H, W) bool."""
-    count = sum((c > BRAIN_MIN_MM2S).sum(0) for s in sets_mm2s for _, c in chunks(s, 16))  # streamed
+    count = sum((c > BRAIN_MIN_MM2S).sum(0) for s in sets_mm2s for _, c in chunks(s))  # streamed
     total = sum(len(s) for s in sets_mm2s)
     return count >= min_fraction * total
 
@@ -177,10 +183,13 @@ def _to_model(x, norm: Normalization):
     return ModelRange(x, norm) if is_lazy(x) else norm.to_model(x)
 
 
-def pooled_gram(sets: list, mask: np.ndarray, chunk: int = 8) -> torch.Tensor:
+def pooled_gram(sets: list, mask: np.ndarray, chunk: int | None = None) -> torch.Tensor:
     """(N, N) float64 Gram matrix <x_i, x_j> of the in-mask voxels of the concatenated ``sets`` (each
-    (N_k, D, H, W)), read ``chunk`` volumes at a time: memory O(chunk x voxels + N^2), not O(N x voxels)."""
+    (N_k, D, H, W)), read ``chunk`` volumes at a time (default: a fixed voxel budget): memory O(chunk x voxels + N^2), not O(N x voxels)."""
+    from neurodit.metrics.volumes import chunk_size
+
     mask = np.asarray(mask, dtype=bool)
+    chunk = chunk or chunk_size(sets[0])
     blocks = [(s, a, min(a + chunk, len(s))) for s in sets for a in range(0, len(s), chunk)]
     starts = np.cumsum([0] + [b - a for _, a, b in blocks])
     gram = torch.zeros(int(starts[-1]), int(starts[-1]), dtype=torch.float64)
@@ -212,16 +221,16 @@ def _class_values(vols, cm: np.ndarray, n: int, rng: np.random.Generator) -> np.
     if not is_lazy(vols):
         v = vols[:, cm].ravel()
         return _subsample(v[v > BRAIN_MIN_MM2S], n, rng)
-    counts = [int((c[:, cm] > BRAIN_MIN_MM2S).sum()) for _, c in chunks(vols, 16)]
+    counts = [int((c[:, cm] > BRAIN_MIN_MM2S).sum()) for _, c in chunks(vols)]
     total = sum(counts)
     if total <= n:
-        return np.concatenate([c[:, cm].ravel()[c[:, cm].ravel() > BRAIN_MIN_MM2S] for _, c in chunks(vols, 16)])
+        return np.concatenate([c[:, cm].ravel()[c[:, cm].ravel() > BRAIN_MIN_MM2S] for _, c in chunks(vols)])
     pick = rng.choice(total, size=n, replace=False)  # Generator.choice(x, n) draws exactly these positions
     order = np.argsort(pick)
     sorted_pick = pick[order]
     out_sorted = np.empty(n, dtype=np.float32)
     offset, done = 0, 0
-    for (_, c), k in zip(chunks(vols, 16), counts, strict=True):
+    for (_, c), k in zip(chunks(vols), counts, strict=True):
         hi = np.searchsorted(sorted_pick, offset + k)
         if hi > done:
             v = c[:, cm].ravel()

@@ -31,8 +31,8 @@ def correlation_matrix(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> np.nda
 
     mask = np.asarray(mask, dtype=bool)
     sb = _standardize(b, mask)
-    if is_lazy(a):  # on-disk set: 16 volumes at a time, so memory does not grow with N
-        return np.concatenate([_standardize(c, mask) @ sb.T for _, c in chunks(a, 16)])
+    if is_lazy(a):  # on-disk set: a few volumes at a time, so memory does not grow with N
+        return np.concatenate([_standardize(c, mask) @ sb.T for _, c in chunks(a)])
     return _standardize(a, mask) @ sb.T
 
 
