@@ -71,18 +71,30 @@ def reformat_ssim(a: np.ndarray, b: np.ndarray | None, mask: np.ndarray, max_pai
     mask = np.asarray(mask, dtype=bool)
     rng = np.random.default_rng(seed)
     pairs = sample_pairs(len(a), None if b is None else len(b), max_pairs, rng)
-    from neurodit.metrics.volumes import is_lazy
+    from neurodit.metrics.volumes import chunk_size, is_lazy
 
-    if (is_lazy(a) or is_lazy(b)) and len(pairs):
-        # on-disk sets: read only the volumes the (at most max_pairs) pairs touch, and re-index the pairs
-        used_a = np.unique(pairs[:, 0] if b is not None else pairs)
-        used_b = np.unique(pairs[:, 1]) if b is not None else used_a
-        ta = torch.as_tensor(np.asarray(a[used_a], dtype=np.float32))
-        tb = ta if b is None else torch.as_tensor(np.asarray(b[used_b], dtype=np.float32))
-        pairs = np.stack([np.searchsorted(used_a, pairs[:, 0]), np.searchsorted(used_b, pairs[:, 1])], axis=1)
-    else:
+    lazy = is_lazy(a) or is_lazy(b)
+    if not lazy:
         ta = torch.as_tensor(np.asarray(a, dtype=np.float32))
         tb = ta if b is None else torch.as_tensor(np.asarray(b, dtype=np.float32))
+
+    def per_plane_scores(axis: int) -> torch.Tensor:  # (P, n_planes)
+        if not lazy:
+            return plane_ssim(ta, tb, pairs[:, 0], pairs[:, 1], axis, data_range)
+        # on-disk sets: a few pairs at a time, reading only their volumes (each volume's plane statistics
+        # do not depend on the others in the batch), so memory depends on neither N nor max_pairs
+        parts = []
+        step = max(1, chunk_size(a) // 2)
+        for i in range(0, len(pairs), step):
+            p = pairs[i:i + step]
+            ua = np.unique(p[:, 0] if b is not None else p)
+            ub = np.unique(p[:, 1]) if b is not None else ua
+            xa = torch.as_tensor(np.asarray(a[ua], dtype=np.float32))
+            xb = xa if b is None else torch.as_tensor(np.asarray(b[ub], dtype=np.float32))
+            parts.append(plane_ssim(xa, xb, np.searchsorted(ua, p[:, 0]), np.searchsorted(ub, p[:, 1]), axis,
+                                    data_range))
+        return torch.cat(parts)
+
     out = {}
     with torch.no_grad():
         for name, axis in PLANES.items():
@@ -91,7 +103,7 @@ def reformat_ssim(a: np.ndarray, b: np.ndarray | None, mask: np.ndarray, max_pai
             if len(pairs) == 0:
                 out[name] = {"mean": float("nan"), "n_pairs": 0}
                 continue
-            per_plane = plane_ssim(ta, tb, pairs[:, 0], pairs[:, 1], axis, data_range)  # (P, n_planes)
+            per_plane = per_plane_scores(axis)  # (P, n_planes)
             scores = per_plane[:, keep].mean(1).double()
             out[name] = {"mean": float(scores.mean()), "n_pairs": int(len(pairs))}
     return out
