@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 import yaml
 from typer.testing import CliRunner
 
@@ -24,3 +25,18 @@ def test_bench_cli_writes_json(tmp_path):
     assert r["train_s_per_step"] > 0 and r["sample_s_per_volume"] > 0
     assert abs(r["train_img_per_s"] - 2 / r["train_s_per_step"]) < 0.05 * r["train_img_per_s"] + 0.01
     assert "train_s_per_step" in res.output and "torch" in data["versions"]
+
+
+@pytest.mark.slow
+def test_bench_evaluate_memory_quick_writes_rss_table(tmp_path):
+    """`bench --evaluate --eval-quick --eval-part memory`: one fresh evaluate() process per synthetic set
+    size, each with a positive peak RSS (no threshold here: the figures live in bench, README)."""
+    out = tmp_path / "eval_bench.json"
+    res = CliRunner().invoke(app, ["bench", "--evaluate", "--eval-quick", "--eval-part", "memory",
+                                   "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    rows = data["memory"]["rows"]
+    assert [r["n_synthetic"] for r in rows] == [2, 8] and all(r["vmhwm_mb"] > 50 for r in rows)
+    assert data["cpu"]["torch_cpu_capability"] and "time" not in data
+    assert "peak RSS" in res.output and "n_synthetic" in res.output

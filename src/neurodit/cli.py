@@ -236,8 +236,25 @@ def bench_cmd(
     batch_size: Annotated[int, typer.Option(help="mosaics per train step")] = 16,
     sample_steps: Annotated[int, typer.Option(help="sampler steps per volume")] = 25,
     out: Annotated[Path | None, typer.Option(help="write the results as JSON here")] = None,
+    evaluate: Annotated[bool, typer.Option("--evaluate", help="time `evaluate` on 100 synthetic vs 40 real "
+                                           "phantom volumes at 6 mm and measure its peak RSS for N and 4N "
+                                           "synthetic volumes at 96x112x96 (minutes), instead of the presets")] = False,
+    eval_quick: Annotated[bool, typer.Option("--eval-quick", help="with --evaluate: tiny sizes (smoke run)")] = False,
+    eval_part: Annotated[str, typer.Option(help="with --evaluate: time, memory or both")] = "both",
+    no_calibrate: Annotated[bool, typer.Option("--no-calibrate", help="with --evaluate: skip the --calibrate "
+                                               "timing run")] = False,
 ):
-    """Time a train step (s/step, img/s) and sampling (s/volume) per preset on this machine."""
+    """Time a train step (s/step, img/s) and sampling (s/volume) per preset on this machine; with
+    --evaluate, the judge's time and memory instead."""
+    if evaluate:
+        from neurodit.bench import bench_evaluate, format_evaluate
+
+        if eval_part not in ("time", "memory", "both"):
+            raise NeuroditError(f"--eval-part must be time, memory or both, got {eval_part!r}")
+        res = bench_evaluate(out=out, quick=eval_quick, timing=eval_part != "memory",
+                             memory=eval_part != "time", calibrate=not no_calibrate)
+        typer.echo(format_evaluate(res))
+        return
     from neurodit.bench import bench, format_table
 
     results = bench(preset, steps=steps, batch_size=batch_size, sample_steps=sample_steps, out=out)

@@ -442,18 +442,36 @@ def iter_volumes(cohort: Cohort, grid: Grid | None = None,
             yield vol.data, grid, vol.sha256
 
 
-def load_volumes(cohort: Cohort, grid: Grid | None = None) -> tuple[np.ndarray, Grid]:
+def load_volumes(cohort: Cohort, grid: Grid | None = None,
+                 out: str | Path | None = None) -> tuple[np.ndarray, Grid]:
     """All volumes of ``cohort`` as ``(N, D, H, W)`` float32 in mm²/s on ``grid`` (RAS), plus the grid.
 
     ``grid=None`` means the inputs must already share one grid (used by evaluation of samples).
+    ``out``: write the volumes one by one into a float32 ``.npy`` file there instead of stacking them in
+    memory, and return it as a read-only ``np.memmap`` (memory flat in N; evaluate's scratch files).
     """
-    vols: list[np.ndarray] = []
-    out_grid = grid
-    for vol, g, _ in iter_volumes(cohort, grid):
-        vols.append(vol)
-        out_grid = g
-    if not vols:
+    if out is None:
+        vols: list[np.ndarray] = []
+        out_grid = grid
+        for vol, g, _ in iter_volumes(cohort, grid):
+            vols.append(vol)
+            out_grid = g
+        if not vols:
+            raise NeuroditError("cohort has no volumes", cohort.data_dir)
+        assert out_grid is not None
+        return np.stack(vols).astype(np.float32, copy=False), out_grid
+    n = len(cohort.table)
+    if n == 0:
         raise NeuroditError("cohort has no volumes", cohort.data_dir)
+    # plain file writes, not a writable memmap: the pages a memmap writes stay in this process's resident
+    # set until it is unmapped (peak RSS would grow with N); written file pages are only page cache
+    out_grid = grid
+    with open(out, "wb") as fh:
+        for i, (vol, g, _) in enumerate(iter_volumes(cohort, grid)):
+            if i == 0:  # the shape is known after the first volume
+                np.lib.format.write_array_header_1_0(fh, {"descr": np.lib.format.dtype_to_descr(np.dtype(np.float32)),
+                                                          "fortran_order": False, "shape": (n, *vol.shape)})
+                out_grid = g
+            fh.write(np.ascontiguousarray(vol, dtype=np.float32).tobytes())
     assert out_grid is not None
-    return np.stack(vols).astype(np.float32, copy=False), out_grid
-
+    return np.load(out, mmap_mode="r"), out_grid

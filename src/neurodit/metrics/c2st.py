@@ -282,7 +282,10 @@ def c2st(real_mm2s: np.ndarray, syn_mm2s: np.ndarray, mask: np.ndarray, view: st
     if view not in VIEWS:
         raise NeuroditError(f"unknown C2ST view '{view}' (use {', '.join(VIEWS)})")
     t0 = time.perf_counter()
-    real, syn = np.asarray(real_mm2s), np.asarray(syn_mm2s)
+    from neurodit.metrics.volumes import is_lazy
+
+    # on-disk sets stay lazy: only the balanced subsets real[ri], syn[si] below are read
+    real, syn = ((x if is_lazy(x) else np.asarray(x)) for x in (real_mm2s, syn_mm2s))
     if real.ndim != 4 or syn.ndim != 4 or real.shape[1:] != syn.shape[1:]:
         raise NeuroditError(f"C2ST sets must be (N, D, H, W) on one grid, got {real.shape} and {syn.shape}")
     rng = np.random.default_rng(seed)

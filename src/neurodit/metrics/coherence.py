@@ -71,8 +71,30 @@ def reformat_ssim(a: np.ndarray, b: np.ndarray | None, mask: np.ndarray, max_pai
     mask = np.asarray(mask, dtype=bool)
     rng = np.random.default_rng(seed)
     pairs = sample_pairs(len(a), None if b is None else len(b), max_pairs, rng)
-    ta = torch.as_tensor(np.asarray(a, dtype=np.float32))
-    tb = ta if b is None else torch.as_tensor(np.asarray(b, dtype=np.float32))
+    from neurodit.metrics.volumes import chunk_size, is_lazy
+
+    lazy = is_lazy(a) or is_lazy(b)
+    if not lazy:
+        ta = torch.as_tensor(np.asarray(a, dtype=np.float32))
+        tb = ta if b is None else torch.as_tensor(np.asarray(b, dtype=np.float32))
+
+    def per_plane_scores(axis: int) -> torch.Tensor:  # (P, n_planes)
+        if not lazy:
+            return plane_ssim(ta, tb, pairs[:, 0], pairs[:, 1], axis, data_range)
+        # on-disk sets: a few pairs at a time, reading only their volumes (each volume's plane statistics
+        # do not depend on the others in the batch), so memory depends on neither N nor max_pairs
+        parts = []
+        step = max(1, chunk_size(a) // 2)
+        for i in range(0, len(pairs), step):
+            p = pairs[i:i + step]
+            ua = np.unique(p[:, 0] if b is not None else p)
+            ub = np.unique(p[:, 1]) if b is not None else ua
+            xa = torch.as_tensor(np.asarray(a[ua], dtype=np.float32))
+            xb = xa if b is None else torch.as_tensor(np.asarray(b[ub], dtype=np.float32))
+            parts.append(plane_ssim(xa, xb, np.searchsorted(ua, p[:, 0]), np.searchsorted(ub, p[:, 1]), axis,
+                                    data_range))
+        return torch.cat(parts)
+
     out = {}
     with torch.no_grad():
         for name, axis in PLANES.items():
@@ -81,7 +103,7 @@ def reformat_ssim(a: np.ndarray, b: np.ndarray | None, mask: np.ndarray, max_pai
             if len(pairs) == 0:
                 out[name] = {"mean": float("nan"), "n_pairs": 0}
                 continue
-            per_plane = plane_ssim(ta, tb, pairs[:, 0], pairs[:, 1], axis, data_range)  # (P, n_planes)
+            per_plane = per_plane_scores(axis)  # (P, n_planes)
             scores = per_plane[:, keep].mean(1).double()
             out[name] = {"mean": float(scores.mean()), "n_pairs": int(len(pairs))}
     return out
@@ -133,12 +155,19 @@ def coherence_report(real: np.ndarray, synthetic: np.ndarray, mask: np.ndarray, 
     tiled = [p for p, a in PLANES.items() if a == axis][0]
     through = [p for p in PLANES if p != tiled]
     excess = float(np.mean([ssim[p]["drop"] for p in through]) - ssim[tiled]["drop"])
-    prof_r = slice_correlation_profile(real, mask, axis)
-    prof_s = slice_correlation_profile(synthetic, mask, axis)
+    from neurodit.metrics.volumes import chunks, is_lazy
+
+    def per_volume(fn, vols):  # (N, ...) rows are independent: on-disk sets go a few volumes at a time
+        if not is_lazy(vols):
+            return fn(vols, mask, axis)
+        return np.concatenate([fn(c, mask, axis) for _, c in chunks(vols)])
+
+    prof_r = per_volume(slice_correlation_profile, real)
+    prof_s = per_volume(slice_correlation_profile, synthetic)
     with warnings.catch_warnings():  # slices outside the brain are all-NaN columns: expected
         warnings.simplefilter("ignore", RuntimeWarning)
         mean_r, mean_s = np.nanmean(prof_r, axis=0), np.nanmean(prof_s, axis=0)
-    an_r, an_s = gradient_anisotropy(real, mask, axis), gradient_anisotropy(synthetic, mask, axis)
+    an_r, an_s = per_volume(gradient_anisotropy, real), per_volume(gradient_anisotropy, synthetic)
     return {
         "tiled_axis": axis,
         "ssim_2d": ssim,

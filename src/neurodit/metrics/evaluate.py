@@ -6,6 +6,12 @@ Metrics are computed in model range ([-1, 1], :class:`neurodit.data.normalize.No
 a brain mask (voxels with MD > 1e-4 mm²/s in at least half of the real (+ training) volumes); the tissue
 histograms in mm²/s.
 
+Memory is flat in the number of synthetic volumes: ``evaluate`` loads each folder into a scratch ``.npy``
+(:class:`neurodit.metrics.volumes.DiskVolumes`) and every family reads it a few volumes at a time (model
+range converted on the fly, MMD from a streamed Gram matrix, pairwise metrics read only the volumes of
+their sampled pairs, the C2ST only its balanced subsets); ``evaluate_arrays`` on in-memory arrays
+computes the same numbers the in-memory way. The calibration panel's reference samples are in memory.
+
 ``EVAL_DIR/metrics.json`` (all numbers float unless said; "pairs" are seeded random subsets when
 there are more than ``max_pairs``; ci95 = percentile bootstrap of the mean over pairs)::
 
@@ -83,11 +89,12 @@ from neurodit.errors import NeuroditError
 from neurodit.io import atomic_dir, seed_everything, write_json, write_run_info
 from neurodit.metrics.coherence import coherence_report
 from neurodit.metrics.memorization import memorization_audit
-from neurodit.metrics.mmd import mmd_test, volume_features
+from neurodit.metrics.mmd import mmd_from_gram, mmd_test, volume_features
 
 # one truth for the tissue split and the brain cut-off (morphometry owns them; see its comments)
 from neurodit.metrics.morphometry import BRAIN_MIN_MM2S, TISSUE_THRESHOLDS_MM2S  # noqa: E402
 from neurodit.metrics.msssim import choose_settings, pairwise_msssim
+from neurodit.metrics.volumes import DiskVolumes, ModelRange, chunks, is_lazy
 
 
 @dataclasses.dataclass
@@ -142,7 +149,7 @@ class EvalConfig:
 def brain_mask(*sets_mm2s: np.ndarray, min_fraction: float = 0.5) -> np.ndarray:
     """Voxels with MD > ``BRAIN_MIN_MM2S`` in at least ``min_fraction`` of all given (N, D, H, W) volumes
     -> (D, H, W) bool."""
-    count = sum((np.asarray(s) > BRAIN_MIN_MM2S).sum(0) for s in sets_mm2s)
+    count = sum((c > BRAIN_MIN_MM2S).sum(0) for s in sets_mm2s for _, c in chunks(s))  # streamed
     total = sum(len(s) for s in sets_mm2s)
     return count >= min_fraction * total
 
@@ -164,6 +171,75 @@ def tissue_classes(ref_mm2s: np.ndarray, mask: np.ndarray,
 
 def _subsample(x: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
     return x if x.size <= n else rng.choice(x, size=n, replace=False)
+
+
+def _as_set(x):
+    """On-disk sets stay as they are (read lazily); anything else becomes a float32 ndarray."""
+    return x if is_lazy(x) else np.asarray(x, dtype=np.float32)
+
+
+def _to_model(x, norm: Normalization):
+    """Model range of a set: a full converted copy in memory, or a lazy view of an on-disk set."""
+    return ModelRange(x, norm) if is_lazy(x) else norm.to_model(x)
+
+
+def pooled_gram(sets: list, mask: np.ndarray, chunk: int | None = None) -> torch.Tensor:
+    """(N, N) float64 Gram matrix <x_i, x_j> of the in-mask voxels of the concatenated ``sets`` (each
+    (N_k, D, H, W)), read ``chunk`` volumes at a time (default: a fixed voxel budget): memory O(chunk x voxels + N^2), not O(N x voxels)."""
+    from neurodit.metrics.volumes import chunk_size
+
+    mask = np.asarray(mask, dtype=bool)
+    chunk = chunk or chunk_size(sets[0])
+    blocks = [(s, a, min(a + chunk, len(s))) for s in sets for a in range(0, len(s), chunk)]
+    starts = np.cumsum([0] + [b - a for _, a, b in blocks])
+    gram = torch.zeros(int(starts[-1]), int(starts[-1]), dtype=torch.float64)
+
+    def feats(k: int) -> torch.Tensor:
+        s, a, b = blocks[k]
+        return torch.as_tensor(np.asarray(s[a:b], dtype=np.float32)[:, mask], dtype=torch.float64)  # (B, M)
+
+    for i in range(len(blocks)):
+        fi = feats(i)
+        for j in range(i + 1):
+            fj = fi if j == i else feats(j)
+            g = fi @ fj.T
+            gram[starts[i]:starts[i + 1], starts[j]:starts[j + 1]] = g
+            gram[starts[j]:starts[j + 1], starts[i]:starts[i + 1]] = g.T
+    return gram
+
+
+def _sub_gram(gram: torch.Tensor, ia: np.ndarray, ib: np.ndarray) -> torch.Tensor:
+    idx = torch.as_tensor(np.r_[ia, ib], dtype=torch.long)
+    return gram[idx][:, idx]
+
+
+def _class_values(vols, cm: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    """MD values > BRAIN_MIN_MM2S of class voxels ``cm`` over all volumes, subsampled to ``n`` (seeded).
+
+    In-memory sets: ``vols[:, cm]`` at once. On-disk sets: two streamed passes (count, then gather the
+    drawn positions), drawing the same positions as ``_subsample`` does on the full vector."""
+    if not is_lazy(vols):
+        v = vols[:, cm].ravel()
+        return _subsample(v[v > BRAIN_MIN_MM2S], n, rng)
+    counts = [int((c[:, cm] > BRAIN_MIN_MM2S).sum()) for _, c in chunks(vols)]
+    total = sum(counts)
+    if total <= n:
+        return np.concatenate([c[:, cm].ravel()[c[:, cm].ravel() > BRAIN_MIN_MM2S] for _, c in chunks(vols)])
+    pick = rng.choice(total, size=n, replace=False)  # Generator.choice(x, n) draws exactly these positions
+    order = np.argsort(pick)
+    sorted_pick = pick[order]
+    out_sorted = np.empty(n, dtype=np.float32)
+    offset, done = 0, 0
+    for (_, c), k in zip(chunks(vols), counts, strict=True):
+        hi = np.searchsorted(sorted_pick, offset + k)
+        if hi > done:
+            v = c[:, cm].ravel()
+            out_sorted[done:hi] = v[v > BRAIN_MIN_MM2S][sorted_pick[done:hi] - offset]
+            done = hi
+        offset += k
+    out = np.empty(n, dtype=np.float32)
+    out[order] = out_sorted
+    return out
 
 
 def _strip(d: dict) -> dict:
@@ -248,9 +324,9 @@ def _evaluate_arrays(real, synthetic, train, cfg: EvalConfig, norm, fig_dir, rea
                      train_ids, encoder, light: bool = False, feat_encoder=None) -> dict:
     """``light``: only the families of the calibration panel (MS-SSIM, MMD, memorization, C2ST, features)."""
     norm = norm or Normalization()
-    real = np.asarray(real, dtype=np.float32)
-    synthetic = np.asarray(synthetic, dtype=np.float32)
-    train = None if train is None else np.asarray(train, dtype=np.float32)
+    # on-disk sets (DiskVolumes, memmaps) stay lazy: every metric below reads them a few volumes at a time
+    real, synthetic = _as_set(real), _as_set(synthetic)
+    train = None if train is None else _as_set(train)
     for name, s in (("real", real), ("synthetic", synthetic), ("train", train)):
         if s is not None and (s.ndim != 4 or len(s) < 2):
             raise NeuroditError(f"{name} set must hold >= 2 volumes (N, D, H, W), got shape {s.shape}")
@@ -266,8 +342,8 @@ def _evaluate_arrays(real, synthetic, train, cfg: EvalConfig, norm, fig_dir, rea
     if mask.sum() < 10:
         raise NeuroditError("real volumes have (almost) no brain voxels (MD > 0): nothing to evaluate")
     # (N, D, H, W) mm²/s -> model range [-1, 1]; background -> -1
-    r_m, s_m = norm.to_model(real), norm.to_model(synthetic)
-    t_m = None if train is None else norm.to_model(train)
+    r_m, s_m = _to_model(real, norm), _to_model(synthetic, norm)
+    t_m = None if train is None else _to_model(train, norm)
 
     t0 = time.perf_counter()
     ms = {k: pairwise_msssim(a, b, settings, cfg.max_pairs, cfg.seed + i, cfg.bootstrap)
@@ -281,17 +357,29 @@ def _evaluate_arrays(real, synthetic, train, cfg: EvalConfig, norm, fig_dir, rea
     timings["msssim"] = time.perf_counter() - t0
 
     t0 = time.perf_counter()
-    f_r, f_s = volume_features(r_m, mask), volume_features(s_m, mask)
-    if t_m is not None:
-        f_a, f_b, floor_sets = volume_features(t_m, mask), f_r, "real train vs real held-out (REAL_DIR)"
-    else:
-        perm = rng.permutation(len(f_r))
-        half = len(f_r) // 2
-        f_a, f_b, floor_sets = f_r[perm[:half]], f_r[perm[half:]], "two random halves of REAL_DIR"
+    if t_m is None:
+        perm = rng.permutation(len(real))
+        half = len(real) // 2
+    floor_sets = "real train vs real held-out (REAL_DIR)" if t_m is not None else "two random halves of REAL_DIR"
     mmd = {"features": "in-mask voxels in model range [-1, 1]", "floor_sets": floor_sets}
-    for kernel in ("linear", "rbf"):
-        mmd[kernel] = {"real_syn": mmd_test(f_r, f_s, kernel, cfg.permutations, cfg.seed),
-                       "floor": mmd_test(f_a, f_b, kernel, cfg.permutations, cfg.seed)}
+    if not any(is_lazy(x) for x in (real, synthetic, train) if x is not None):
+        f_r, f_s = volume_features(r_m, mask), volume_features(s_m, mask)
+        f_a, f_b = (volume_features(t_m, mask), f_r) if t_m is not None else (f_r[perm[:half]], f_r[perm[half:]])
+        for kernel in ("linear", "rbf"):
+            mmd[kernel] = {"real_syn": mmd_test(f_r, f_s, kernel, cfg.permutations, cfg.seed),
+                           "floor": mmd_test(f_a, f_b, kernel, cfg.permutations, cfg.seed)}
+    else:
+        # on-disk sets: the (N, N) Gram matrix of the in-mask voxels, accumulated a few volumes at a time,
+        # instead of the (N, n_mask) feature matrices (the same MMD from the same Gram matrix)
+        sets = [r_m, s_m] + ([t_m] if t_m is not None else [])
+        gram = pooled_gram(sets, mask)
+        nr, ns = len(real), len(synthetic)
+        i_r, i_s = np.arange(nr), nr + np.arange(ns)
+        i_a, i_b = (nr + ns + np.arange(len(train)), i_r) if t_m is not None else (perm[:half], perm[half:])
+        for kernel in ("linear", "rbf"):
+            mmd[kernel] = {"real_syn": mmd_from_gram(_sub_gram(gram, i_r, i_s), nr, kernel, cfg.permutations, cfg.seed),
+                           "floor": mmd_from_gram(_sub_gram(gram, i_a, i_b), len(i_a), kernel, cfg.permutations,
+                                                  cfg.seed)}
     if encoder is not None:
         e_r, e_s = volume_features(r_m, encoder=encoder), volume_features(s_m, encoder=encoder)
         if t_m is not None:
@@ -350,9 +438,8 @@ def _evaluate_arrays(real, synthetic, train, cfg: EvalConfig, norm, fig_dir, rea
         if cm.sum() == 0:
             tissue[name] = {"real_mean": None, "syn_mean": None, "wasserstein": None, "n_voxels": 0}
             continue
-        rv, sv = real[:, cm].ravel(), synthetic[:, cm].ravel()
-        r_vals[name] = _subsample(rv[rv > BRAIN_MIN_MM2S], 200_000, rng)
-        s_vals[name] = _subsample(sv[sv > BRAIN_MIN_MM2S], 200_000, rng)
+        r_vals[name] = _class_values(real, cm, 200_000, rng)
+        s_vals[name] = _class_values(synthetic, cm, 200_000, rng)
         if r_vals[name].size == 0 or s_vals[name].size == 0:
             tissue[name] = {"real_mean": None, "syn_mean": None, "wasserstein": None, "n_voxels": int(cm.sum())}
             r_vals.pop(name), s_vals.pop(name)
@@ -575,10 +662,11 @@ def calibration_panel(real: np.ndarray, synthetic: np.ndarray, train: np.ndarray
 
 
 def _load(folder: str | Path):
-    from neurodit.data.cohort import load_volumes, read_cohort
+    """(volumes on disk (a DiskVolumes in a scratch folder: memory flat in N), grid, ids, table)."""
+    from neurodit.data.cohort import read_cohort
 
     cohort = read_cohort(folder)
-    vols, grid = load_volumes(cohort, grid=None)
+    vols, grid = DiskVolumes.from_cohort(cohort, grid=None)
     return vols, grid, [str(x) for x in cohort.table["participant_id"]], cohort.table
 
 

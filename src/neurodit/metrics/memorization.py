@@ -27,8 +27,13 @@ def _standardize(v: np.ndarray, mask: np.ndarray) -> np.ndarray:
 
 def correlation_matrix(a: np.ndarray, b: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """Pearson correlation of every volume of ``a`` (N, D, H, W) with every one of ``b`` -> (N, M)."""
+    from neurodit.metrics.volumes import chunks, is_lazy
+
     mask = np.asarray(mask, dtype=bool)
-    return _standardize(a, mask) @ _standardize(b, mask).T
+    sb = _standardize(b, mask)
+    if is_lazy(a):  # on-disk set: a few volumes at a time, so memory does not grow with N
+        return np.concatenate([_standardize(c, mask) @ sb.T for _, c in chunks(a)])
+    return _standardize(a, mask) @ sb.T
 
 
 def memorization_audit(synthetic: np.ndarray, reference: np.ndarray, heldout: np.ndarray | None,

@@ -70,8 +70,18 @@ def mmd_test(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, kernel:
     if x.shape[1] != y.shape[1]:
         raise NeuroditError(f"MMD sets have different feature sizes: {x.shape[1]} vs {y.shape[1]}")
     z = torch.cat([x, y])  # (N, F), N = m + n
-    gram = z @ z.T
-    out: dict = {"kernel": kernel, "n_x": int(x.shape[0]), "n_y": int(y.shape[0])}
+    return mmd_from_gram(z @ z.T, int(x.shape[0]), kernel, permutations, seed, bandwidth)
+
+
+def mmd_from_gram(gram: torch.Tensor, m: int, kernel: str = "rbf", permutations: int = 500, seed: int = 0,
+                  bandwidth: float | None = None) -> dict:
+    """:func:`mmd_test` from the pooled Gram matrix (N, N) float64 of inner products <z_i, z_j>, the first
+    ``m`` rows being the first set: both kernels need nothing else, so a caller can accumulate the Gram
+    matrix over chunks of volumes instead of holding (N, F) features."""
+    gram = torch.as_tensor(gram, dtype=torch.float64)
+    if m < 2 or gram.shape[0] - m < 2:
+        raise NeuroditError(f"MMD needs at least 2 samples per set, got {m} and {gram.shape[0] - m}")
+    out: dict = {"kernel": kernel, "n_x": int(m), "n_y": int(gram.shape[0] - m)}
     if kernel == "linear":
         k = gram
     elif kernel == "rbf":
@@ -82,7 +92,7 @@ def mmd_test(x: np.ndarray | torch.Tensor, y: np.ndarray | torch.Tensor, kernel:
         out["bandwidth"] = s
     else:
         raise NeuroditError(f"unknown MMD kernel '{kernel}' (use rbf or linear)")
-    m, big_n = x.shape[0], z.shape[0]
+    big_n = gram.shape[0]
     obs_labels = torch.zeros(1, big_n)
     obs_labels[0, :m] = 1
     obs = float(_unbiased_from_kernel(k, obs_labels)[0])
@@ -115,12 +125,14 @@ def volume_features(volumes: np.ndarray, mask: np.ndarray | None = None,
 
     ``encoder`` is a fixed (frozen, eval-mode) network taking (B, 1, D, H, W) float32 -> (B, F).
     """
-    v = np.asarray(volumes, dtype=np.float32)
-    if encoder is not None:
+    if encoder is not None:  # 16 volumes at a time (on-disk sets are read lazily)
         with torch.no_grad():
-            feats = [encoder(torch.from_numpy(v[i:i + 16])[:, None]).reshape(len(v[i:i + 16]), -1)
-                     for i in range(0, len(v), 16)]
+            feats = []
+            for i in range(0, len(volumes), 16):
+                vb = np.ascontiguousarray(volumes[i:i + 16], dtype=np.float32)
+                feats.append(encoder(torch.from_numpy(vb)[:, None]).reshape(len(vb), -1))
         return torch.cat(feats).double().numpy()
+    v = np.asarray(volumes, dtype=np.float32)
     if mask is not None:
         return v[:, np.asarray(mask, dtype=bool)]  # (N, n_mask_voxels)
     return v.reshape(len(v), -1)

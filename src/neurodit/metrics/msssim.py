@@ -179,9 +179,15 @@ def ms_ssim_pairs(a: np.ndarray, b: np.ndarray | None, pairs: np.ndarray, settin
     The per-volume local means and variances are computed once per volume, not once per pair, when
     the set fits in ``max_cached_voxels`` voxels; otherwise each batch of pairs is computed directly.
     """
+    from neurodit.metrics.volumes import is_lazy
+
     other = a if b is None else b
     n_vox = int(np.prod(np.shape(a)[1:]))
-    if (len(a) + (0 if b is None else len(other))) * n_vox > max_cached_voxels:
+    if is_lazy(a) or is_lazy(b):
+        # on-disk sets: never the whole set's statistics; a few pairs (2^22 voxels a side) per batch, read
+        # as needed, so memory does not grow with N
+        batch_size = max(1, min(batch_size, (1 << 22) // n_vox))
+    if is_lazy(a) or is_lazy(b) or (len(a) + (0 if b is None else len(other))) * n_vox > max_cached_voxels:
         return np.concatenate([
             ms_ssim_3d(np.asarray(a[pairs[i:i + batch_size, 0]]), np.asarray(other[pairs[i:i + batch_size, 1]]),
                        settings, batch_size)

@@ -1,0 +1,122 @@
+"""Volume sets that stay on disk: what lets ``evaluate`` keep its memory flat in the number of volumes.
+
+``evaluate`` loads each cohort folder into a float32 ``.npy`` file in a scratch folder
+(``neurodit.data.cohort.load_volumes(..., out=path)``) and hands the metrics a :class:`DiskVolumes`:
+an (N, D, H, W) array-like whose ``vols[i]`` / ``vols[a:b]`` / ``vols[idx]`` read only those volumes.
+Why not a plain ``np.memmap``: every page a memmap has touched stays in the process's resident set
+(it counts in peak RSS) until the mapping is closed, so a pass over all N volumes would still grow
+the RSS with N; here each read maps the file, copies the rows out and unmaps it again.
+
+:class:`ModelRange` is the lazy model-range view ([-1, 1], ``Normalization.to_model``) of any such set,
+converted volume by volume as they are read, instead of a full converted copy.
+Metrics consume either through :func:`chunks` (a bounded number of volumes at a time); ``np.asarray``
+on them still works (it reads everything) for code that needs the whole set, e.g. the small real side.
+"""
+
+from __future__ import annotations
+
+import shutil
+import tempfile
+import weakref
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neurodit.data.normalize import Normalization
+
+__all__ = ["DiskVolumes", "ModelRange", "chunks", "take", "is_lazy"]
+
+
+class DiskVolumes:
+    """(N, D, H, W) float32 volumes in a ``.npy`` file, read on demand (see the module docstring)."""
+
+    def __init__(self, path: str | Path, cleanup: str | Path | None = None):
+        self.path = Path(path)
+        arr = np.load(self.path, mmap_mode="r")
+        self.shape, self.dtype = tuple(arr.shape), arr.dtype
+        del arr  # unmaps
+        if cleanup is not None:  # a scratch folder, removed with this object (or at exit)
+            weakref.finalize(self, shutil.rmtree, str(cleanup), ignore_errors=True)
+
+    @classmethod
+    def from_cohort(cls, cohort: Any, grid: Any = None) -> tuple[DiskVolumes, Any]:
+        """Load a cohort into a scratch ``.npy`` (``load_volumes(..., out=)``) removed with the object."""
+        from neurodit.data.cohort import load_volumes
+
+        scratch = Path(tempfile.mkdtemp(prefix="neurodit-volumes-"))
+        try:
+            _, g = load_volumes(cohort, grid, out=scratch / "volumes.npy")
+        except BaseException:
+            shutil.rmtree(scratch, ignore_errors=True)
+            raise
+        return cls(scratch / "volumes.npy", cleanup=scratch), g
+
+    ndim = property(lambda self: len(self.shape))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, idx: Any) -> np.ndarray:
+        arr = np.load(self.path, mmap_mode="r")
+        try:
+            return np.array(arr[idx], dtype=self.dtype, copy=True)  # copy out before the unmap
+        finally:
+            del arr
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self[:]
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+
+class ModelRange:
+    """Lazy ``norm.to_model`` of a volume set (array, memmap or :class:`DiskVolumes`), float32."""
+
+    def __init__(self, base: Any, norm: Normalization):
+        self.base, self.norm = base, norm
+        self.shape, self.dtype = tuple(np.shape(base)), np.dtype(np.float32)
+
+    ndim = property(lambda self: len(self.shape))
+
+    def __len__(self) -> int:
+        return self.shape[0]
+
+    def __getitem__(self, idx: Any) -> np.ndarray:
+        return np.asarray(self.norm.to_model(np.asarray(self.base[idx], dtype=np.float32)), dtype=np.float32)
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self[:]
+        return out if dtype is None else out.astype(dtype, copy=False)
+
+
+def is_lazy(x: Any) -> bool:
+    return isinstance(x, (DiskVolumes, ModelRange, np.memmap))
+
+
+# voxels per chunk of volumes (4 volumes of 96x112x96, 128 of 32^3): a fixed budget, not a fixed count,
+# so the working memory of a streamed pass does not depend on N (measured: chunks of 16 volumes made the
+# peak RSS of a 96x112x96 evaluation grow from N = 8 to N = 16 through float64 temporaries)
+CHUNK_VOXELS = 1 << 22
+
+
+def chunk_size(vols: Any, voxels: int = CHUNK_VOXELS) -> int:
+    """Volumes per chunk for a budget of ``voxels`` voxels (at least 1)."""
+    return max(1, int(voxels) // max(1, int(np.prod(np.shape(vols)[1:]))))
+
+
+def chunks(vols: Any, size: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
+    """``(start, vols[start:start + size] as an ndarray)`` over the set: a bounded number in memory
+    (``size`` None: :func:`chunk_size`)."""
+    size = size or chunk_size(vols)
+    for a in range(0, len(vols), size):
+        yield a, np.asarray(vols[a:a + size])
+
+
+def take(vols: Any, idx: np.ndarray) -> np.ndarray:
+    """``vols[idx]`` for an index array (sorted reads; rows returned in ``idx`` order)."""
+    idx = np.asarray(idx, dtype=np.int64)
+    if idx.size == 0:
+        return np.asarray(vols[0:0])
+    uniq, inv = np.unique(idx, return_inverse=True)
+    return np.asarray(vols[uniq])[inv]
