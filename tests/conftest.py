@@ -34,3 +34,14 @@ def make_tiny_cohort(tmp_path):
 def tiny_cohort(make_tiny_cohort):
     """A 6-participant cohort folder (sex F/M, age; 24x28x24 voxels at 8 mm, MNI-centred, mm²/s)."""
     return make_tiny_cohort()
+
+
+@pytest.fixture(autouse=True)
+def fresh_accelerate_state():
+    """accelerate keeps one global state per process and refuses a second Accelerator with another precision
+    or device flag; tests train many runs in one process with different settings, so each starts clean."""
+    yield
+    from accelerate.state import AcceleratorState, GradientState
+
+    AcceleratorState._reset_state(reset_partial_state=True)
+    GradientState._reset_state()

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from neurodit.cli import app
 
-STAGES = ("phantom", "prepare", "tile", "train", "sample", "evaluate", "downstream", "report")
+STAGES = ("phantom", "prepare", "tile", "train", "sample", "evaluate", "downstream", "compare", "report")
 
 
 @pytest.mark.slow
@@ -60,3 +60,12 @@ def test_demo_quick_end_to_end(tmp_path):
     for comp in results["comparisons"]:
         assert comp["verdict"] in page
     assert page.count("data:image/png;base64,") >= 5  # mosaics, histograms, loss, downstream plots...
+    # the judge leads the summary: the C2ST verdict first, then the calibration panel of reference generators
+    assert set(metrics["calibration"]) >= {"model", "pca", "noise", "copy", "mean"}
+    summary = page[page.index('id="summary"'):]
+    assert summary.index(html.escape(metrics["c2st"]["verdict"], quote=False)) < summary.index("Calibration panel")
+    # the generators side by side, each row labelled with its budget
+    cmp = json.loads((out / "compare/comparison.json").read_text())
+    assert [r["label"] for r in cmp["rows"]] == ["dit", "pca", "ddpm3d"]
+    assert all(r["budget"] for r in cmp["rows"]) and "2 steps" in cmp["rows"][2]["budget"]
+    assert cmp["summary"] in page

@@ -205,10 +205,10 @@ def run_demo(out: str | Path, quick: bool = False, overrides: dict[str, Any] | N
         return read_comparison(d["compare"])["summary"]
 
     if cfg.compare:
-        gens = " ".join(f"$(neurodit train {d['prep_train']} --generator {g} --out {out / f'run_{g}'}"
-                        + (f" --max-steps {cfg.ddpm3d_steps}" if g == "ddpm3d" else "") + ")"
-                        for g in cfg.compare_generators)
-        stage("compare", f"{gens}; neurodit compare {d['synthetic']} "
+        gens = "".join(f"neurodit train {d['prep_train']} --generator {g} --out {out / f'run_{g}'}"
+                       + (f" --max-steps {cfg.ddpm3d_steps}" if g == "ddpm3d" else "") + "; "
+                       for g in cfg.compare_generators)
+        stage("compare", f"{gens}neurodit compare {d['synthetic']} "
               + " ".join(str(out / f"run_{g}") for g in cfg.compare_generators)
               + f" --real {d['real_heldout']} --train {d['real_train']} --out {d['compare']} --n {cfg.n_synthetic}",
               comparison)
