@@ -72,7 +72,7 @@ import numpy as np
 from neurodit.data.normalize import Normalization
 from neurodit.downstream.experiment import DownstreamConfig
 from neurodit.errors import NeuroditError
-from neurodit.io import atomic_dir, read_json, seed_everything, write_json, write_run_info
+from neurodit.io import atomic_dir, read_json, read_schema_json, seed_everything, write_json, write_run_info
 from neurodit.metrics.evaluate import EvalConfig
 
 SCHEMA = "neurodit.compare/1"
@@ -442,13 +442,9 @@ def read_comparison(cmp_dir: str | Path) -> dict:
     """``CMP_DIR/comparison.json`` (schema ``neurodit.compare/1``); NeuroditError naming the file when it is
     missing, of another schema or lacks one of ``REQUIRED``."""
     path = Path(cmp_dir) / RESULT_FILE
-    data = read_json(path)
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        got = data.get("schema") if isinstance(data, dict) else type(data).__name__
-        raise NeuroditError(f"expected schema {SCHEMA} (written by neurodit compare), got {got!r}", path)
-    missing = [k for k in REQUIRED if k not in data]
-    if missing or not isinstance(data["rows"], list):
-        raise NeuroditError(f"missing key(s) {', '.join(missing) or 'rows (a list)'}", path)
+    data = read_schema_json(path, SCHEMA, "neurodit compare", REQUIRED)
+    if not isinstance(data["rows"], list):
+        raise NeuroditError("'rows' must be a list", path)
     return data
 
 

@@ -145,6 +145,20 @@ def read_json(path: str | Path) -> Any:
         raise NeuroditError(f"not valid JSON ({exc.msg} at line {exc.lineno})", path) from exc
 
 
+def read_schema_json(path: str | Path, schema: str, writer: str, required: tuple[str, ...] = ()) -> dict:
+    """A JSON object whose ``schema`` key is ``schema`` and that holds every key of ``required``;
+    NeuroditError naming the file otherwise (``writer``: the command that writes it, for the message)."""
+    path = Path(path)
+    data = read_json(path)
+    if not isinstance(data, dict) or data.get("schema") != schema:
+        got = data.get("schema") if isinstance(data, dict) else type(data).__name__
+        raise NeuroditError(f"expected schema {schema} (written by {writer}), got {got!r}", path)
+    missing = [k for k in required if k not in data]
+    if missing:
+        raise NeuroditError(f"missing key(s) {', '.join(missing)}", path)
+    return data
+
+
 @contextlib.contextmanager
 def atomic_dir(out: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
     """Build an output folder in a temporary sibling and rename it into place on success.

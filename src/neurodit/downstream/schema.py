@@ -6,7 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from neurodit.errors import NeuroditError
-from neurodit.io import read_json
+from neurodit.io import read_schema_json
 
 RESULTS_FILE = "results.json"
 SCHEMA = "neurodit.downstream/1"
@@ -19,13 +19,7 @@ def read_results(ds_dir: str | Path) -> dict:
     """``DS_DIR/results.json`` as a dict; NeuroditError naming the file if it is missing, not JSON, of
     another schema, or lacks one of ``REQUIRED`` (arms an object, comparisons a list of objects)."""
     path = Path(ds_dir) / RESULTS_FILE
-    data = read_json(path)
-    if not isinstance(data, dict) or data.get("schema") != SCHEMA:
-        got = data.get("schema") if isinstance(data, dict) else type(data).__name__
-        raise NeuroditError(f"expected schema {SCHEMA} (written by neurodit downstream), got {got!r}", path)
-    missing = [k for k in REQUIRED if k not in data]
-    if missing:
-        raise NeuroditError(f"missing key(s) {', '.join(missing)}", path)
+    data = read_schema_json(path, SCHEMA, "neurodit downstream", REQUIRED)
     if not isinstance(data["arms"], dict) or not isinstance(data["comparisons"], list) \
             or not all(isinstance(c, dict) for c in data["comparisons"]):
         raise NeuroditError("'arms' must be an object and 'comparisons' a list of objects", path)
