@@ -181,7 +181,8 @@ def eval_sections(folders: list[Path], summary: H.Summary) -> str:
                 raise NeuroditError(f"family '{name}': missing or bad key {exc}", folder / METRICS_FILE) from exc
             verdict = fam.get("verdict")
             prio = PRIO.get(name, 1)
-            for text in (verdict, sentence) if isinstance(verdict, str) else (sentence,):
+            # a family's own verdict replaces the renderer's sentence in the summary (one line per family)
+            for text in (verdict,) if isinstance(verdict, str) else (sentence,):
                 if text:
                     # the calibration sentence describes the references: neutral whatever its words
                     summary.say(text, "verdict-neutral" if name == "calibration" else None, prio=prio)
