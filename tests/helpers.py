@@ -87,3 +87,23 @@ def write_tiny_cohort(out: str | Path, n: int = 6, shape: Sequence[int] = (24, 2
             lines.append("\t".join(row))
     (out / "participants.tsv").write_text("\n".join(lines) + "\n")
     return out
+
+
+def train_tiny_dit(root, steps: int = 3, **overrides):
+    """A ``steps``-step run of a 2-layer pixel DiT (patch 8) on a 12-subject phantom camcan cohort prepared
+    at 16^3, in ``root``; returns ``(run_dir, prep_dir)``. ``overrides``: extra TrainConfig flags."""
+    import yaml
+
+    from neurodit.data.phantom import make_phantom_cohort
+    from neurodit.data.prepare import prepare
+    from neurodit.train import resolve_train_config, train_dit
+
+    root = Path(root)
+    cohort = make_phantom_cohort("camcan", 12, root / "cohort", seed=5, voxel_size=6.0)
+    prep = prepare(cohort, root / "prep", shape=(16, 16, 16))
+    preset = root / "p.yaml"
+    preset.write_text(yaml.safe_dump({"grid_shape": [16, 16, 16], "num_layers": 2, "num_attention_heads": 2,
+                                      "attention_head_dim": 16, "patch_size": 8}))
+    cfg = resolve_train_config(None, None, prep_dir=str(prep), out=str(root / "run"), preset=str(preset),
+                               max_steps=steps, batch_size=4, preview_per_class=0, log_every=1, **overrides)
+    return train_dit(cfg), prep

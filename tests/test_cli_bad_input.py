@@ -14,7 +14,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import yaml
 from typer.testing import CliRunner
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -55,20 +54,12 @@ def run_cli(args: list[str], inputs: list[Path], pattern: str, filename: str, ou
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
     """A 3-step run of a 2-layer pixel DiT on a 12-subject phantom cohort (16^3), and its inputs."""
-    from neurodit.data.phantom import make_phantom_cohort
-    from neurodit.data.prepare import prepare
-    from neurodit.train import resolve_train_config, train_dit
+    from helpers import train_tiny_dit
 
     torch.set_num_threads(1)
     root = tmp_path_factory.mktemp("bad_cli")
-    cohort = make_phantom_cohort("camcan", 12, root / "cohort", seed=5, voxel_size=6.0)
-    prep = prepare(cohort, root / "prep", shape=(16, 16, 16))
-    preset = root / "p.yaml"
-    preset.write_text(yaml.safe_dump({"grid_shape": [16, 16, 16], "num_layers": 2, "num_attention_heads": 2,
-                                      "attention_head_dim": 16, "patch_size": 8}))
-    cfg = resolve_train_config(None, None, prep_dir=str(prep), out=str(root / "run"), preset=str(preset),
-                               max_steps=3, batch_size=4, preview_per_class=0, log_every=1)
-    run = train_dit(cfg)
+    run, prep = train_tiny_dit(root)
+    cohort, preset = root / "cohort", root / "p.yaml"  # written by train_tiny_dit
     from neurodit.sample import sample
 
     syn = sample(run, 4, root / "syn", steps=2, progress=False)

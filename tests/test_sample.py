@@ -20,19 +20,9 @@ from neurodit.errors import NeuroditError  # noqa: E402
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """A 3-step run of a 2-layer pixel DiT on a 12-subject phantom camcan cohort (16^3 grid)."""
-    from neurodit.data.phantom import make_phantom_cohort
-    from neurodit.data.prepare import prepare
-    from neurodit.train import resolve_train_config, train_dit
+    from helpers import train_tiny_dit
 
-    root = tmp_path_factory.mktemp("sample")
-    cohort = make_phantom_cohort("camcan", 12, root / "cohort", seed=5, voxel_size=6.0)
-    prep = prepare(cohort, root / "prep", shape=(16, 16, 16))
-    preset = root / "p.yaml"
-    preset.write_text(yaml.safe_dump({"grid_shape": [16, 16, 16], "num_layers": 2, "num_attention_heads": 2,
-                                      "attention_head_dim": 16, "patch_size": 8}))
-    cfg = resolve_train_config(None, None, prep_dir=str(prep), out=str(root / "run"), preset=str(preset),
-                               max_steps=3, batch_size=4, preview_per_class=0, log_every=1)
-    return train_dit(cfg)
+    return train_tiny_dit(tmp_path_factory.mktemp("sample"))[0]
 
 
 def test_cli_sample_writes_cohort_that_prepare_accepts(run_dir, tmp_path):

@@ -17,7 +17,6 @@ import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
-import yaml
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
@@ -30,20 +29,9 @@ ACCELERATE = Path(sys.executable).parent / "accelerate"
 @pytest.fixture(scope="module")
 def run_dir(tmp_path_factory):
     """A 2-step run of a 2-layer pixel DiT on a 12-subject phantom camcan cohort (16^3 grid)."""
-    from neurodit.data.phantom import make_phantom_cohort
-    from neurodit.data.prepare import prepare
-    from neurodit.train import resolve_train_config, train_dit
+    from helpers import train_tiny_dit
 
-    root = tmp_path_factory.mktemp("sharded")
-    cohort = make_phantom_cohort("camcan", 12, root / "cohort", seed=5, voxel_size=6.0)
-    prep = prepare(cohort, root / "prep", shape=(16, 16, 16))
-    preset = root / "p.yaml"
-    preset.write_text(yaml.safe_dump({"grid_shape": [16, 16, 16], "num_layers": 2, "num_attention_heads": 2,
-                                      "attention_head_dim": 16, "patch_size": 8}))
-    cfg = resolve_train_config(None, None, prep_dir=str(prep), out=str(root / "run"), preset=str(preset),
-                               max_steps=2, batch_size=4, preview_per_class=0, log_every=1,
-                               mixed_precision="fp32")
-    return train_dit(cfg)
+    return train_tiny_dit(tmp_path_factory.mktemp("sharded"), steps=2, mixed_precision="fp32")[0]
 
 
 def _free_port() -> int:
