@@ -42,7 +42,7 @@ class DemoConfig:
     n_synthetic: int = 100
     sample_steps: int = 25
     guidance: float = 2.0
-    sampler: str = "ddim"
+    sampler: str | None = None  # None: the trained run's own sampler (ddim for ddpm runs, euler for flow)
     eval_max_pairs: int = 300
     eval_permutations: int = 200
     eval_calibrate: bool = True  # the calibration panel: pca / noise / copy / mean scored beside the model
@@ -159,8 +159,9 @@ def run_demo(out: str | Path, quick: bool = False, overrides: dict[str, Any] | N
                scheduler=cfg.sampler, seed=s, overwrite=True)
         return f"{cfg.n_synthetic} synthetic volumes (NIfTI, mm²/s), balanced by sex"
 
+    scheduler_flag = f" --scheduler {cfg.sampler}" if cfg.sampler else ""
     stage("sample", f"neurodit sample {d['run']} --n {cfg.n_synthetic} --out {d['synthetic']} "
-          f"--steps {cfg.sample_steps} --guidance {cfg.guidance:g} --scheduler {cfg.sampler} --seed {s}", synth)
+          f"--steps {cfg.sample_steps} --guidance {cfg.guidance:g}{scheduler_flag} --seed {s}", synth)
 
     def evaluation() -> str:
         ecfg = EvalConfig(max_pairs=cfg.eval_max_pairs, seed=s, permutations=cfg.eval_permutations,

@@ -202,6 +202,7 @@ class TrainedRun:
         from neurodit.data.normalize import Normalization
         from neurodit.diffusion import DiffusionConfig
         from neurodit.models import ModelPreset
+        from neurodit.standardize import load_standardizer
         from neurodit.tiling import TilingSpec
         from neurodit.weights import load_model_folder
 
@@ -228,6 +229,7 @@ class TrainedRun:
         mask_file = self.path / "mask.npy"
         self.mask = np.load(mask_file, allow_pickle=False) if mask_file.is_file() else None
         self.codec = None
+        self.standardizer = load_standardizer(self.path)  # None: trained on raw inputs
         if self.generator == "ddpm3d":
             from neurodit.models.unet3d import UNet3D
 
@@ -266,6 +268,8 @@ class TrainedRun:
         from neurodit.data.prepare import model_to_mm2s
         from neurodit.tiling import mosaic_to_volume
 
+        if self.standardizer is not None:
+            x = self.standardizer.invert(x.float())  # standardized -> model range
         if self.generator == "ddpm3d":
             vol = x[:, 0].clamp(-1.0, 1.0).float().cpu().numpy()  # (B, D, H, W) model range
             return model_to_mm2s(vol, self.norm, self.mask)

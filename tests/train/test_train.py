@@ -215,3 +215,18 @@ def test_train_steps_run_one_by_one(fast_cfg):
     model = build_model(cfg, plan.preset, plan.labels.num_classes)
     out = model(inputs[:2], timestep=torch.tensor([0, 500]), class_labels=torch.tensor([0, 2])).sample
     assert tuple(out.shape) == (2, 1, 64, 64) and float(out.abs().max()) == 0.0  # adaLN-Zero init
+
+
+def test_demo_recipe_is_standardized_flow_and_its_sampler_follows_a_changed_objective():
+    """configs/train/tiny-p32.yaml (the demo recipe, docs/RECIPES.md part 2): rectified flow with t
+    shifted to the noise end on per-pixel standardized mosaics, sampled with euler; switching the
+    objective to ddpm without naming a sampler samples with ddim, and a named wrong one is an error."""
+    from neurodit.train import resolve_train_config
+
+    cfg = resolve_train_config(None, None, preset="tiny-p32")
+    assert (cfg.diffusion.objective, cfg.sampler, cfg.standardize) == ("flow", "euler", "highpass")
+    assert (cfg.diffusion.logit_mean, cfg.diffusion.logit_std, cfg.diffusion.snr_gamma) == (1.0, 1.0, None)
+    ddpm = resolve_train_config(None, None, preset="tiny-p32", objective="ddpm")
+    assert (ddpm.diffusion.objective, ddpm.sampler) == ("ddpm", "ddim")
+    with pytest.raises(NeuroditError, match="sampler must be one of"):
+        resolve_train_config(None, {"sampler": "euler"}, preset="tiny-p32", objective="ddpm")

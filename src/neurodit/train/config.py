@@ -15,6 +15,7 @@ from neurodit.config import CONFIG_DIR, deep_merge, from_dict, read_yaml
 from neurodit.diffusion import DDPM_SAMPLERS, FLOW_SAMPLERS, MIXED_PRECISION, DiffusionConfig
 from neurodit.errors import NeuroditError
 from neurodit.models.unet3d import UNet3DConfig
+from neurodit.standardize import STANDARDIZE
 
 TRAIN_CONFIG_DIR = CONFIG_DIR / "train"
 GENERATORS = ("dit", "ddpm3d", "pca")  # neurodit.generators; dit and ddpm3d train in neurodit.train
@@ -60,6 +61,10 @@ class TrainConfig:
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     unet: UNet3DConfig = field(default_factory=UNet3DConfig)  # ddpm3d only
     components: int | None = None  # pca only: keep the K largest principal components (None: all)
+    # diffusion generators: train on per-pixel standardized inputs (x - mean) / max(sd, floor) of the
+    # training set (neurodit.standardize; saved as RUN_DIR/standardize.safetensors); "none": raw inputs
+    standardize: str = "none"
+    standardize_floor: float = 0.01  # model units: the scale of pixels constant across training inputs
 
     def __post_init__(self) -> None:
         checks = {
@@ -86,6 +91,11 @@ class TrainConfig:
         if self.sampler not in samplers:
             raise NeuroditError(f"train config: sampler must be one of {samplers} for objective "
                                 f"{self.diffusion.objective}, got {self.sampler!r}")
+        if self.standardize not in STANDARDIZE:
+            raise NeuroditError(f"train config: standardize must be one of {STANDARDIZE}, "
+                                f"got {self.standardize!r}")
+        if not self.standardize_floor > 0:
+            raise NeuroditError(f"train config: standardize_floor must be > 0, got {self.standardize_floor}")
         if self.components is not None and self.components < 1:
             raise NeuroditError(f"train config: components must be >= 1, got {self.components}")
 
@@ -107,8 +117,9 @@ def resolve_train_config(config_file: str | Path | None = None, overrides: dict[
 
     ``flags`` whose value is None are ignored (the CLI passes None for options not given).
     The preset and generator (which pick the specific defaults) are taken from the highest-priority
-    source. ``objective`` (a flag: ``ddpm`` or ``flow``) sets ``diffusion.objective``; a flow run whose
-    sampler nobody named samples with ``euler`` (the YAML defaults name DDPM samplers).
+    source. ``objective`` (a flag: ``ddpm`` or ``flow``) sets ``diffusion.objective``; a run whose
+    sampler nobody named and whose YAML sampler belongs to the other objective samples with that
+    objective's default (``euler`` for flow, ``ddim`` for ddpm).
     """
     user = read_yaml(config_file) if config_file else {}
     flags = {k: v for k, v in flags.items() if v is not None}
@@ -122,6 +133,10 @@ def resolve_train_config(config_file: str | Path | None = None, overrides: dict[
     data = deep_merge(data, overrides or {})
     data = deep_merge(data, flags)
     named_sampler = any("sampler" in s for s in sources)
-    if (data.get("diffusion") or {}).get("objective") == "flow" and not named_sampler:
-        data["sampler"] = FLOW_SAMPLERS[0]
+    if not named_sampler:  # the YAML's sampler belongs to the YAML's objective: follow a changed one
+        flow = (data.get("diffusion") or {}).get("objective") == "flow"
+        if flow and data.get("sampler") not in FLOW_SAMPLERS:
+            data["sampler"] = FLOW_SAMPLERS[0]
+        elif not flow and data.get("sampler") not in DDPM_SAMPLERS:
+            data["sampler"] = DDPM_SAMPLERS[0]
     return from_dict(TrainConfig, data)

@@ -43,6 +43,7 @@ from neurodit.diffusion import Diffusion, autocast_dtype, create_diffusion, mixe
 from neurodit.errors import NeuroditError
 from neurodit.io import atomic_dir, atomic_write_text, read_json, write_run_info
 from neurodit.runs import LabelSpec, make_labels, write_run_files
+from neurodit.standardize import Standardizer, fit_standardizer, save_standardizer
 from neurodit.train import checkpoint as ckpt_io
 from neurodit.train.config import TrainConfig
 from neurodit.train.data import cache_key, load_or_build_inputs
@@ -52,7 +53,8 @@ GENERATORS = ("dit", "ddpm3d")  # the generators this loop trains (pca is fitted
 log = logging.getLogger(__name__)
 
 # Fields that define what a run learns: a resumed run must agree on all of them.
-_IDENTITY = ("generator", "preset", "preset_overrides", "label", "age_bins", "diffusion", "unet", "init")
+_IDENTITY = ("generator", "preset", "preset_overrides", "label", "age_bins", "diffusion", "unet", "init",
+             "standardize", "standardize_floor")
 
 
 @contextlib.contextmanager
@@ -404,7 +406,7 @@ def train_loop(cfg: TrainConfig, accelerator, model, optimizer, lr_sched, ema, p
 
 def export_run(plan: RunPlan, accelerator, model, ema, process: Diffusion, codec, *, mixed_precision: str,
                inputs: torch.Tensor, targets: torch.Tensor, loss_rows: list[dict[str, Any]], start: int,
-               train_seconds: float) -> None:
+               train_seconds: float, standardizer: Standardizer | None = None) -> None:
     """Step 7: EMA weights as a diffusers folder (``model/``; ``UNet3D.save_pretrained`` writes the same
     layout with ``model.safetensors``), ``loss.csv``, previews, ``run.json``."""
     cfg, run_dir = plan.cfg, plan.run_dir
@@ -419,7 +421,8 @@ def export_run(plan: RunPlan, accelerator, model, ema, process: Diffusion, codec
         export.save_pretrained(tmp, safe_serialization=True)
     _write_loss_csv(run_dir / "loss.csv", loss_rows)
     preview = render_previews(export.to(accelerator.device), plan.labels, cfg, process, run_dir, codec,
-                              mixed_precision=mixed_precision, real=inputs, real_ids=targets, spec=plan.spec)
+                              mixed_precision=mixed_precision, real=inputs, real_ids=targets, spec=plan.spec,
+                              standardizer=standardizer)
     write_run_info(run_dir, to_dict(cfg), cfg.seed, generator=cfg.generator, preset=plan.preset.to_dict(),
                    labels=plan.labels.to_dict(),
                    steps_trained=steps_run, resumed_from=start, mixed_precision=mixed_precision,
@@ -450,6 +453,12 @@ def train_dit(cfg: TrainConfig, *, vae=None) -> Path:
         set_up_run_folder(plan, accelerator)
         device = accelerator.device
         inputs, codec = build_inputs(plan, device, accelerator.process_index, vae)
+        standardizer = None
+        if cfg.standardize != "none":  # every rank fits the same numbers from the same inputs
+            standardizer = fit_standardizer(inputs, cfg.standardize_floor, cfg.standardize)
+            if accelerator.is_main_process:
+                save_standardizer(plan.run_dir, standardizer)
+            inputs = standardizer.apply(inputs)  # (N, C, ...) model range -> standardized
         targets = torch.from_numpy(plan.class_ids).to(device)
 
         process = create_diffusion(cfg.diffusion)
@@ -469,7 +478,8 @@ def train_dit(cfg: TrainConfig, *, vae=None) -> Path:
         seconds = train_loop(cfg, accelerator, model, optimizer, lr_sched, ema, process, inputs, targets,
                              plan.labels.null_class, start, loss_rows, plan.run_dir, pending)
         export_run(plan, accelerator, model, ema, process, codec, mixed_precision=mp, inputs=inputs,
-                   targets=targets, loss_rows=loss_rows, start=start, train_seconds=seconds)
+                   targets=targets, loss_rows=loss_rows, start=start, train_seconds=seconds,
+                   standardizer=standardizer)
         accelerator.end_training()
     return plan.run_dir
 
@@ -477,10 +487,11 @@ def train_dit(cfg: TrainConfig, *, vae=None) -> Path:
 @torch.no_grad()
 def render_previews(model, labels: LabelSpec, cfg: TrainConfig, process: Diffusion, run_dir: Path, codec,
                     *, mixed_precision: str, real: torch.Tensor, real_ids: torch.Tensor,
-                    spec=None) -> dict[str, Any]:
+                    spec=None, standardizer: Standardizer | None = None) -> dict[str, Any]:
     """Sample ``preview_per_class`` mosaics per class and render them (and real ones) to samples/*.png.
 
-    Volume models (inputs (N, 1, D, H, W)) are tiled with ``spec`` for the same mosaic PNGs."""
+    Volume models (inputs (N, 1, D, H, W)) are tiled with ``spec`` for the same mosaic PNGs. ``real``
+    and the samples are in the model's (standardized, when ``standardizer``) space."""
     from neurodit.mosaic_files import save_mosaic_png
     from neurodit.tiling import volume_to_mosaic
 
@@ -496,12 +507,14 @@ def render_previews(model, labels: LabelSpec, cfg: TrainConfig, process: Diffusi
     def as_mosaic(v: torch.Tensor) -> torch.Tensor:  # (B, 1, D, H, W) -> (B, 1, M, M); mosaics as they are
         return volume_to_mosaic(v[:, 0], spec)[:, None] if v.dim() == 5 else v
 
-    x = as_mosaic(x)
+    unstd = standardizer.invert if standardizer is not None else (lambda v: v)
+    x = as_mosaic(unstd(x))
     mos = codec.decode(x) if codec is not None else x.clamp(-1, 1)  # (B, 1, M, M)
     # the same number of real mosaics per class, for a side-by-side look
     pick = torch.cat([torch.nonzero(real_ids == k)[: cfg.preview_per_class, 0]
                       for k in range(labels.num_classes)])
-    real_mos = codec.decode(real[pick]) if codec is not None else as_mosaic(real[pick])
+    real_raw = unstd(real[pick])
+    real_mos = codec.decode(real_raw) if codec is not None else as_mosaic(real_raw)
     titles = [labels.classes[int(k)] for k in ids]
     out = run_dir / "samples"
     save_mosaic_png(mos[:, 0].cpu(), out / "preview.png", vmin=-1.0, vmax=1.0, titles=titles)
