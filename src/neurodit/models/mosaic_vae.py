@@ -28,7 +28,7 @@ from neurodit.io import atomic_dir, write_json
 
 @dataclass
 class MosaicVAEConfig:
-    """Size and training budget of the mosaic autoencoder (defaults: ~0.4M parameters)."""
+    """Size and training budget of the mosaic autoencoder (defaults: 0.98M parameters)."""
 
     channels: tuple[int, ...] = (16, 32, 64, 64)  # one block per entry: len - 1 halvings (/8)
     latent_channels: int = 4  # latent presets' DiT input (neurodit.models.presets.LATENT_CHANNELS)
