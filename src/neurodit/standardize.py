@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save as st_save
 
 from neurodit.errors import NeuroditError
 from neurodit.io import atomic_write_bytes
@@ -81,12 +81,8 @@ def fit_standardizer(x: torch.Tensor, floor: float, kind: str = "pixel") -> Stan
 
 def save_standardizer(run_dir: str | Path, st: Standardizer) -> Path:
     """Write ``RUN_DIR/standardize.safetensors`` atomically (temp file, then rename)."""
-    path = Path(run_dir) / FILE
-    tmp = path.with_name(f".{FILE}.tmp")
-    save_file({"mean": st.mean.cpu(), "scale": st.scale.cpu()}, str(tmp))
-    atomic_write_bytes(path, tmp.read_bytes())
-    tmp.unlink()
-    return path
+    blob = st_save({"mean": st.mean.cpu().contiguous(), "scale": st.scale.cpu().contiguous()})
+    return atomic_write_bytes(Path(run_dir) / FILE, blob)
 
 
 def load_standardizer(run_dir: str | Path) -> Standardizer | None:

@@ -14,7 +14,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as st_save
 
 from neurodit.io import atomic_write_bytes
 
@@ -40,9 +41,6 @@ def load_or_build_inputs(cache_file: Path, key: str, build) -> torch.Tensor:
         except (OSError, RuntimeError, ValueError):
             pass  # unreadable cache: rebuild it
     x = build().contiguous().float()
-    tmp = cache_file.with_name(f".{cache_file.name}.tmp")
     cache_file.parent.mkdir(parents=True, exist_ok=True)
-    save_file({"inputs": x}, str(tmp), metadata={"key": key})
-    atomic_write_bytes(cache_file, tmp.read_bytes())
-    tmp.unlink()
+    atomic_write_bytes(cache_file, st_save({"inputs": x}, metadata={"key": key}))
     return x
