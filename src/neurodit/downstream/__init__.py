@@ -13,7 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from neurodit.downstream.experiment import DownstreamConfig, LabelledSet, labelled_from_table, run_experiment
+from neurodit.downstream.experiment import DownstreamConfig, run_experiment
+from neurodit.downstream.labelled import LabelledSet, labelled_from_table
 
 __all__ = ["DownstreamConfig", "LabelledSet", "labelled_from_table", "load_labelled", "run_downstream",
            "run_experiment"]
