@@ -73,7 +73,6 @@ import io
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -82,53 +81,15 @@ import torch
 
 from neurodit.config import to_dict
 from neurodit.downstream import nets
+from neurodit.downstream.config import TARGET_ARMS, DownstreamConfig
 from neurodit.downstream.labelled import LabelledSet
-from neurodit.downstream.results import SOURCE_ARMS, TARGET_ARMS, build_results
+from neurodit.downstream.results import build_results
 from neurodit.downstream.splits import grouped_folds, grouped_holdout
 from neurodit.downstream.stats import classification_metrics
 from neurodit.downstream.train import fit_classifier, predict_proba
 from neurodit.errors import NeuroditError
 from neurodit.io import atomic_dir, atomic_write_text, seed_everything, write_json, write_run_info
 from neurodit.models.fit import bf16_supported
-
-
-@dataclass
-class DownstreamConfig:
-    """Settings of :func:`run_experiment` (all saved in ``run.json`` and ``results.json``)."""
-
-    arch: str = "small"  # small | densenet121 | resnet10
-    folds: int = 5
-    seeds: int = 3
-    seed: int = 0  # seeds used: seed, seed+1, ..., seed+seeds-1
-    shape: tuple[int, int, int] = (32, 32, 32)  # common grid (voxels) the cohorts are resampled to
-    epochs: int = 20  # maximum epochs per model
-    patience: int = 5  # early stopping: epochs without a lower validation loss
-    batch_size: int = 16
-    lr: float = 1e-3
-    weight_decay: float = 1e-2
-    val_fraction: float = 0.2  # of the training participants, for early stopping
-    freeze_backbone: bool = False  # target arms with a source backbone: train the head only
-    include_mci: bool = False  # MCI joins AD as the positive class instead of being dropped
-    augment: bool = False  # random intensity gain/offset/noise inside the brain (training only)
-    amp: bool = True  # bf16 autocast on CUDA GPUs with bf16 (off on CPU: see models.fit.bf16_supported)
-    device: str = "auto"  # auto | cpu | cuda
-    threads: int = 0  # torch CPU threads; 0 = auto (see _auto_threads)
-    n_boot: int = 10000  # bootstrap resamples of the paired differences
-    # arms to run (names of SOURCE_ARMS / TARGET_ARMS); empty = all. Without target arms no TARGET is
-    # needed and no full source models are trained (``neurodit compare`` runs sex/real and
-    # sex/real+synthetic only)
-    arms: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        self.arms = tuple(self.arms)
-        bad = [a for a in self.arms if a not in SOURCE_ARMS + TARGET_ARMS]
-        if bad:
-            raise NeuroditError(f"unknown downstream arm(s) {', '.join(bad)} "
-                                f"(known: {', '.join(SOURCE_ARMS + TARGET_ARMS)})")
-
-    def wanted(self) -> tuple[str, ...]:
-        """The arms that run, in SOURCE_ARMS + TARGET_ARMS order."""
-        return tuple(a for a in SOURCE_ARMS + TARGET_ARMS if not self.arms or a in self.arms)
 
 
 # ------------------------------------------------------------------------------------------- core

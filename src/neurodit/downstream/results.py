@@ -1,21 +1,15 @@
-"""The arms of the downstream experiment and the ``results.json`` they make: per-arm summaries, paired
+"""The ``results.json`` of the downstream experiment: per-arm summaries, paired
 comparisons with plain-words verdicts (schema in :mod:`neurodit.downstream.experiment`)."""
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 
 from neurodit.config import to_dict
+from neurodit.downstream.config import SOURCE_ARMS, TARGET_ARMS, DownstreamConfig
 from neurodit.downstream.stats import METRICS, paired_comparison, summarize, verdict
 
-if TYPE_CHECKING:
-    from neurodit.downstream.experiment import DownstreamConfig
-
-SOURCE_ARMS = ("sex/real", "sex/real+synthetic", "sex/synthetic")
-TARGET_ARMS = ("ad/scratch", "ad/init-real", "ad/init-real+synthetic")
 ARM_TEXT = {
     "sex/real": "sex from real source participants",
     "sex/real+synthetic": "sex from real source participants plus all synthetic volumes",
