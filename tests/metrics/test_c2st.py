@@ -94,3 +94,20 @@ def test_logistic_fit_matches_sklearn_and_verdict_words():
     assert c2st_verdict("voxel", 0.99, 0.005) == ("a linear classifier on the voxel values tells synthetic from "
                                                  "real with AUC 0.99 (p < 0.01): easy to tell apart")
     assert c2st_verdict("cnn", 0.52, 0.41).endswith("(AUC 0.52, p 0.41): could not tell them apart")
+
+
+def test_batched_fold_auc_is_the_per_row_fold_auc_exactly():
+    """The bootstrap CI and the permutation null score all resamples at once: the same floats as one
+    ``_fold_auc`` per row, ties included (shared labels, and one label vector per row)."""
+    from neurodit.metrics.c2st import _fold_auc, _fold_auc_batch, _folds, _permute_within_folds
+
+    rng = np.random.default_rng(3)
+    y = np.r_[np.zeros(11, int), np.ones(12, int)]
+    fold_of = _folds(y, 4, seed=0)
+    scores = np.round(rng.normal(size=(9, 23)), 1)  # rounded: many ties
+    want = [_fold_auc(s, y, fold_of) for s in scores]
+    assert np.array_equal(_fold_auc_batch(scores, y, fold_of), want)
+    yp = np.array([_permute_within_folds(y, fold_of, rng) for _ in range(9)])
+    assert np.array_equal(_fold_auc_batch(scores, yp, fold_of),
+                          [_fold_auc(s, t, fold_of) for s, t in zip(scores, yp, strict=True)])
+    assert 0.0 <= min(want) and max(want) <= 1.0 and len(set(want)) > 3
