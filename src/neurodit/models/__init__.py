@@ -7,20 +7,28 @@ Public API (see docs/ARCHITECTURE.md, "Generative core"):
 - ``load_init``, ``export_original_state_dict``, ``convert_original_state_dict``
   (``neurodit.models.pretrained``)
 - ``LatentCodec``, ``load_vae``, ``make_tiny_vae`` (``neurodit.models.latent``)
+- ``SmallCNN`` (``neurodit.models.small_cnn``: the downstream classifier, the C2ST CNN view, the judge's encoder)
+  and its training routine ``fit_network`` (``neurodit.models.fit``)
 """
 
-from neurodit.models.dit import (
-    build_dit,
-    check_compatible,
-    disable_label_dropout,
-    dit_initialize,
-    label_dropout_probs,
-    num_classes_of,
-    share_block_embedders,
-)
-from neurodit.models.latent import LatentCodec, load_vae, make_tiny_vae
-from neurodit.models.presets import ModelPreset, list_presets, load_preset
-from neurodit.models.pretrained import convert_original_state_dict, export_original_state_dict, load_init
+import importlib
+
+# name -> submodule. Loaded on first use (PEP 562): the judge and the downstream classifier import
+# neurodit.models.small_cnn / neurodit.models.fit, which must not pull in diffusers (seconds per process).
+_HOMES = {
+    "build_dit": "dit", "check_compatible": "dit", "disable_label_dropout": "dit", "dit_initialize": "dit",
+    "label_dropout_probs": "dit", "num_classes_of": "dit", "share_block_embedders": "dit",
+    "LatentCodec": "latent", "load_vae": "latent", "make_tiny_vae": "latent",
+    "ModelPreset": "presets", "list_presets": "presets", "load_preset": "presets",
+    "convert_original_state_dict": "pretrained", "export_original_state_dict": "pretrained", "load_init": "pretrained",
+}
+
+
+def __getattr__(name: str):
+    if name in _HOMES:
+        return getattr(importlib.import_module(f"neurodit.models.{_HOMES[name]}"), name)
+    raise AttributeError(f"module 'neurodit.models' has no attribute {name!r}")
+
 
 __all__ = [
     "LatentCodec", "ModelPreset", "build_dit", "check_compatible", "convert_original_state_dict",
