@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 
 from neurodit.cli import app
 
-STAGES = ("phantom", "prepare", "tile", "train", "sample", "evaluate", "downstream", "compare", "report")
+STAGES = ("phantom", "split", "prepare", "tile", "train", "sample", "evaluate", "downstream", "compare", "report")
 
 
 @pytest.mark.slow
@@ -69,3 +69,43 @@ def test_demo_quick_end_to_end(tmp_path):
     assert [r["label"] for r in cmp["rows"]] == ["dit", "pca", "ddpm3d"]
     assert all(r["budget"] for r in cmp["rows"]) and "2 steps" in cmp["rows"][2]["budget"]
     assert cmp["summary"] in page
+
+
+def _tree(root, swap=("", "")):
+    """{relative file: bytes} under ``root`` (run records and timings left out; ``swap`` renames the
+    root inside text files that record absolute paths)."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and p.name not in ("run.json", "prepare.json"):
+            data = p.read_bytes()
+            out[str(p.relative_to(root))] = data.replace(*(s.encode() for s in swap)) if p.suffix == ".tsv" else data
+    return out
+
+
+def test_demo_data_commands_recreate_its_folders(tmp_path):
+    """Every command the demo prints for its data stages (phantom, split, prepare + export), run
+    through the CLI into another folder, writes the same participants and the same files."""
+    import shlex
+
+    from neurodit.demo import _DemoRun, _phantoms, _prepare, _split, load_demo_config
+
+    cfg = load_demo_config(quick=True, overrides={"n_camcan": 8, "n_adni": 4, "phantom_voxel_size": 8.0})
+    demo, again = tmp_path / "demo", tmp_path / "again"
+    lines = []
+    run = _DemoRun(cfg, demo, lines.append)
+    for step in (_phantoms, _split, _prepare):
+        step(run)
+    assert set(run.commands) == {"phantom", "split", "prepare"}
+    for name, line in run.commands.items():
+        for command in line.replace(str(demo), str(again)).split("; "):
+            argv = shlex.split(command)
+            assert argv[0] == "neurodit", command
+            res = CliRunner().invoke(app, argv[1:])
+            assert res.exit_code == 0, (name, command, res.output)
+    held = pd.read_csv(demo / "camcan_heldout/participants.tsv", sep="\t")["participant_id"]
+    assert len(held) == 2 and not set(held) & set(pd.read_csv(demo / "camcan_train/participants.tsv",
+                                                              sep="\t")["participant_id"])
+    folders = [k for k in run.d if (demo / k).exists()]
+    assert {"camcan_train", "camcan_heldout", "real_train", "real_heldout", "adni_grid"} <= set(folders)
+    for k in folders:
+        assert _tree(again / k) == _tree(demo / k, (str(demo), str(again))), k
