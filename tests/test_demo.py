@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import html
 import json
+import shlex
 
 import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
+import typer
 from typer.testing import CliRunner
 
 from neurodit.cli import app
 
-STAGES = ("phantom", "prepare", "tile", "train", "sample", "evaluate", "downstream", "compare", "report")
+STAGES = ("phantom", "split", "prepare", "tile", "train", "sample", "evaluate", "downstream", "compare", "report")
 
 
 @pytest.mark.slow
@@ -28,6 +30,14 @@ def test_demo_quick_end_to_end(tmp_path):
 
     demo = json.loads((out / "demo.json").read_text())
     assert set(demo["timings_s"]) == set(STAGES)
+    # every printed command is a valid call of the CLI: its options parse (the data stages' commands
+    # are run for real in test_demo_data_commands_recreate_its_folders)
+    group = typer.main.get_command(app)
+    for line in demo["commands"].values():
+        for command in line.split("; "):
+            argv = shlex.split(command)
+            assert argv[0] == "neurodit", command
+            group.commands[argv[1]].make_context(argv[1], argv[2:])
     run = json.loads((out / "run.json").read_text())
     assert run["seed"] == 0 and "torch" in run["versions"]
 
@@ -69,3 +79,134 @@ def test_demo_quick_end_to_end(tmp_path):
     assert [r["label"] for r in cmp["rows"]] == ["dit", "pca", "ddpm3d"]
     assert all(r["budget"] for r in cmp["rows"]) and "2 steps" in cmp["rows"][2]["budget"]
     assert cmp["summary"] in page
+
+
+def _tree(root, swap=("", "")):
+    """{relative file: bytes} under ``root`` (run records and timings left out; ``swap`` renames the
+    root inside text files that record absolute paths)."""
+    out = {}
+    for p in sorted(root.rglob("*")):
+        if p.is_file() and p.name not in ("run.json", "prepare.json"):
+            data = p.read_bytes()
+            out[str(p.relative_to(root))] = data.replace(*(s.encode() for s in swap)) if p.suffix == ".tsv" else data
+    return out
+
+
+def test_demo_data_commands_recreate_its_folders(tmp_path):
+    """Every command the demo prints for its data stages (phantom, split, prepare + export), run
+    through the CLI into another folder, writes the same participants and the same files."""
+    from neurodit.demo import _DemoRun, _phantoms, _prepare, _split, load_demo_config
+
+    cfg = load_demo_config(quick=True, overrides={"n_camcan": 8, "n_adni": 4, "phantom_voxel_size": 8.0})
+    demo, again = tmp_path / "demo", tmp_path / "again"
+    lines = []
+    run = _DemoRun(cfg, demo, lines.append)
+    for step in (_phantoms, _split, _prepare):
+        step(run)
+    assert set(run.commands) == {"phantom", "split", "prepare"}
+    for name, line in run.commands.items():
+        for command in line.replace(str(demo), str(again)).split("; "):
+            argv = shlex.split(command)
+            assert argv[0] == "neurodit", command
+            res = CliRunner().invoke(app, argv[1:])
+            assert res.exit_code == 0, (name, command, res.output)
+    held = pd.read_csv(demo / "camcan_heldout/participants.tsv", sep="\t")["participant_id"]
+    assert len(held) == 2 and not set(held) & set(pd.read_csv(demo / "camcan_train/participants.tsv",
+                                                              sep="\t")["participant_id"])
+    folders = [k for k in run.d if (demo / k).exists()]
+    assert {"camcan_train", "camcan_heldout", "real_train", "real_heldout", "adni_grid"} <= set(folders)
+    for k in folders:
+        assert _tree(again / k) == _tree(demo / k, (str(demo), str(again))), k
+
+
+class _Stop(Exception):
+    """Raised by a recorder on the CLI side: the command has made its one stage call."""
+
+
+def _plain(value):
+    """Arguments in comparable form: paths as strings, tuples as lists, dataclasses as dicts."""
+    import dataclasses
+    from pathlib import Path
+
+    if dataclasses.is_dataclass(value):
+        return _plain(dataclasses.asdict(value))
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    return str(value) if isinstance(value, Path) else value
+
+
+def test_every_printed_command_makes_the_demos_own_calls(tmp_path, monkeypatch):
+    """Each stage's printed command, run through the CLI, calls the stage function with the very
+    arguments and resolved settings the demo used (stage functions replaced by recorders: nothing runs)."""
+    import importlib
+    import inspect
+
+    from neurodit import demo
+    from neurodit.downstream import DownstreamConfig
+
+    calls, on_cli = [], []
+
+    def recorder(name, signature_of, result=None, normalise=None):
+        sig = inspect.signature(signature_of)
+
+        def record(*args, **kwargs):
+            bound = sig.bind(*args, **kwargs)
+            bound.apply_defaults()
+            calls.append((name, _plain((normalise or dict)(dict(bound.arguments)))))
+            if on_cli:  # a command makes one stage call: stop it there
+                raise _Stop
+            return result
+        return record
+
+    def downstream_config(a):  # the keyword settings resolved into the one config they make
+        a["config"] = DownstreamConfig(arch=a.pop("arch"), folds=a.pop("folds"), seeds=a.pop("seeds"),
+                                       **a.pop("settings"))
+        a.pop("progress")
+        return a
+
+    def train_config(a):  # train_dit(cfg) in the demo, fit(prep_dir, cfg) in the CLI: the config decides
+        return {"cfg": a["cfg"]}
+
+    sample = importlib.import_module("neurodit.sample").sample  # the CLI samples through the generator interface
+    stages = [  # module, function, call name, signature, value the demo goes on with, normaliser
+        ("neurodit.data.phantom", "make_phantom_cohort", "phantom", None, None, None),
+        ("neurodit.data.split", "split_cohort", "split", None, ("train", "held"), None),
+        ("neurodit.data.prepare", "prepare", "prepare", None, None, None),
+        ("neurodit.data.prepare", "export_prepared", "export", None, None, None),
+        ("neurodit.data.prepare", "load_prepared", "read", None, [0], None),
+        ("neurodit.mosaic_files", "tile_file", "tile", None, None, None),
+        ("neurodit.train", "train_dit", "train", None, None, train_config),
+        ("neurodit.generators.base", "fit", "train", None, None, train_config),
+        ("neurodit.generators", "fit", "train", None, None, train_config),
+        ("neurodit.sample", "sample", "sample", None, None, None),
+        ("neurodit.generators.base", "sample", "sample", sample, None, None),
+        ("neurodit.metrics.evaluate", "evaluate", "evaluate", None, None, None),
+        ("neurodit.metrics.schema", "read_metrics", "read", None, {"verdicts": {}}, None),
+        ("neurodit.downstream", "run_downstream", "downstream", None, None, downstream_config),
+        ("neurodit.compare", "compare", "compare", None, None, None),
+        ("neurodit.compare", "read_comparison", "read", None, {"summary": ""}, None),
+        ("neurodit.report", "build_report", "report", None, None, None),
+    ]
+    for module_name, attr, name, signature_of, result, normalise in stages:
+        module = importlib.import_module(module_name)  # (neurodit.data re-exports functions over module names)
+        monkeypatch.setattr(module, attr, recorder(name, signature_of or getattr(module, attr), result, normalise))
+
+    r = demo._DemoRun(demo.load_demo_config(quick=True, overrides={"seed": 3}), tmp_path / "demo", lambda line: None)
+    r.d["real_train"].mkdir(parents=True)
+    (r.d["real_train"] / "sub-0001_md.nii.gz").touch()  # the volume tile picks
+    for step in (demo._phantoms, demo._split, demo._prepare, demo._tile, demo._train, demo._sample,
+                 demo._evaluate, demo._downstream, demo._compare):
+        before = set(r.commands)
+        step(r)
+        (stage,) = set(r.commands) - before
+        made = [c for c in calls if c[0] != "read"]
+        calls.clear()
+        on_cli.append(True)
+        for command in r.commands[stage].split("; "):
+            res = CliRunner().invoke(app, shlex.split(command)[1:])
+            assert isinstance(res.exception, _Stop), (command, res.output)
+        on_cli.clear()
+        assert [c for c in calls if c[0] != "read"] == made, stage
+        calls.clear()

@@ -106,6 +106,38 @@ def prepare_cmd(
     typer.echo(f"prepare: wrote {path}")
 
 
+@command("split")
+def split_cmd(
+    data_dir: Annotated[Path, typer.Argument(help="cohort folder to split (participants.tsv + NIfTI)")],
+    train_out: Annotated[Path, typer.Option(help="training cohort folder to write")],
+    heldout_out: Annotated[Path, typer.Option(help="held-out cohort folder to write")],
+    heldout_fraction: Annotated[float, typer.Option(help="fraction of participants held out")] = 0.2,
+    seed: Annotated[int, typer.Option(help="random seed: same seed, same split")] = 0,
+    stratify: Annotated[str, typer.Option(help="label column whose classes keep their proportions "
+                                               "('' for none)")] = "sex",
+    overwrite: Annotated[bool, typer.Option(help="replace non-empty output folders")] = False,
+):
+    """Split a cohort by participant (all sessions on one side), stratified, into two cohort folders."""
+    from neurodit.data.split import split_cohort
+
+    train, held = split_cohort(data_dir, train_out, heldout_out, heldout_fraction=heldout_fraction, seed=seed,
+                               stratify=stratify or None, overwrite=overwrite)
+    typer.echo(f"split: wrote {train} and {held}")
+
+
+@command("export")
+def export_cmd(
+    prep_dir: Annotated[Path, typer.Argument(help="folder written by `neurodit prepare`")],
+    out: Annotated[Path, typer.Option(help="output cohort folder (participants.tsv + NIfTI in mm2/s)")],
+    overwrite: Annotated[bool, typer.Option(help="replace a non-empty output folder")] = False,
+):
+    """Write a prepared cohort back as NIfTI in mm2/s on its grid (the real data as a generator sees it)."""
+    from neurodit.data.prepare import export_prepared
+
+    path = export_prepared(prep_dir, out, overwrite=overwrite)
+    typer.echo(f"export: wrote {path}")
+
+
 # --------------------------------------------------------------------------- reference generators
 @command("baseline")
 def baseline_cmd(

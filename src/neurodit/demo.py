@@ -14,11 +14,14 @@ close the synthetic volumes come to them.
 
 from __future__ import annotations
 
+import shlex
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+
+import yaml
 
 from neurodit.config import CONFIG_DIR, deep_merge, from_dict, read_yaml, to_dict
 from neurodit.errors import NeuroditError
@@ -68,161 +71,268 @@ def load_demo_config(quick: bool = False, overrides: dict[str, Any] | None = Non
     return from_dict(DemoConfig, deep_merge(data, overrides or {}))
 
 
-def run_demo(out: str | Path, quick: bool = False, overrides: dict[str, Any] | None = None,
-             echo: Callable[[str], None] = print, full: bool = False) -> Path:
-    """Run every stage into ``out``; returns the path of ``out/report.html``."""
-    from neurodit.compare import COMPARE_ARMS, CompareConfig, compare, read_comparison
-    from neurodit.data.phantom import make_phantom_cohort
-    from neurodit.data.prepare import load_prepared, prepare
-    from neurodit.data.split import export_prepared, split_cohort
-    from neurodit.downstream import DownstreamConfig, run_downstream
-    from neurodit.generators import fit
-    from neurodit.metrics.evaluate import EvalConfig, evaluate
-    from neurodit.metrics.schema import read_metrics
-    from neurodit.models.presets import load_preset
-    from neurodit.mosaic_files import tile_file
-    from neurodit.report import build_report
-    from neurodit.sample import sample
-    from neurodit.train import resolve_train_config, train_dit
+FOLDERS = ("camcan", "camcan_train", "camcan_heldout", "adni", "prep_train", "prep_heldout", "prep_adni",
+           "real_train", "real_heldout", "adni_grid", "tile", "run", "synthetic", "eval", "downstream", "cache",
+           "compare")
 
-    cfg = load_demo_config(quick, overrides, full=full)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    preset = load_preset(cfg.preset)
-    shape = tuple(int(s) for s in preset.grid_shape)
-    shape_arg = " ".join(map(str, shape))
-    d = {k: out / k for k in ("camcan", "camcan_train", "camcan_heldout", "adni", "prep_train",
-                              "prep_heldout", "prep_adni", "real_train", "real_heldout", "adni_grid",
-                              "tile", "run", "synthetic", "eval", "downstream", "cache", "compare")}
-    timings: dict[str, float] = {}
-    commands: dict[str, str] = {}
 
-    def stage(name: str, command: str, fn: Callable[[], str]) -> None:
+def _q(path: Any) -> str:
+    """A path as one shell word (unchanged unless it holds spaces or shell characters)."""
+    return shlex.quote(str(path))
+
+
+def _set_flags(overrides: dict[str, Any], prefix: str = "") -> str:
+    """``{"a": {"b": 1e-5}}`` -> `` --set a.b=1.0e-05``: values spelled as the YAML scalars that
+    ``neurodit.config.parse_overrides`` reads back to the same values."""
+    flags = ""
+    for key, value in overrides.items():
+        if isinstance(value, dict):
+            flags += _set_flags(value, f"{prefix}{key}.")
+        else:
+            text = yaml.safe_dump(value, default_flow_style=True, width=float("inf")).removesuffix("...\n").strip()
+            flags += f" --set {_q(f'{prefix}{key}={text}')}"
+    return flags
+
+
+@dataclass
+class _DemoRun:
+    """One demo run: its settings, folders (``d``: name -> path under ``out``), and per stage the
+    seconds and the CLI command that re-creates that stage's folders (stored in demo.json)."""
+
+    cfg: DemoConfig
+    out: Path
+    echo: Callable[[str], None]
+    d: dict[str, Path] = field(init=False)
+    preset: Any = field(init=False)  # the ModelPreset: its grid is the prepared shape
+    shape: tuple[int, ...] = field(init=False)
+    timings: dict[str, float] = field(default_factory=dict)
+    commands: dict[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        from neurodit.models.presets import load_preset
+
+        self.d = {k: self.out / k for k in FOLDERS}
+        self.preset = load_preset(self.cfg.preset)
+        self.shape = tuple(int(s) for s in self.preset.grid_shape)
+
+    @property
+    def shape_arg(self) -> str:
+        return " ".join(map(str, self.shape))
+
+    def stage(self, name: str, command: str, fn: Callable[[], str]) -> None:
         t0 = time.perf_counter()
         summary = fn()
-        timings[name] = round(time.perf_counter() - t0, 1)
-        commands[name] = command
-        echo(f"[{name}] {summary} ({timings[name]:.1f} s)")
-        echo(f"    re-run: {command}")
+        self.timings[name] = round(time.perf_counter() - t0, 1)
+        self.commands[name] = command
+        self.echo(f"[{name}] {summary} ({self.timings[name]:.1f} s)")
+        self.echo(f"    re-run: {command}")
 
-    s = cfg.seed
+    def write_summary(self, quick: bool) -> None:
+        write_json(self.out / "demo.json", {"config": to_dict(self.cfg), "quick": quick, "timings_s": self.timings,
+                                            "commands": self.commands,
+                                            "folders": {k: str(v) for k, v in self.d.items()}})
 
-    def phantoms() -> str:
-        make_phantom_cohort("camcan", n=cfg.n_camcan, out=d["camcan"], seed=s,
-                            voxel_size=cfg.phantom_voxel_size, overwrite=True)
-        make_phantom_cohort("adni", n=cfg.n_adni, out=d["adni"], seed=s + 1,
-                            voxel_size=cfg.phantom_voxel_size, overwrite=True)
-        split_cohort(d["camcan"], d["camcan_train"], d["camcan_heldout"], cfg.heldout_fraction, seed=s,
+
+def _phantoms(r: _DemoRun) -> None:
+    from neurodit.data.phantom import make_phantom_cohort
+
+    c, d, s = r.cfg, r.d, r.cfg.seed
+    cohorts = (("camcan", c.n_camcan, s), ("adni", c.n_adni, s + 1))
+
+    def run() -> str:
+        for name, n, seed in cohorts:
+            make_phantom_cohort(name, n=n, out=d[name], seed=seed, voxel_size=c.phantom_voxel_size, overwrite=True)
+        return f"{c.n_camcan} camcan + {c.n_adni} adni phantom subjects at {c.phantom_voxel_size:g} mm"
+
+    r.stage("phantom", "; ".join(f"neurodit phantom --cohort {name} --n {n} --out {_q(d[name])} --seed {seed} "
+                                 f"--voxel-size {c.phantom_voxel_size:g} --overwrite" for name, n, seed in cohorts), run)
+
+
+def _split(r: _DemoRun) -> None:
+    from neurodit.data.split import split_cohort
+
+    c, d = r.cfg, r.d
+
+    def run() -> str:
+        split_cohort(d["camcan"], d["camcan_train"], d["camcan_heldout"], c.heldout_fraction, seed=c.seed,
                      overwrite=True)
-        return (f"{cfg.n_camcan} camcan + {cfg.n_adni} adni phantom subjects at {cfg.phantom_voxel_size:g} mm; "
-                f"camcan split by participant into train/held-out ({cfg.heldout_fraction:.0%})")
+        return f"camcan split by participant into train/held-out ({c.heldout_fraction:.0%})"
 
-    stage("phantom", f"neurodit phantom --cohort camcan --n {cfg.n_camcan} --out {d['camcan']} --seed {s} "
-          f"--voxel-size {cfg.phantom_voxel_size:g}; neurodit phantom --cohort adni --n {cfg.n_adni} "
-          f"--out {d['adni']} --seed {s + 1} --voxel-size {cfg.phantom_voxel_size:g}", phantoms)
+    r.stage("split", f"neurodit split {_q(d['camcan'])} --train-out {_q(d['camcan_train'])} --heldout-out "
+            f"{_q(d['camcan_heldout'])} --heldout-fraction {c.heldout_fraction:g} --seed {c.seed} --overwrite", run)
 
-    def prep() -> str:
-        for src, dst, real in (("camcan_train", "prep_train", "real_train"),
-                               ("camcan_heldout", "prep_heldout", "real_heldout"),
-                               ("adni", "prep_adni", "adni_grid")):
-            prepare(d[src], d[dst], shape=shape, overwrite=True)
+
+def _prepare(r: _DemoRun) -> None:
+    from neurodit.data.prepare import export_prepared, load_prepared, prepare
+
+    d = r.d
+    # each cohort on the preset's grid, then back to NIfTI: the real data as the generator sees it
+    chains = (("camcan_train", "prep_train", "real_train"), ("camcan_heldout", "prep_heldout", "real_heldout"),
+              ("adni", "prep_adni", "adni_grid"))
+
+    def run() -> str:
+        for src, dst, real in chains:
+            prepare(d[src], d[dst], shape=r.shape, overwrite=True)
             export_prepared(d[dst], d[real], overwrite=True)
         n = len(load_prepared(d["prep_train"]))
-        return f"{n} training volumes on the {preset.name} grid {shape_arg.replace(' ', 'x')}, model range [-1, 1]"
+        return (f"{n} training volumes on the {r.preset.name} grid {r.shape_arg.replace(' ', 'x')}, "
+                "model range [-1, 1]")
 
-    stage("prepare", f"neurodit prepare {d['camcan_train']} --out {d['prep_train']} --shape {shape_arg}", prep)
+    r.stage("prepare", "; ".join(f"neurodit prepare {_q(d[src])} --out {_q(d[dst])} --shape {r.shape_arg} "
+                                 f"--overwrite; neurodit export {_q(d[dst])} --out {_q(d[real])} --overwrite"
+                                 for src, dst, real in chains), run)
 
-    def tile() -> str:
-        first = sorted(d["real_train"].glob("*.nii.gz"))[0]
-        d["tile"].mkdir(exist_ok=True)
-        tile_file(first, d["tile"] / "mosaic.png")
-        tile_file(first, d["tile"] / "mosaic.npy")
-        return f"tiled {first.name} into {d['tile'] / 'mosaic.png'}"
 
-    stage("tile", f"neurodit tile {sorted(d['real_train'].glob('*.nii.gz'))[0]} --out {d['tile'] / 'mosaic.png'}",
-          tile)
+def _tile(r: _DemoRun) -> None:
+    from neurodit.mosaic_files import tile_file
 
-    def train() -> str:
-        flags: dict[str, Any] = {"prep_dir": str(d["prep_train"]), "out": str(d["run"]), "preset": cfg.preset,
-                                 "seed": s, "overwrite": True}
-        if cfg.train_steps is not None:
-            flags["max_steps"] = cfg.train_steps
-        tcfg = resolve_train_config(None, dict(cfg.train_overrides), **flags)
+    first = sorted(r.d["real_train"].glob("*.nii.gz"))[0]
+    mosaics = (r.d["tile"] / "mosaic.png", r.d["tile"] / "mosaic.npy")
+
+    def run() -> str:
+        r.d["tile"].mkdir(exist_ok=True)
+        for mosaic in mosaics:
+            tile_file(first, mosaic)
+        return f"tiled {first.name} into {mosaics[0]}"
+
+    r.stage("tile", "; ".join(f"neurodit tile {_q(first)} --out {_q(m)}" for m in mosaics), run)
+
+
+def _train(r: _DemoRun) -> None:
+    from neurodit.train import resolve_train_config, train_dit
+
+    c, d = r.cfg, r.d
+
+    def run() -> str:
+        flags: dict[str, Any] = {"prep_dir": str(d["prep_train"]), "out": str(d["run"]), "preset": c.preset,
+                                 "seed": c.seed, "overwrite": True}
+        if c.train_steps is not None:
+            flags["max_steps"] = c.train_steps
+        tcfg = resolve_train_config(None, dict(c.train_overrides), **flags)
         train_dit(tcfg)
-        return f"{tcfg.max_steps} steps of the {cfg.preset} DiT (batch {tcfg.batch_size}, lr {tcfg.lr:g})"
+        return f"{tcfg.max_steps} steps of the {c.preset} DiT (batch {tcfg.batch_size}, lr {tcfg.lr:g})"
 
-    steps_flag = f" --max-steps {cfg.train_steps}" if cfg.train_steps is not None else ""
-    stage("train", f"neurodit train {d['prep_train']} --out {d['run']} --preset {cfg.preset}{steps_flag}", train)
+    steps_flag = f" --max-steps {c.train_steps}" if c.train_steps is not None else ""
+    r.stage("train", f"neurodit train {_q(d['prep_train'])} --out {_q(d['run'])} --preset {c.preset} --seed {c.seed}"
+            f"{steps_flag}{_set_flags(c.train_overrides)} --overwrite", run)
 
-    def synth() -> str:
-        sample(d["run"], cfg.n_synthetic, d["synthetic"], steps=cfg.sample_steps, guidance=cfg.guidance,
-               scheduler=cfg.sampler, seed=s, overwrite=True)
-        return f"{cfg.n_synthetic} synthetic volumes (NIfTI, mm²/s), balanced by sex"
 
-    scheduler_flag = f" --scheduler {cfg.sampler}" if cfg.sampler else ""
-    stage("sample", f"neurodit sample {d['run']} --n {cfg.n_synthetic} --out {d['synthetic']} "
-          f"--steps {cfg.sample_steps} --guidance {cfg.guidance:g}{scheduler_flag} --seed {s}", synth)
+def _sample(r: _DemoRun) -> None:
+    from neurodit.sample import sample
 
-    def evaluation() -> str:
-        ecfg = EvalConfig(max_pairs=cfg.eval_max_pairs, seed=s, permutations=cfg.eval_permutations,
-                          calibrate=cfg.eval_calibrate, encoder_cache=str(d["cache"]))
+    c, d = r.cfg, r.d
+
+    def run() -> str:
+        sample(d["run"], c.n_synthetic, d["synthetic"], steps=c.sample_steps, guidance=c.guidance,
+               scheduler=c.sampler, seed=c.seed, overwrite=True)
+        return f"{c.n_synthetic} synthetic volumes (NIfTI, mm²/s), balanced by sex"
+
+    scheduler_flag = f" --scheduler {c.sampler}" if c.sampler else ""
+    r.stage("sample", f"neurodit sample {_q(d['run'])} --n {c.n_synthetic} --out {_q(d['synthetic'])} "
+            f"--steps {c.sample_steps} --guidance {c.guidance:g}{scheduler_flag} --seed {c.seed} --overwrite", run)
+
+
+def _evaluate(r: _DemoRun) -> None:
+    from neurodit.metrics.evaluate import EvalConfig, evaluate
+    from neurodit.metrics.schema import read_metrics
+
+    c, d = r.cfg, r.d
+
+    def run() -> str:
+        ecfg = EvalConfig(max_pairs=c.eval_max_pairs, seed=c.seed, permutations=c.eval_permutations,
+                          calibrate=c.eval_calibrate, encoder_cache=str(d["cache"]))
         evaluate(d["real_heldout"], d["synthetic"], d["eval"], train=d["real_train"], overwrite=True, cfg=ecfg)
         verdicts = read_metrics(d["eval"])["verdicts"]
         return f"metrics in {d['eval'] / 'metrics.json'}; " + (verdicts.get("c2st") or "no C2ST")
 
-    calibrate_flag = " --calibrate" if cfg.eval_calibrate else ""
-    stage("evaluate", f"neurodit evaluate --real {d['real_heldout']} --synthetic {d['synthetic']} "
-          f"--train {d['real_train']} --out {d['eval']} --max-pairs {cfg.eval_max_pairs} "
-          f"--permutations {cfg.eval_permutations} --seed {s}{calibrate_flag} --encoder-cache {d['cache']}", evaluation)
+    calibrate_flag = " --calibrate" if c.eval_calibrate else ""
+    r.stage("evaluate", f"neurodit evaluate --real {_q(d['real_heldout'])} --synthetic {_q(d['synthetic'])} "
+            f"--train {_q(d['real_train'])} --out {_q(d['eval'])} --max-pairs {c.eval_max_pairs} "
+            f"--permutations {c.eval_permutations} --seed {c.seed}{calibrate_flag} --encoder-cache {_q(d['cache'])} "
+            "--overwrite", run)
 
-    def downstream() -> str:
+
+def _downstream(r: _DemoRun) -> None:
+    from neurodit.downstream import run_downstream
+
+    c, d = r.cfg, r.d
+
+    def run() -> str:
         run_downstream(d["real_train"], d["adni_grid"], d["downstream"], synthetic=d["synthetic"],
-                       folds=cfg.downstream_folds, seeds=cfg.downstream_seeds, shape=shape,
-                       epochs=cfg.downstream_epochs, seed=s, overwrite=True)
-        return f"six arms x {cfg.downstream_folds} folds x {cfg.downstream_seeds} seeds in {d['downstream']}"
+                       folds=c.downstream_folds, seeds=c.downstream_seeds, shape=r.shape,
+                       epochs=c.downstream_epochs, seed=c.seed, overwrite=True)
+        return f"six arms x {c.downstream_folds} folds x {c.downstream_seeds} seeds in {d['downstream']}"
 
-    stage("downstream", f"neurodit downstream --source {d['real_train']} --synthetic {d['synthetic']} "
-          f"--target {d['adni_grid']} --out {d['downstream']} --folds {cfg.downstream_folds} "
-          f"--seeds {cfg.downstream_seeds} --shape {shape_arg} --epochs {cfg.downstream_epochs}", downstream)
+    r.stage("downstream", f"neurodit downstream --source {_q(d['real_train'])} --synthetic {_q(d['synthetic'])} "
+            f"--target {_q(d['adni_grid'])} --out {_q(d['downstream'])} --folds {c.downstream_folds} "
+            f"--seeds {c.downstream_seeds} --shape {r.shape_arg} --epochs {c.downstream_epochs} --seed {c.seed} "
+            "--overwrite", run)
 
-    def comparison() -> str:
-        runs = []
-        for gen in cfg.compare_generators:
-            flags: dict[str, Any] = {"prep_dir": str(d["prep_train"]), "out": str(out / f"run_{gen}"),
-                                     "generator": gen, "seed": s, "overwrite": True}
-            if gen == "ddpm3d":
-                flags["max_steps"] = cfg.ddpm3d_steps
-            extra = dict(cfg.ddpm3d_overrides) if gen == "ddpm3d" else {}
-            runs.append(fit(d["prep_train"], resolve_train_config(None, extra, **flags)))
+
+def _compare(r: _DemoRun) -> None:
+    from neurodit.compare import COMPARE_ARMS, CompareConfig, compare, read_comparison
+    from neurodit.downstream import DownstreamConfig
+    from neurodit.generators import fit
+    from neurodit.metrics.evaluate import EvalConfig
+    from neurodit.train import resolve_train_config
+
+    c, d, s = r.cfg, r.d, r.cfg.seed
+    runs = {g: r.out / f"run_{g}" for g in c.compare_generators}
+    extra = {g: dict(c.ddpm3d_overrides) if g == "ddpm3d" else {} for g in runs}
+    steps = {g: {"max_steps": c.ddpm3d_steps} if g == "ddpm3d" else {} for g in runs}
+    labels = {str(d["synthetic"]): "dit", **{str(run): g for g, run in runs.items()}}
+
+    def run() -> str:
+        for g, run_dir in runs.items():
+            flags = {"prep_dir": str(d["prep_train"]), "out": str(run_dir), "generator": g, "seed": s,
+                     "overwrite": True, **steps[g]}
+            fit(d["prep_train"], resolve_train_config(None, extra[g], **flags))
         ccfg = CompareConfig(
-            n=cfg.n_synthetic, seed=s, sample_steps=cfg.sample_steps, sample_guidance=cfg.guidance,
-            run_downstream=cfg.compare_downstream,
-            eval=EvalConfig(max_pairs=cfg.eval_max_pairs, seed=s, permutations=cfg.eval_permutations,
+            n=c.n_synthetic, seed=s, sample_steps=c.sample_steps, sample_guidance=c.guidance,
+            run_downstream=c.compare_downstream,
+            eval=EvalConfig(max_pairs=c.eval_max_pairs, seed=s, permutations=c.eval_permutations,
                             encoder_cache=str(d["cache"])),
-            downstream=DownstreamConfig(folds=cfg.downstream_folds, seeds=cfg.downstream_seeds,
-                                        epochs=cfg.downstream_epochs, seed=s, arms=COMPARE_ARMS),
-            labels={str(d["synthetic"]): "dit", **{str(r): r.name.removeprefix("run_") for r in runs}})
-        compare([d["synthetic"], *runs], d["real_heldout"], d["real_train"], d["compare"], cfg=ccfg, overwrite=True)
+            downstream=DownstreamConfig(folds=c.downstream_folds, seeds=c.downstream_seeds,
+                                        epochs=c.downstream_epochs, seed=s, arms=COMPARE_ARMS),
+            labels=labels)
+        compare([d["synthetic"], *runs.values()], d["real_heldout"], d["real_train"], d["compare"], cfg=ccfg,
+                overwrite=True)
         return read_comparison(d["compare"])["summary"]
 
-    if cfg.compare:
-        gens = "".join(f"neurodit train {d['prep_train']} --generator {g} --out {out / f'run_{g}'}"
-                       + (f" --max-steps {cfg.ddpm3d_steps}" if g == "ddpm3d" else "") + "; "
-                       for g in cfg.compare_generators)
-        stage("compare", f"{gens}neurodit compare {d['synthetic']} "
-              + " ".join(str(out / f"run_{g}") for g in cfg.compare_generators)
-              + f" --real {d['real_heldout']} --train {d['real_train']} --out {d['compare']} --n {cfg.n_synthetic}",
-              comparison)
+    fits = "".join(f"neurodit train {_q(d['prep_train'])} --generator {g} --out {_q(run_dir)} --seed {s}"
+                   + "".join(f" --{k.replace('_', '-')} {v}" for k, v in steps[g].items())
+                   + f"{_set_flags(extra[g])} --overwrite; " for g, run_dir in runs.items())
+    # compare's --set overrides replace its nested defaults key by key: the seeds are spelled out too
+    settings = {"sample_steps": c.sample_steps, "sample_guidance": c.guidance,
+                "eval": {"max_pairs": c.eval_max_pairs, "permutations": c.eval_permutations, "seed": s,
+                         "encoder_cache": str(d["cache"])},
+                "downstream": {"folds": c.downstream_folds, "seeds": c.downstream_seeds,
+                               "epochs": c.downstream_epochs, "seed": s}}
+    r.stage("compare", f"{fits}neurodit compare " + " ".join(_q(p) for p in (d["synthetic"], *runs.values()))
+            + f" --real {_q(d['real_heldout'])} --train {_q(d['real_train'])} --out {_q(d['compare'])} "
+            f"--n {c.n_synthetic} --seed {s}" + "".join(f" --label-as {_q(f'{name}={p}')}" for p, name in labels.items())
+            + ("" if c.compare_downstream else " --no-downstream") + _set_flags(settings) + " --overwrite", run)
 
-    write_json(out / "demo.json", {"config": to_dict(cfg), "quick": quick, "timings_s": timings,
-                                   "commands": commands, "folders": {k: str(v) for k, v in d.items()}})
-    write_run_info(out, to_dict(cfg), cfg.seed, quick=quick, timings_s=timings)
+
+def run_demo(out: str | Path, quick: bool = False, overrides: dict[str, Any] | None = None,
+             echo: Callable[[str], None] = print, full: bool = False) -> Path:
+    """Run every stage into ``out``; returns the path of ``out/report.html``."""
+    from neurodit.report import build_report
+
+    cfg = load_demo_config(quick, overrides, full=full)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    r = _DemoRun(cfg, out, echo)
+    for step in (_phantoms, _split, _prepare, _tile, _train, _sample, _evaluate, _downstream):
+        step(r)
+    if cfg.compare:
+        _compare(r)
+    r.write_summary(quick)
+    write_run_info(out, to_dict(cfg), cfg.seed, quick=quick, timings_s=r.timings)
     report = out / "report.html"
-    stage("report", f"neurodit report {out} --out {report}",
-          lambda: f"{build_report([out], report)}")
-    write_json(out / "demo.json", {"config": to_dict(cfg), "quick": quick, "timings_s": timings,
-                                   "commands": commands, "folders": {k: str(v) for k, v in d.items()}})
-    echo(f"demo: done in {sum(timings.values()):.0f} s; open {report}")
+    r.stage("report", f"neurodit report {_q(out)} --out {_q(report)}", lambda: f"{build_report([out], report)}")
+    r.write_summary(quick)
+    echo(f"demo: done in {sum(r.timings.values()):.0f} s; open {report}")
     return report
 
 

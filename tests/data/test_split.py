@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
+
 import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
 
 from neurodit.data.cohort import read_cohort
-from neurodit.data.prepare import load_prepared, prepare
-from neurodit.data.split import export_prepared, split_cohort
+from neurodit.data.prepare import export_prepared, load_prepared, prepare
+from neurodit.data.split import split_cohort
 from neurodit.errors import NeuroditError
 
 
@@ -36,10 +38,36 @@ def test_split_keeps_sessions_of_a_participant_together(make_tiny_cohort, tmp_pa
 
 
 def test_split_is_seeded(make_tiny_cohort, tmp_path):
+    """Same seed, same held-out participants; other seeds, other held-out sets (a split that ignored
+    its seed would give one set for all)."""
     src = make_tiny_cohort(n=10)
-    a = split_cohort(src, tmp_path / "a1", tmp_path / "a2", seed=1)[1]
-    b = split_cohort(src, tmp_path / "b1", tmp_path / "b2", seed=1)[1]
-    assert list(_ids(a)["participant_id"]) == list(_ids(b)["participant_id"])
+
+    def held(seed, name):
+        return tuple(_ids(split_cohort(src, tmp_path / f"{name}t", tmp_path / f"{name}h", seed=seed)[1])
+                     ["participant_id"])
+
+    assert held(1, "a") == held(1, "b")
+    assert len({held(seed, f"s{seed}") for seed in range(6)}) >= 3  # 2 of 10 held out: 45 possible sets
+
+
+def test_split_command_writes_both_cohorts_with_run_json(make_tiny_cohort, tmp_path):
+    from typer.testing import CliRunner
+
+    from neurodit.cli import app
+
+    src = make_tiny_cohort(n=10)
+    argv = ["split", str(src), "--train-out", str(tmp_path / "t"), "--heldout-out", str(tmp_path / "h"),
+            "--heldout-fraction", "0.2", "--seed", "4"]
+    res = CliRunner().invoke(app, argv)
+    assert res.exit_code == 0, res.output
+    split_cohort(src, tmp_path / "ft", tmp_path / "fh", heldout_fraction=0.2, seed=4)
+    for side in ("t", "h"):  # the command is the function: same participants, same files
+        assert (tmp_path / side / "participants.tsv").read_bytes() == (tmp_path / f"f{side}" / "participants.tsv"
+                                                                        ).read_bytes()
+        run = json.loads((tmp_path / side / "run.json").read_text())
+        assert run["seed"] == 4 and run["stage"] == "split"
+    again = CliRunner().invoke(app, argv)  # outputs exist: refused, exit 2, nothing touched
+    assert again.exit_code == 2 and "--overwrite" in again.output
 
 
 def test_split_refuses_too_few_participants(make_tiny_cohort, tmp_path):

@@ -12,11 +12,15 @@ from neurodit.generators.base import REGISTRY
 from neurodit.models import ModelPreset, list_presets, load_preset
 from neurodit.models.presets import mosaic_side
 
+SHIPPED = ("tiny", "tiny-p32", "S-8", "B-4", "XL-2-256", "XL-2-512", "XL-2-2mm")
+
 
 def test_registry_lists_the_shipped_presets():
-    names = list_presets()
-    for name in ("tiny", "S-8", "B-4", "XL-2-256", "XL-2-512"):
-        assert name in names
+    from neurodit.config import CONFIG_DIR
+
+    # every YAML in configs/presets is one registered preset, and every one is sized below
+    assert sorted(list_presets()) == sorted(SHIPPED) == sorted(f.stem for f in (CONFIG_DIR / "presets").glob("*.yaml"))
+    assert set(SHIPPED) == {row[0] for row in PRESET_SIZES}
 
 
 def test_tiny_preset_sizes():
@@ -28,15 +32,24 @@ def test_tiny_preset_sizes():
     assert p.num_params(2) == 8_059_712  # ~8M, the CPU size
 
 
-@pytest.mark.parametrize("name,sample,tokens,cin,cout", [
-    ("S-8", 336, 42 * 42, 1, 1),
-    ("B-4", 64, 16 * 16, 4, 4),
-    ("XL-2-256", 30, 15 * 15, 4, 8),
-    ("XL-2-512", 64, 32 * 32, 4, 8),
-])
-def test_gpu_preset_sizes(name, sample, tokens, cin, cout):
+# name, prepared grid, DiT input side, tokens, in / out channels, mosaic side
+PRESET_SIZES = [
+    ("tiny", (32, 32, 32), 192, 24 * 24, 1, 1, 192),
+    ("tiny-p32", (32, 32, 32), 192, 6 * 6, 1, 1, 192),  # the demo's model: one token per 32^2 slice
+    ("S-8", (40, 48, 40), 336, 42 * 42, 1, 1, 336),
+    ("B-4", (55, 64, 55), 64, 16 * 16, 4, 4, 512),
+    ("XL-2-256", (36, 40, 36), 30, 15 * 15, 4, 8, 240),
+    ("XL-2-512", (55, 64, 55), 64, 32 * 32, 4, 8, 512),
+    ("XL-2-2mm", (96, 112, 96), 140, 70 * 70, 4, 8, 1120),  # 10x10 tiles of 112^2, latent 140^2
+]
+
+
+@pytest.mark.parametrize("name,grid,sample,tokens,cin,cout,mosaic", PRESET_SIZES)
+def test_preset_sizes(name, grid, sample, tokens, cin, cout, mosaic):
     p = load_preset(name)
+    assert p.name == name and p.grid_shape == grid and p.mosaic_size == mosaic
     assert (p.sample_size, p.num_tokens, p.in_channels, p.out_channels) == (sample, tokens, cin, cout)
+    assert p.mosaic_size == mosaic_side(grid, p.axis)
     if p.space == "latent":
         assert p.vae and p.latent_scale == pytest.approx(0.18215) and p.latent_downsample == 8
         assert p.mosaic_size == 8 * p.sample_size
@@ -45,7 +58,7 @@ def test_gpu_preset_sizes(name, sample, tokens, cin, cout):
         assert p.learn_sigma and p.pretrained and p.pretrained.startswith("facebook/DiT-XL-2-")
 
 
-@pytest.mark.parametrize("name", ["tiny", "S-8", "B-4", "XL-2-256"])
+@pytest.mark.parametrize("name", SHIPPED)
 def test_param_count_arithmetic_matches_diffusers(name):
     # meta device: XL is never allocated on CPU
     p = load_preset(name)

@@ -31,7 +31,10 @@ from scipy import ndimage
 
 from neurodit.data.grid import Grid
 from neurodit.errors import NeuroditError
-from neurodit.io import write_nifti  # noqa: F401  (re-exported: the one NIfTI writer)
+from neurodit.io import (
+    atomic_write_text,
+    write_nifti,  # noqa: F401  (re-exported: the one NIfTI writer)
+)
 
 TABLE_NAME = "participants.tsv"
 STANDARD_COLUMNS = ("participant_id", "session_id", "sex", "age", "diagnosis", "synthetic", "path")
@@ -165,6 +168,18 @@ def _clean_table(df: pd.DataFrame, tsv: Path) -> pd.DataFrame:
         if out[col].dtype == object:
             out[col] = out[col].astype(object).where(out[col].notna(), None)
     return out
+
+
+def write_participants(table: pd.DataFrame, path: str | Path, float_format: str | None = None) -> Path:
+    """Write ``table`` as a participants-style TSV at ``path`` (atomic): the package's one table format.
+
+    Tab-separated, no index, missing values ``n/a`` (BIDS; :func:`read_cohort` reads them back as
+    missing), ``\\n`` line ends on every platform, UTF-8. Floats keep full precision unless
+    ``float_format`` (e.g. ``"%.6g"``) asks otherwise: the phantom's hidden-variable table uses it so its
+    bytes stay short and stable.
+    """
+    text = table.to_csv(sep="\t", index=False, na_rep="n/a", lineterminator="\n", float_format=float_format)
+    return atomic_write_text(path, text)
 
 
 # ----------------------------------------------------------------------------------------- files

@@ -38,11 +38,12 @@ from neurodit.data.cohort import (
     read_cohort,
     resample_to_grid,
     write_nifti,
+    write_participants,
 )
 from neurodit.data.grid import Grid, make_grid
 from neurodit.data.normalize import Normalization
 from neurodit.errors import NeuroditError
-from neurodit.io import atomic_dir, atomic_write_text, package_versions, read_json, write_json, write_run_info
+from neurodit.io import atomic_dir, package_versions, read_json, write_json, write_run_info
 
 VOLUMES, MASK, TABLE, META = "volumes.npy", "mask.npy", "participants.tsv", "prepare.json"
 DEFAULT_MASK_MARGIN_MM = 8.0
@@ -130,7 +131,7 @@ def prepare(data_dir: str | Path, out: str | Path, shape: Sequence[int] | None =
         vols.flush()
         del vols
         np.save(tmp / MASK, mask)
-        atomic_write_text(tmp / TABLE, _table_for_output(cohort.table).to_csv(sep="\t", index=False, na_rep="n/a"))
+        write_participants(_table_for_output(cohort.table), tmp / TABLE)
         counts: dict[str, Any] = {"volumes": n, "participants": cohort.n_participants}
         for col in ("sex", "diagnosis"):
             vc = cohort.table[col].dropna().value_counts()
@@ -233,3 +234,27 @@ def load_prepared(prep_dir: str | Path) -> Prepared:
         raise NeuroditError(f"{len(table)} rows but {volumes.shape[0]} volumes", prep_dir / TABLE)
     return Prepared(volumes=volumes, mask=mask, table=table.reset_index(drop=True), grid=grid, norm=norm,
                     path=prep_dir)
+
+
+def export_prepared(prep_dir: str | Path, out: str | Path, overwrite: bool = False) -> Path:
+    """Write a PREP_DIR's volumes back as a cohort folder (``neurodit export``): NIfTI in mm²/s on the
+    prepared grid, ``<participant_id>[_<session_id>]_md.nii.gz``, plus ``participants.tsv`` and ``run.json``.
+
+    This is the real data exactly as the generator sees it (resampled, masked, clipped to the
+    normalisation window), so real-vs-synthetic comparisons differ only by the generator.
+    """
+    prep = load_prepared(prep_dir)
+    table = prep.table.copy()
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        names = []
+        for i, row in table.iterrows():
+            ses = row.get("session_id")
+            stem = str(row["participant_id"]) + (f"_{ses}" if isinstance(ses, str) and ses else "")
+            name = f"{stem}_md.nii.gz"
+            prep.to_nifti(prep.volumes[i], tmp / name)
+            names.append(name)
+        table = table.drop(columns=[c for c in ("source_path",) if c in table])
+        table["path"] = names
+        write_participants(table, tmp / TABLE)
+        write_run_info(tmp, {"prep_dir": str(Path(prep_dir)), "out": str(out)}, seed=None, stage="export")
+    return Path(out)

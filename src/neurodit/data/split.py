@@ -1,11 +1,13 @@
-"""Participant-level splits of a cohort folder, and export of a prepared cohort as NIfTI.
+"""Participant-level split of a cohort folder into a training and a held-out cohort (``neurodit split``).
 
-Both write cohort folders in the input format (docs/ARCHITECTURE.md), atomically, so every later
-stage (train, evaluate, downstream) can take them like any user folder.
+Both outputs are cohort folders in the input format (docs/ARCHITECTURE.md), so every later stage
+(prepare, train, evaluate, downstream) takes them like any user folder. They are built side by side
+and renamed into place together: a failure leaves neither half-written.
 """
 
 from __future__ import annotations
 
+import contextlib
 import shutil
 from pathlib import Path
 
@@ -13,36 +15,20 @@ import numpy as np
 import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
-from neurodit.data.cohort import read_cohort
-from neurodit.data.prepare import load_prepared
+from neurodit.data.cohort import TABLE_NAME, Cohort, read_cohort, write_participants
 from neurodit.errors import NeuroditError
-from neurodit.io import atomic_dir, atomic_write_text
-
-TABLE = "participants.tsv"
+from neurodit.io import atomic_dir, write_run_info
 
 
-def _write_table(folder: Path, table: pd.DataFrame) -> None:
-    atomic_write_text(folder / TABLE, table.to_csv(sep="\t", index=False, na_rep="n/a"))
-
-
-def split_cohort(data_dir: str | Path, train_out: str | Path, heldout_out: str | Path,
-                 heldout_fraction: float = 0.2, seed: int = 0, stratify: str | None = "sex",
-                 overwrite: bool = False) -> tuple[Path, Path]:
-    """Split a cohort folder by participant into ``train_out`` and ``heldout_out``.
-
-    All sessions of one participant land on the same side (``StratifiedGroupKFold`` with
-    k = round(1 / heldout_fraction), first fold held out); classes of ``stratify`` keep their
-    proportions. Files are copied, and ``path`` columns are rewritten to the copies' names.
-    """
-    if not 0.0 < heldout_fraction < 1.0:
-        raise NeuroditError(f"heldout_fraction must be in (0, 1), got {heldout_fraction}")
-    cohort = read_cohort(data_dir)
-    table = cohort.table.reset_index(drop=True)
+def _split_indices(table: pd.DataFrame, heldout_fraction: float, seed: int, stratify: str | None,
+                  where: Path) -> tuple[np.ndarray, np.ndarray]:
+    """(train rows, held-out rows) of ``table``, sorted: ``StratifiedGroupKFold`` with
+    k = round(1 / heldout_fraction) grouped by participant, first fold held out."""
     groups = table["participant_id"].astype(str).to_numpy()
     k = max(2, int(round(1.0 / heldout_fraction)))
     if len(np.unique(groups)) < k:
         raise NeuroditError(f"too few participants ({len(np.unique(groups))}) to hold out "
-                            f"{heldout_fraction:.0%}", data_dir)
+                            f"{heldout_fraction:.0%}", where)
     if stratify and stratify in table and table[stratify].notna().all():
         y = table[stratify].astype(str).to_numpy()
     else:
@@ -50,45 +36,46 @@ def split_cohort(data_dir: str | Path, train_out: str | Path, heldout_out: str |
     folds = StratifiedGroupKFold(n_splits=k, shuffle=True, random_state=seed)
     train_idx, held_idx = next(iter(folds.split(np.zeros(len(table)), y, groups)))
     assert not set(groups[train_idx]) & set(groups[held_idx])  # split by participant, never by scan
-    outs = []
-    for idx, out in ((train_idx, train_out), (held_idx, heldout_out)):
-        part = table.iloc[np.sort(idx)].copy()
-        with atomic_dir(out, overwrite=overwrite) as tmp:
-            names = []
-            for src in part["path"]:
-                # keep the file's place relative to the cohort folder, so equal names in
-                # different subfolders cannot overwrite each other
-                src = Path(src)
-                rel = src.resolve().relative_to(cohort.data_dir.resolve()) \
-                    if src.resolve().is_relative_to(cohort.data_dir.resolve()) else Path(src.name)
-                (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
-                if (tmp / rel).exists():
-                    raise NeuroditError(f"two volumes map to the same file name {rel}", src)
-                shutil.copy2(src, tmp / rel)
-                names.append(rel.as_posix())
-            part["path"] = names
-            _write_table(tmp, part)
-        outs.append(Path(out))
-    return outs[0], outs[1]
+    return np.sort(train_idx), np.sort(held_idx)
 
 
-def export_prepared(prep_dir: str | Path, out: str | Path, overwrite: bool = False) -> Path:
-    """Write a PREP_DIR's volumes back as a cohort folder: NIfTI in mm²/s on the prepared grid.
+def _copy_rows(cohort: Cohort, part: pd.DataFrame, tmp: Path) -> pd.DataFrame:
+    """Copy the volumes of ``part`` into ``tmp``; returns ``part`` with ``path`` naming the copies."""
+    names = []
+    root = cohort.data_dir.resolve()
+    for src in map(Path, part["path"]):
+        # keep the file's place relative to the cohort folder, so equal names in
+        # different subfolders cannot overwrite each other
+        rel = src.resolve().relative_to(root) if src.resolve().is_relative_to(root) else Path(src.name)
+        (tmp / rel).parent.mkdir(parents=True, exist_ok=True)
+        if (tmp / rel).exists():
+            raise NeuroditError(f"two volumes map to the same file name {rel}", src)
+        shutil.copy2(src, tmp / rel)
+        names.append(rel.as_posix())
+    part = part.copy()
+    part["path"] = names
+    return part
 
-    This is the real data exactly as the generator sees it (resampled, masked, clipped to the
-    normalisation window), so real-vs-synthetic comparisons differ only by the generator.
+
+def split_cohort(data_dir: str | Path, train_out: str | Path, heldout_out: str | Path,
+                 heldout_fraction: float = 0.2, seed: int = 0, stratify: str | None = "sex",
+                 overwrite: bool = False) -> tuple[Path, Path]:
+    """Split a cohort folder by participant into ``train_out`` and ``heldout_out`` (``neurodit split``).
+
+    All sessions of one participant land on the same side; classes of ``stratify`` keep their
+    proportions (see :func:`_split_indices`). Files are copied, ``path`` columns name the copies, and
+    each folder gets a ``run.json`` (settings, seed, its side and size).
     """
-    prep = load_prepared(prep_dir)
-    table = prep.table.copy()
-    with atomic_dir(out, overwrite=overwrite) as tmp:
-        names = []
-        for i, row in table.iterrows():
-            ses = row.get("session_id")
-            stem = str(row["participant_id"]) + (f"_{ses}" if isinstance(ses, str) and ses else "")
-            name = f"{stem}_md.nii.gz"
-            prep.to_nifti(prep.volumes[i], tmp / name)
-            names.append(name)
-        table = table.drop(columns=[c for c in ("source_path",) if c in table])
-        table["path"] = names
-        _write_table(tmp, table)
-    return Path(out)
+    if not 0.0 < heldout_fraction < 1.0:
+        raise NeuroditError(f"heldout_fraction must be in (0, 1), got {heldout_fraction}")
+    cohort = read_cohort(data_dir)
+    table = cohort.table.reset_index(drop=True)
+    idx = _split_indices(table, heldout_fraction, seed, stratify, data_dir)
+    config = {"data_dir": str(data_dir), "train_out": str(train_out), "heldout_out": str(heldout_out),
+              "heldout_fraction": heldout_fraction, "stratify": stratify, "overwrite": overwrite}
+    with contextlib.ExitStack() as stack:  # both folders are renamed into place only if both were written
+        for side, rows, out in (("train", idx[0], train_out), ("heldout", idx[1], heldout_out)):
+            tmp = stack.enter_context(atomic_dir(out, overwrite=overwrite))
+            write_participants(_copy_rows(cohort, table.iloc[rows], tmp), tmp / TABLE_NAME)
+            write_run_info(tmp, config, seed, stage="split", side=side, n=len(rows))
+    return Path(train_out), Path(heldout_out)

@@ -25,8 +25,9 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from neurodit.data.cohort import write_participants
 from neurodit.errors import NeuroditError
-from neurodit.io import atomic_dir, atomic_write_text, write_nifti, write_run_info
+from neurodit.io import atomic_dir, write_nifti, write_run_info
 
 SYN_PREFIX = "syn-"  # real ids are sub-*: synthetic ids can never collide with them
 
@@ -114,7 +115,7 @@ def write_synthetic_cohort(volumes_mm2s: Iterable[np.ndarray], labels: Mapping[s
         table = pd.DataFrame({"participant_id": [synthetic_id(i) for i in range(n)],
                               **{k: ["n/a" if v is None else v for v in vals] for k, vals in labels.items()},
                               "synthetic": [1] * n})
-        atomic_write_text(tmp / "participants.tsv", table.to_csv(sep="\t", index=False, lineterminator="\n"))
+        write_participants(table, tmp / "participants.tsv")
         sampling = {"seconds": round(seconds, 3), "seconds_per_volume": round(seconds / n, 4), "n": n,
                     **peak_memory_mb()}
         write_run_info(tmp, meta, seed, n=n, sampling=sampling, **run_extra)
