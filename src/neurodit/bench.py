@@ -94,13 +94,14 @@ def format_table(results: list[dict[str, Any]]) -> str:
 # --------------------------------------------------------------------------- evaluate (issue 10)
 def _write_real_cohort(vols: Any, table: Any, affine: Any, out: Path) -> Path:
     """A cohort folder (input format) of ``vols`` (N, D, H, W) mm²/s with ``table``'s id/sex/age rows."""
-    from neurodit.io import atomic_write_text, write_nifti
+    from neurodit.data.cohort import write_participants
+    from neurodit.io import write_nifti
 
     out.mkdir(parents=True, exist_ok=True)
     rows = table[["participant_id", "sex", "age"]].reset_index(drop=True)
     for i, pid in enumerate(rows["participant_id"]):
         write_nifti(vols[i], affine, out / f"{pid}_md.nii.gz")
-    atomic_write_text(out / "participants.tsv", rows.to_csv(sep="\t", index=False, lineterminator="\n"))
+    write_participants(rows, out / "participants.tsv")
     return out
 
 

@@ -54,9 +54,10 @@ class DemoConfig:
     downstream_epochs: int = 15
     # `compare`: the DiT's samples beside the other generators, judged with one set of settings
     compare: bool = True
-    compare_generators: list[str] = field(default_factory=lambda: ["pca", "ddpm3d"])
-    ddpm3d_steps: int = 60  # the 3D UNet's budget here (labelled in the comparison); --full gives it a fair one
-    ddpm3d_overrides: dict[str, Any] = field(default_factory=dict)
+    compare_generators: list[str] = field(default_factory=list)  # registry names (neurodit.generators)
+    # generator -> its training settings in compare (max_steps and any TrainConfig key): each row's budget is
+    # labelled in the comparison; --full gives the undertrained ones a fair budget
+    generator_budgets: dict[str, dict[str, Any]] = field(default_factory=dict)
     compare_downstream: bool = True  # the sex arms per generator (source: the held-out real subjects)
 
 
@@ -274,13 +275,14 @@ def _compare(r: _DemoRun) -> None:
     from neurodit.downstream import DownstreamConfig
     from neurodit.generators import fit
     from neurodit.metrics.evaluate import EvalConfig
+    from neurodit.runs import read_generator
     from neurodit.train import resolve_train_config
 
     c, d, s = r.cfg, r.d, r.cfg.seed
     runs = {g: r.out / f"run_{g}" for g in c.compare_generators}
-    extra = {g: dict(c.ddpm3d_overrides) if g == "ddpm3d" else {} for g in runs}
-    steps = {g: {"max_steps": c.ddpm3d_steps} if g == "ddpm3d" else {} for g in runs}
-    labels = {str(d["synthetic"]): "dit", **{str(run): g for g, run in runs.items()}}
+    extra = {g: {k: v for k, v in c.generator_budgets.get(g, {}).items() if k != "max_steps"} for g in runs}
+    steps = {g: {k: v for k, v in c.generator_budgets.get(g, {}).items() if k == "max_steps"} for g in runs}
+    labels = {str(d["synthetic"]): read_generator(d["run"]), **{str(run): g for g, run in runs.items()}}
 
     def run() -> str:
         for g, run_dir in runs.items():
