@@ -3,6 +3,8 @@ resampled, mixed-grid inputs and shared participants refused, comparison.json sc
 
 from __future__ import annotations
 
+import base64
+
 import pytest
 from typer.testing import CliRunner
 
@@ -129,6 +131,40 @@ def test_report_renders_the_comparison(cmp_dir, tmp_path):
     html = build_report([cmp_dir], tmp_path / "r.html").read_text()
     assert "Generators compared" in html and "Best by the classifier test: pca" in html
     assert "copy (memoriser)" in html and "real held-out vs real train (floor)" in html
+    # the figure compare saved, embedded as it is (not redrawn by the report)
+    assert base64.b64encode((cmp_dir / "comparison.png").read_bytes()).decode("ascii") in html
+
+
+@pytest.mark.slow  # uses the module's compare run, plus one evaluate of its first row
+def test_compare_rows_are_written_by_the_evaluate_stage(cmp_dir, cohorts, tmp_path):
+    from neurodit.metrics.evaluate import evaluate
+    from neurodit.metrics.schema import read_metrics
+
+    ev = evaluate(cohorts["heldout6"], cohorts["pca"], tmp_path / "ev", train=cohorts["train6"],
+                  cfg=compare_config(FAST).eval)
+    own, row = read_metrics(ev), read_metrics(cmp_dir / "eval-pca")
+    assert list(row) == list(own) and row["schema"] == "neurodit.metrics/1"  # one writer: the same layout
+    assert set(read_json(cmp_dir / "eval-pca" / "run.json")) == set(read_json(ev / "run.json")) | {"stage"}
+    assert read_json(cmp_dir / "eval-pca" / "run.json")["leakage"] == read_json(ev / "run.json")["leakage"]
+    # the first row is judged in the same seeded sequence as a lone evaluate: the same numbers
+    for view in ("voxel", "texture"):
+        assert row["c2st"]["views"][view]["auc"] == pytest.approx(own["c2st"]["views"][view]["auc"], abs=1e-6)
+    assert row["msssim"]["real_syn"]["mean"] == pytest.approx(own["msssim"]["real_syn"]["mean"], abs=1e-6)
+    assert row["memorization"]["fraction_above"] == own["memorization"]["fraction_above"]
+    assert row["notes"][:-1] == own["notes"] and row["notes"][-1] == "compare: real and train on the synthetic grid"
+
+
+def test_report_imports_nothing_that_imports_the_report():
+    """compare draws its table and figure itself and the report embeds them: no module the report imports
+    imports the report back (the circle compare -> report.compare -> compare is gone)."""
+    from import_graph import graph, reachable
+
+    g = graph()
+    report = [m for m in g if m == "neurodit.report" or m.startswith("neurodit.report.")]
+    used = {t for m in report for t in reachable(g, m) if t not in report}
+    assert "neurodit.compare.render" in used and "neurodit.compare.schema" in used
+    back = sorted(t for t in used if any(x in report for x in reachable(g, t)))
+    assert not back, back
 
 
 def test_raw_real_and_train_on_another_grid_are_resampled(cohorts, tmp_path):

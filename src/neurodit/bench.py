@@ -108,11 +108,11 @@ def _write_real_cohort(vols: Any, table: Any, affine: Any, out: Path) -> Path:
 def _write_pca_samples(train: Any, labels: list, n: int, affine: Any, out: Path, seed: int = 0) -> Path:
     """``n`` class-balanced PCA-Gaussian samples (``neurodit.generators.reference``) as a synthetic cohort
     folder, drawn batch by batch (the sampler's memory is flat in n)."""
+    from neurodit.data.mask import support_mask
     from neurodit.data.synthetic import write_synthetic_cohort
     from neurodit.generators.reference import fit_reference
-    from neurodit.metrics.evaluate import brain_mask
 
-    model = fit_reference(train, labels, brain_mask(train, min_fraction=1e-6), "pca")
+    model = fit_reference(train, labels, support_mask(train, min_fraction=1e-6), "pca")
     plan = model.plan(n)
     vols = (v for v, _ in model.iter_samples(n, seed=seed))
     return write_synthetic_cohort(vols, {"sex": plan}, affine, out, meta={"kind": "pca", "n": n}, seed=seed)

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from neurodit.data.mask import support_mask
 from neurodit.errors import NeuroditError
 from neurodit.generators import fit_reference
 from neurodit.metrics.c2st import c2st, c2st_report, c2st_verdict, logistic_fit, view_features
-from neurodit.metrics.evaluate import brain_mask
 
 
 @pytest.fixture(scope="module")
@@ -33,8 +33,8 @@ def split(tmp_path_factory) -> dict:
     vols = vols[order]
     sex = [str(cohort.table["sex"].iloc[i]) for i in order]
     train, heldout = vols[:30], vols[30:]
-    return {"train": train, "heldout": heldout, "sex": sex[:30], "sex_heldout": sex[30:], "mask": brain_mask(train, heldout),
-            "gen_mask": brain_mask(train, min_fraction=1e-6)}
+    return {"train": train, "heldout": heldout, "sex": sex[:30], "sex_heldout": sex[30:], "mask": support_mask(train, heldout),
+            "gen_mask": support_mask(train, min_fraction=1e-6)}
 
 
 def _like_train(split, kind: str) -> np.ndarray:

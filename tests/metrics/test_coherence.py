@@ -7,6 +7,7 @@ import pytest
 import torch
 from monai.metrics.regression import compute_ssim_and_cs
 
+from neurodit.data.mask import support_mask
 from neurodit.data.normalize import Normalization
 from neurodit.metrics.coherence import (
     coherence_report,
@@ -14,7 +15,6 @@ from neurodit.metrics.coherence import (
     plane_ssim,
     slice_correlation_profile,
 )
-from neurodit.metrics.evaluate import brain_mask
 
 
 def _slice_shuffler(pool: np.ndarray, n: int, seed: int = 0) -> np.ndarray:
@@ -51,7 +51,7 @@ def test_slice_shuffling_generator_scores_worse_than_real_heldout(cohorts):
     norm = Normalization()
     train, heldout, fresh = cohorts["train"], cohorts["heldout"], cohorts["heldout2"]
     shuffled = _slice_shuffler(train, len(fresh))
-    mask = brain_mask(heldout)
+    mask = support_mask(heldout)
     real_m = norm.to_model(heldout)
     honest = coherence_report(real_m, norm.to_model(fresh), mask, max_pairs=40)
     bad = coherence_report(real_m, norm.to_model(shuffled), mask, max_pairs=40)
@@ -70,7 +70,7 @@ def test_slice_shuffling_generator_scores_worse_than_real_heldout(cohorts):
 def test_slice_shuffling_caught_on_phantom_cohort(phantom):
     norm = Normalization()
     heldout = norm.to_model(phantom["heldout"])
-    mask = brain_mask(phantom["heldout"])
+    mask = support_mask(phantom["heldout"])
     honest = coherence_report(heldout, norm.to_model(phantom["fresh"]), mask, max_pairs=30)
     bad = coherence_report(heldout, norm.to_model(_slice_shuffler(phantom["train"], 12)), mask, max_pairs=30)
     assert bad["slice_corr"]["syn_mean"] < honest["slice_corr"]["syn_mean"] - 0.1

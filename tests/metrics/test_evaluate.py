@@ -11,7 +11,8 @@ from typer.testing import CliRunner
 from neurodit.cli import app
 from neurodit.errors import NeuroditError
 from neurodit.io import read_json, write_nifti
-from neurodit.metrics.evaluate import EvalConfig, evaluate_arrays
+from neurodit.metrics.evaluate import EvalConfig, evaluate, evaluate_arrays
+from neurodit.metrics.schema import read_metrics
 
 FAST = EvalConfig(max_pairs=60, permutations=200, bootstrap=200, coherence_pairs=20, figures=False)
 
@@ -98,6 +99,7 @@ def test_cli_end_to_end_with_paper_protocol(phantom, tmp_path):
     assert r.exit_code == 0, r.output
     assert "MS-SSIM real-real" in r.output
     m = read_json(out / "metrics.json")
+    assert list(m)[0] == "schema" and m["schema"] == "neurodit.metrics/1" and read_metrics(out) == m
     assert m["protocol"] == "paper" and (m["n_real"], m["n_synthetic"], m["n_train"]) == (12, 10, 12)
     for key in ("msssim", "mmd", "memorization", "coherence", "tissue", "paper", "figures", "notes", "grid"):
         assert key in m
@@ -114,7 +116,16 @@ def test_cli_end_to_end_with_paper_protocol(phantom, tmp_path):
         assert png[:8] == b"\x89PNG\r\n\x1a\n" and len(png) > 5000
     assert set(m["figures"]) == {"mosaics", "tissue_histograms", "msssim", "memorization", "coherence"}
     run = read_json(out / "run.json")
+    assert run["leakage"] == {"checked": False, "reason": "the synthetic folder's run.json names no generator "
+                                                         "(run_dir or train_cohort)"}
     assert run["seed"] == 3 and run["config"]["protocol"] == "paper" and run["config"]["max_pairs"] == 30
+
+
+def test_evaluate_refuses_cfg_with_loose_settings(tmp_path):
+    # the loose arguments used to be ignored silently when a cfg was given
+    with pytest.raises(NeuroditError, match="either as cfg or as max_pairs, seed, not both"):
+        evaluate(tmp_path / "r", tmp_path / "s", tmp_path / "e", cfg=EvalConfig(max_pairs=5), max_pairs=30, seed=3)
+    assert not (tmp_path / "e").exists()
 
 
 def test_cli_rejects_mixed_grids_and_shared_participants(phantom, tmp_path):

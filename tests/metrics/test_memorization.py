@@ -5,13 +5,13 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from neurodit.metrics.evaluate import brain_mask
+from neurodit.data.mask import support_mask
 from neurodit.metrics.memorization import correlation_matrix, memorization_audit
 
 
 def test_correlation_matrix_is_pearson_in_mask(cohorts):
     a, b = cohorts["train"][:3], cohorts["heldout"][:4]
-    mask = brain_mask(a)
+    mask = support_mask(a)
     r = correlation_matrix(a, b, mask)
     ref = np.corrcoef(np.concatenate([a[:, mask], b[:, mask]]))[:3, 3:]
     np.testing.assert_allclose(r, ref, atol=1e-10)
@@ -23,7 +23,7 @@ def test_copies_of_training_volumes_are_flagged(cohorts):
     # a "generator" that returns training volumes with a tiny bit of noise
     copies = train[rng.integers(0, len(train), 20)] + rng.normal(0, 1e-6, (20, *train.shape[1:]))
     copies = copies.astype(np.float32) * (train[0] > 0)
-    mask = brain_mask(train)
+    mask = support_mask(train)
     res = memorization_audit(copies, train, heldout, mask)
     assert res["flagged"] and res["fraction_above"] >= 0.95
     assert res["binom_p"] < 1e-10
@@ -34,7 +34,7 @@ def test_copies_of_training_volumes_are_flagged(cohorts):
 
 def test_fresh_draws_are_not_flagged(cohorts):
     train, heldout, fresh = cohorts["train"], cohorts["heldout"], cohorts["heldout2"]
-    res = memorization_audit(fresh, train, heldout, brain_mask(train))
+    res = memorization_audit(fresh, train, heldout, support_mask(train))
     assert not res["flagged"]
     assert res["fraction_above"] <= 0.1
     assert res["n_duplicates"] == 0
@@ -43,7 +43,7 @@ def test_fresh_draws_are_not_flagged(cohorts):
 
 def test_leave_one_out_without_training_set(cohorts):
     real = cohorts["heldout"]
-    mask = brain_mask(real)
+    mask = support_mask(real)
     res = memorization_audit(real[:10].copy(), real, None, mask)  # synthetic = copies of real
     assert res["heldout"] == "leave_one_out_reference"
     assert res["flagged"] and res["fraction_above"] == 1.0

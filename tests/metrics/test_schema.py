@@ -37,3 +37,19 @@ def test_read_metrics_bad_files(tmp_path, content, message):
 def test_read_metrics_missing(tmp_path):
     with pytest.raises(NeuroditError, match=r"metrics\.json: file not found"):
         read_metrics(tmp_path)
+
+
+def test_read_metrics_checks_the_schema_version(tmp_path):
+    from neurodit.metrics.schema import SCHEMA
+
+    assert SCHEMA == "neurodit.metrics/1"
+    write_json(tmp_path / "metrics.json", {"schema": "neurodit.metrics/1", "n_real": 3, "msssim": {"x": 1}})
+    assert read_metrics(tmp_path)["schema"] == SCHEMA
+    assert list(families(read_metrics(tmp_path))) == ["msssim"]  # the version is run metadata
+    # written before the version existed: the same layout, read as version 1
+    write_json(tmp_path / "metrics.json", {"n_real": 3})
+    assert read_metrics(tmp_path) == {"n_real": 3}
+    write_json(tmp_path / "metrics.json", {"schema": "neurodit.metrics/2", "n_real": 3})
+    with pytest.raises(NeuroditError, match="expected schema neurodit.metrics/1 .*got 'neurodit.metrics/2'") as err:
+        read_metrics(tmp_path)
+    assert "metrics.json" in str(err.value)

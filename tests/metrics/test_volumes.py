@@ -10,7 +10,8 @@ import numpy as np
 
 from neurodit.data.cohort import load_volumes, read_cohort
 from neurodit.data.normalize import Normalization
-from neurodit.metrics.evaluate import EvalConfig, _class_values, evaluate_arrays, pooled_gram
+from neurodit.metrics.evaluate import EvalConfig, evaluate_arrays
+from neurodit.metrics.families import _class_values, pooled_gram
 from neurodit.metrics.volumes import DiskVolumes, ModelRange, chunks, take
 
 from .conftest import brain_volumes

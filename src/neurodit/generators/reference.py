@@ -166,7 +166,7 @@ def fit_reference(volumes_mm2s: np.ndarray, labels: Sequence[str | None] | None,
     volumes_mm2s: (N, D, H, W) float32 (an np.memmap works; it is not copied). labels: one class per
     volume (volumes labelled None are left out when any label is given), or None for one class.
     mask: (D, H, W) bool brain mask, best the union of the training brains
-    (``neurodit.metrics.evaluate.brain_mask(vols, min_fraction=1e-6)``). components: pca only, keep the K largest (default all n_c - 1).
+    (``neurodit.data.mask.support_mask(vols, min_fraction=1e-6)``). components: pca only, keep the K largest (default all n_c - 1).
     """
     if kind not in KINDS:
         raise NeuroditError(f"unknown reference generator '{kind}' (use {', '.join(KINDS)})")
@@ -229,8 +229,8 @@ def write_baseline(train_cohort: str | Path, kind: str, n: int, out: str | Path,
     classes. Returns ``out``.
     """
     from neurodit.data.cohort import load_volumes, read_cohort
+    from neurodit.data.mask import support_mask
     from neurodit.data.synthetic import write_synthetic_cohort
-    from neurodit.metrics.evaluate import brain_mask
 
     if kind not in KINDS:
         raise NeuroditError(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")
@@ -262,7 +262,7 @@ def write_baseline(train_cohort: str | Path, kind: str, n: int, out: str | Path,
     vols, grid = load_volumes(cohort, grid=None)
     # the union of the training brains: a tighter mask would cut the edge of the larger brains, which
     # texture views and CNNs detect at once (measured: a copy then scored C2ST AUC 0.85 instead of 0.5)
-    mask = brain_mask(vols, min_fraction=1e-6)
+    mask = support_mask(vols, min_fraction=1e-6)
     model = fit_reference(vols, labels, mask, kind, components)
     labs_plan = model.plan(n, wanted)
     gen = (v for v, _ in model.iter_samples(n, wanted, seed))

@@ -20,11 +20,16 @@ from neurodit.io import atomic_write_bytes  # noqa: E402
 MD_LABEL = "MD (mm²/s)"
 
 
-def _save(fig, path: Path) -> Path:
+def png_bytes(fig) -> bytes:
+    """A matplotlib figure as PNG bytes (90 dpi, tight), the figure closed (no figure leaks across calls)."""
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=90, bbox_inches="tight")
     plt.close(fig)
-    return atomic_write_bytes(path, buf.getvalue())
+    return buf.getvalue()
+
+
+def _save(fig, path: Path) -> Path:
+    return atomic_write_bytes(path, png_bytes(fig))
 
 
 def brain_slices(mask: np.ndarray, axis: int = 2, n: int = 9) -> list[int]:

@@ -19,14 +19,13 @@ from typing import Any
 import numpy as np
 from scipy import stats
 
+from neurodit.data.mask import BRAIN_MIN_MM2S  # one cut-off for "brain" (the data layer owns it)
 from neurodit.errors import NeuroditError
 
 __all__ = ["tissue_fractions", "morphometry_metrics", "MEASURES", "TISSUE_THRESHOLDS_MM2S", "BRAIN_MIN_MM2S"]
 
 # WM-like < 0.8e-3 <= GM-like < 1.5e-3 <= CSF-like (mm²/s); the same split as evaluate's tissue histograms
 TISSUE_THRESHOLDS_MM2S = (0.8e-3, 1.5e-3)
-# "brain" = MD above this: far below any tissue but above the halo resampling leaves around the brain
-BRAIN_MIN_MM2S = 1e-4
 MEASURES = ("wm_fraction", "gm_fraction", "csf_fraction", "brain_volume_ml")
 _LABELS = {"wm_fraction": "WM-like fraction", "gm_fraction": "GM-like fraction",
            "csf_fraction": "CSF-like fraction", "brain_volume_ml": "brain volume"}

@@ -1,7 +1,7 @@
 """Read ``EVAL_DIR/metrics.json`` in the schema that :mod:`neurodit.metrics.evaluate` documents.
 
-One reader for every consumer (the report, comparisons): it checks the file is a JSON object whose
-metric families are objects and whose ``figures`` map names PNG files inside EVAL_DIR.
+One reader for every consumer (the report, comparisons): it checks the file is a JSON object of schema
+:data:`SCHEMA` whose metric families are objects and whose ``figures`` map names PNG files inside EVAL_DIR.
 """
 
 from __future__ import annotations
@@ -12,18 +12,26 @@ from neurodit.errors import NeuroditError
 from neurodit.io import read_json
 
 METRICS_FILE = "metrics.json"
+SCHEMA = "neurodit.metrics/1"
 # top-level keys that describe the run rather than hold a metric family (evaluate's docstring)
-META_KEYS = ("protocol", "n_real", "n_synthetic", "n_train", "mask_voxels", "grid", "normalization",
+META_KEYS = ("schema", "protocol", "n_real", "n_synthetic", "n_train", "mask_voxels", "grid", "normalization",
              "figures", "inputs", "timings_s", "notes", "verdicts")
 
 
 def read_metrics(eval_dir: str | Path) -> dict:
     """``EVAL_DIR/metrics.json`` as a dict; NeuroditError naming the file if it is missing, not JSON,
-    not an object, or its ``figures`` is not a map of names to relative PNG paths."""
+    not an object, of another schema than :data:`SCHEMA`, or its ``figures`` is not a map of names to
+    relative PNG paths.
+
+    A file without a ``schema`` key is read as version 1: evaluate wrote no version before
+    ``neurodit.metrics/1`` was introduced, and those files have exactly the version-1 layout (the key was
+    added, nothing else changed), so EVAL_DIRs written earlier still render."""
     path = Path(eval_dir) / METRICS_FILE
     data = read_json(path)
     if not isinstance(data, dict):
         raise NeuroditError("must hold a JSON object (the output of neurodit evaluate)", path)
+    if data.get("schema", SCHEMA) != SCHEMA:
+        raise NeuroditError(f"expected schema {SCHEMA} (written by neurodit evaluate), got {data['schema']!r}", path)
     figures = data.get("figures", {})
     if not isinstance(figures, dict) or not all(isinstance(v, str) for v in figures.values()):
         raise NeuroditError("'figures' must map names to PNG paths relative to the folder", path)
@@ -49,4 +57,4 @@ def metric_figures(eval_dir: str | Path, metrics: dict) -> dict[str, Path]:
     return out
 
 
-__all__ = ["META_KEYS", "METRICS_FILE", "families", "metric_figures", "read_metrics"]
+__all__ = ["META_KEYS", "METRICS_FILE", "SCHEMA", "families", "metric_figures", "read_metrics"]

@@ -18,13 +18,15 @@ from __future__ import annotations
 import shutil
 import tempfile
 import weakref
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from neurodit.data.normalize import Normalization
+
+# the chunked reads live in the data layer (numpy only); re-exported: the metrics read their sets through them
+from neurodit.data.stream import CHUNK_VOXELS, chunk_size, chunks  # noqa: F401
 
 __all__ = ["DiskVolumes", "ModelRange", "chunks", "take", "is_lazy"]
 
@@ -92,25 +94,6 @@ class ModelRange:
 
 def is_lazy(x: Any) -> bool:
     return isinstance(x, (DiskVolumes, ModelRange, np.memmap))
-
-
-# voxels per chunk of volumes (4 volumes of 96x112x96, 128 of 32^3): a fixed budget, not a fixed count,
-# so the working memory of a streamed pass does not depend on N (measured: chunks of 16 volumes made the
-# peak RSS of a 96x112x96 evaluation grow from N = 8 to N = 16 through float64 temporaries)
-CHUNK_VOXELS = 1 << 22
-
-
-def chunk_size(vols: Any, voxels: int = CHUNK_VOXELS) -> int:
-    """Volumes per chunk for a budget of ``voxels`` voxels (at least 1)."""
-    return max(1, int(voxels) // max(1, int(np.prod(np.shape(vols)[1:]))))
-
-
-def chunks(vols: Any, size: int | None = None) -> Iterator[tuple[int, np.ndarray]]:
-    """``(start, vols[start:start + size] as an ndarray)`` over the set: a bounded number in memory
-    (``size`` None: :func:`chunk_size`)."""
-    size = size or chunk_size(vols)
-    for a in range(0, len(vols), size):
-        yield a, np.asarray(vols[a:a + size])
 
 
 def take(vols: Any, idx: np.ndarray) -> np.ndarray:

@@ -1,119 +1,21 @@
-"""The "Generators compared" section, and the one renderer of ``comparison.json`` (schema in
-:mod:`neurodit.compare`, read by :func:`neurodit.compare.read_comparison`): the table (HTML here, Markdown
-for ``comparison.md``) and the figure (``comparison.png``), so the report and CMP_DIR show the same thing.
+"""The "Generators compared" section: what ``neurodit compare`` wrote, read through its reader
+(:func:`neurodit.compare.read_comparison`, :func:`neurodit.compare.schema.comparison_figures`) and shown
+with its own table (:func:`neurodit.compare.render.table_rows`) and the figure it saved (``comparison.png``),
+so the report and CMP_DIR show the same thing.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import numpy as np
-
+from neurodit.compare.render import table_rows
+from neurodit.compare.schema import comparison_figures, read_comparison
 from neurodit.report import html as H
-from neurodit.report.figures import fig_to_png, plt
-
-# (header, function of a row -> cell value); None cells print as "—"
-COLUMNS = (
-    ("generator", lambda r: r["label"]),
-    ("budget", lambda r: r["budget"]),
-    ("C2ST AUC voxel", lambda r: _auc(r, "voxel")),
-    ("C2ST AUC texture", lambda r: _auc(r, "texture")),
-    ("C2ST AUC cnn", lambda r: _auc(r, "cnn")),
-    ("Fréchet", lambda r: r["quality"]["frechet"]),
-    ("precision", lambda r: r["quality"]["precision"]),
-    ("recall", lambda r: r["quality"]["recall"]),
-    ("RBF MMD² (p)", lambda r: f"{H.fmt(r['quality']['mmd_rbf']['mmd2'], 3)} ({H.fmt(r['quality']['mmd_rbf']['p_value'], 2)})"),
-    ("MS-SSIM syn-syn / real-real", lambda r: f"{r['diversity']['syn_syn']:.3f} / {r['diversity']['real_real']:.3f}"),
-    ("memorization", lambda r: f"{r['memorization']['fraction_above']:.1%}"
-     + (" flagged" if r["memorization"]["flagged"] else "")),
-    ("downstream gain (95% CI)", lambda r: None if r["downstream"] is None else
-     f"{H.signed(r['downstream']['gain'], 3)} ({H.signed(r['downstream']['ci95'][0], 3)} to "
-     f"{H.signed(r['downstream']['ci95'][1], 3)})"),
-    ("train s", lambda r: r["cost"]["train_seconds"]),
-    ("sample s/vol", lambda r: r["cost"]["sample_seconds_per_volume"]),
-    ("parameters", lambda r: r["cost"]["parameters"]),
-    ("peak MB", lambda r: r["cost"]["peak_gpu_mb"] or r["cost"]["peak_rss_mb"]),
-)
-
-
-def _auc(row: dict, view: str) -> str | None:
-    r = row["quality"]["c2st"].get(view)
-    return None if r is None else f"{r['auc']:.2f} (p {H.fmt(r['p_value'], 2)})"
-
-
-def table_rows(data: dict) -> tuple[list[str], list[list]]:
-    """(header, rows) of the comparison table, plus a real-vs-real floor row."""
-    rows = [[fn(r) for _, fn in COLUMNS] for r in data["rows"]]
-    fl = data["floor"]
-    floor = ["real held-out vs real train (floor)", "—"]
-    for view in ("voxel", "texture", "cnn"):
-        v = (fl.get("c2st") or {}).get(view)
-        floor.append(None if v is None else f"{v['auc']:.2f} (p {H.fmt(v['p_value'], 2)})")
-    floor += [fl.get("frechet"), None, None,
-              f"{H.fmt(fl['mmd_rbf']['mmd2'], 3)} ({H.fmt(fl['mmd_rbf']['p_value'], 2)})",
-              f"— / {fl['msssim_real_real']:.3f}"] + [None] * (len(COLUMNS) - 10)
-    return [h for h, _ in COLUMNS], rows + [floor]
-
-
-def comparison_markdown(data: dict) -> str:
-    """``comparison.md``: the summary sentence and the table."""
-    header, rows = table_rows(data)
-
-    def cell(v) -> str:
-        return H.fmt(v, 3).replace("|", "\\|")
-
-    lines = [f"# Generators compared ({data['n_real']} held-out, {data['n_train']} training subjects)", "",
-             data["summary"], "", "| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
-    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in rows]
-    lines += ["", "C2ST AUC 0.5 = a classifier cannot tell synthetic from real (judge by p); memorization = "
-              "share of synthetic volumes closer to a training subject than most held-out subjects are; "
-              "downstream gain = balanced accuracy of sex/real+synthetic minus sex/real on held-out "
-              "participants. Budget says what each generator was trained with: an undertrained row is not "
-              "a verdict on its method.", ""]
-    return "\n".join(lines)
-
-
-def comparison_figure(data: dict) -> bytes:
-    """C2ST AUC per view (grouped bars, the real-vs-real AUC dashed per view, chance at 0.5) and the
-    Fréchet distance per generator (the train-vs-held-out floor dashed)."""
-    rows = data["rows"]
-    views = [v for v in ("voxel", "texture", "cnn") if any(v in r["quality"]["c2st"] for r in rows)]
-    names = [r["label"] for r in rows]
-    fig, axes = plt.subplots(1, 2, figsize=(11, 3.8))
-    ax = axes[0]
-    width = 0.8 / max(1, len(views))
-    x = np.arange(len(rows))
-    floor_c2st = data["floor"].get("c2st") or {}
-    for j, v in enumerate(views):
-        vals = [r["quality"]["c2st"].get(v, {}).get("auc", np.nan) for r in rows]
-        bars = ax.bar(x + (j - (len(views) - 1) / 2) * width, vals, width, label=v)
-        if v in floor_c2st:
-            ax.axhline(floor_c2st[v]["auc"], color=bars.patches[0].get_facecolor(), ls="--", lw=1)
-    ax.axhline(0.5, color="grey", lw=0.8, ls=":")
-    ax.set_xticks(x, names, rotation=20, ha="right")
-    ax.set_ylim(0, 1.05)
-    ax.set_ylabel("C2ST AUC (0.5 = indistinguishable)")
-    ax.set_title("classifier two-sample test (dashed: real vs real)")
-    if views:
-        ax.legend(fontsize=8)
-    ax = axes[1]
-    fr = [np.nan if r["quality"]["frechet"] is None else r["quality"]["frechet"] for r in rows]
-    ax.bar(x, fr, 0.6, color="#7f8c8d")
-    if data["floor"].get("frechet") is not None:
-        ax.axhline(data["floor"]["frechet"], color="#c0392b", ls="--", lw=1, label="real train vs held-out")
-        ax.legend(fontsize=8)
-    ax.set_xticks(x, names, rotation=20, ha="right")
-    ax.set_ylabel("Fréchet distance (encoder features)")
-    ax.set_title("feature Fréchet distance (lower is better)")
-    fig.tight_layout()
-    return fig_to_png(fig)
 
 
 def compare_section(dirs: list[Path], summary: H.Summary) -> str:
     """The report section for CMP_DIRs; the summary gets each comparison's sentence (best by C2ST and by
     downstream gain)."""
-    from neurodit.compare import read_comparison
-
     if not dirs:  # an optional stage: no section (and no nav entry) rather than a "not run" line
         return ""
     parts = ['<section id="compare"><h2>Generators compared</h2>']
@@ -125,12 +27,14 @@ def compare_section(dirs: list[Path], summary: H.Summary) -> str:
         parts.append(f'<p class="{H.verdict_class(data["summary"])}">{H.esc(data["summary"])}</p>')
         header, rows = table_rows(data)
         parts.append(H.table(header, rows, numeric_from=2))
-        parts.append(H.figs([H.img(comparison_figure(data), "generators compared",
-                                   "C2ST AUC per view (dashed: real held-out vs real train) and Fréchet distance "
-                                   "per generator.")]))
+        png = comparison_figures(d, data).get("comparison")
+        if png is not None:
+            parts.append(H.figs([H.img(png.read_bytes(), "generators compared",
+                                       "C2ST AUC per view (dashed: real held-out vs real train) and Fréchet "
+                                       "distance per generator.")]))
         parts.append("<p>Each row's full evaluation is in " + ", ".join(
             f"<code>{H.esc(r['eval'])}</code>" for r in data["rows"]) + f" under {H.esc(str(d))}.</p>")
     return "".join(parts) + "</section>"
 
 
-__all__ = ["COLUMNS", "compare_section", "comparison_figure", "comparison_markdown", "table_rows"]
+__all__ = ["compare_section"]

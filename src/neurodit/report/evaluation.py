@@ -9,7 +9,7 @@ new family in metrics.json appears in the report before it has a dedicated rende
 
 The judge's families (C2ST, feature metrics, morphometry, calibration: :mod:`neurodit.report.judge`)
 form the section "judge"; the C2ST verdict leads the summary, then the calibration panel (one row per
-generator, the model's first, as ``neurodit.metrics.evaluate.headline`` writes them), then the other families' verdicts (``PRIO``). A sentence
+generator, the model's first, as ``neurodit.metrics.verdicts.headline`` writes them), then the other families' verdicts (``PRIO``). A sentence
 of the top-level ``verdicts`` map whose family does not carry it itself is said too.
 """
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import base64
 import html
-import math
 from collections.abc import Iterable, Sequence
 from typing import Any
 
-MINUS = "\u2212"
+# numbers as text are shared with the stages that write tables of their own (neurodit compare)
+from neurodit.formatting import MINUS, fmt, signed  # noqa: F401  (H.fmt, H.signed)
 
 CSS = """
 :root { --ink:#1f2a36; --muted:#5d6d7e; --line:#d5dde5; --accent:#1f6f8b; --bg:#f6f8fa; }
@@ -94,33 +94,6 @@ CSP = ("default-src 'none'; img-src data:; style-src 'unsafe-inline'; script-src
 
 def esc(value: Any) -> str:
     return html.escape(str(value), quote=True)
-
-
-def fmt(value: Any, digits: int = 4) -> str:
-    """A number for a table: ``digits`` significant figures, true minus sign, '—' for missing."""
-    if value is None:
-        return "—"
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, (list, tuple)):
-        return "[" + ", ".join(fmt(v, digits) for v in value) + "]"
-    if isinstance(value, int):
-        return str(value).replace("-", MINUS)
-    if isinstance(value, float):
-        if math.isnan(value):
-            return "NaN"
-        if value != 0 and (abs(value) < 1e-3 or abs(value) >= 1e5):
-            text = f"{value:.{max(digits - 1, 1)}e}"
-        else:
-            text = f"{value:.{digits}g}"
-        return text.replace("-", MINUS)
-    return str(value)
-
-
-def signed(value: float, digits: int = 2) -> str:
-    """+0.01 / −0.03 (true minus) for differences in plain-words verdicts."""
-    text = f"{value:+.{digits}f}"
-    return text.replace("-", MINUS)
 
 
 def img(png: bytes, alt: str, caption: str | None = None, cls: str = "") -> str:

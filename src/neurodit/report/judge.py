@@ -31,7 +31,7 @@ REFERENCES = ("noise", "mean", "copy", "pca")
 
 
 # calibration columns: (header, dotted path into one calibration entry, the schema of
-# neurodit.metrics.evaluate.headline)
+# neurodit.metrics.verdicts.headline)
 HEADLINE: tuple[tuple[str, str], ...] = (
     *((f"C2ST AUC {v if v != 'cnn' else 'CNN'}", f"c2st.{v}.auc") for v in VIEWS),
     ("Fréchet distance", "features.frechet"),

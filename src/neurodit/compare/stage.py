@@ -1,0 +1,302 @@
+"""``neurodit compare``, the stage: judge each input (synthetic cohort or RUN folder) against one real
+held-out set and training set with one set of settings, and write CMP_DIR (schema and reader in
+:mod:`neurodit.compare.schema`, rows in :mod:`neurodit.compare.rows`, table and figure in
+:mod:`neurodit.compare.render`). Each row's EVAL_DIR is written by the evaluate stage's own writer
+(:func:`neurodit.metrics.evaluate.write_evaluation`), its DS_DIR by :func:`neurodit.downstream.run_experiment`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from neurodit.compare.render import comparison_figure, comparison_markdown
+from neurodit.compare.rows import budget_and_cost, make_row, rank_rows, read_info
+from neurodit.compare.schema import FIGURE_FILE, RESULT_FILE, SCHEMA, TABLE_FILE
+from neurodit.data.normalize import Normalization
+from neurodit.downstream.experiment import DownstreamConfig
+from neurodit.errors import NeuroditError
+from neurodit.io import (
+    atomic_dir,
+    atomic_write_bytes,
+    atomic_write_text,
+    read_json,
+    seed_everything,
+    write_json,
+    write_run_info,
+)
+from neurodit.metrics.config import EvalConfig
+
+COMPARE_ARMS = ("sex/real", "sex/real+synthetic")
+
+
+def _default_downstream() -> DownstreamConfig:
+    return DownstreamConfig(folds=3, seeds=2, arms=COMPARE_ARMS)
+
+
+@dataclasses.dataclass
+class CompareConfig:
+    """Settings shared by every row of one comparison (saved in comparison.json and run.json)."""
+
+    n: int = 100  # volumes sampled from each RUN input (balanced over its classes)
+    seed: int = 0
+    eval: EvalConfig = dataclasses.field(default_factory=EvalConfig)
+    downstream: DownstreamConfig = dataclasses.field(default_factory=_default_downstream)
+    run_downstream: bool = True  # the sex arms per row (off: downstream null)
+    labels: dict[str, str] = dataclasses.field(default_factory=dict)  # input folder -> row label
+    sample_steps: int = 25  # RUN inputs: sampler steps, guidance, scheduler
+    sample_guidance: float = 2.0
+    sample_scheduler: str | None = None  # None: each run's own sampler (ddim for ddpm runs, euler for flow)
+
+    def __post_init__(self) -> None:
+        if self.n < 2:
+            raise NeuroditError(f"--n must be >= 2, got {self.n}")
+        self.downstream.arms = tuple(self.downstream.arms) or COMPARE_ARMS
+        if any(a.startswith("ad/") for a in self.downstream.arms):
+            raise NeuroditError("compare runs the sex arms only (no TARGET cohort): drop the ad/* arms")
+
+
+def compare_config(overrides: dict | None = None) -> CompareConfig:
+    """:class:`CompareConfig` from its defaults (the compare-specific downstream defaults included) merged
+    with nested ``overrides`` (e.g. ``{"eval": {"max_pairs": 200}}``); unknown keys raise NeuroditError."""
+    from neurodit.config import deep_merge, from_dict, to_dict
+
+    return from_dict(CompareConfig, deep_merge(to_dict(CompareConfig()), overrides or {}))
+
+
+def _is_run(folder: Path) -> bool:
+    """A training RUN folder (not a cohort): a run carries prepare.json and its model / config."""
+    return (folder / "prepare.json").is_file() and (
+        (folder / "train_config.yaml").is_file() or (folder / "model").is_dir())
+
+
+def _run_grid(run_dir: Path):
+    """The grid a RUN samples on: its copy of the prepare grid (read without loading the model)."""
+    from neurodit.data.grid import Grid
+
+    return Grid.from_dict(read_json(run_dir / "prepare.json")["grid"])
+
+
+def _sample_run(run_dir: Path, n: int, out: Path, cfg: CompareConfig) -> Path:
+    """Draw ``n`` volumes (balanced over the run's classes) from RUN_DIR into the cohort folder ``out``.
+
+    The one place compare reaches a generator: the generic interface (dit, ddpm3d, pca; the pca generator
+    ignores the diffusion settings)."""
+    from neurodit.generators import sample
+
+    return sample(run_dir, n, out, steps=cfg.sample_steps, guidance=cfg.sample_guidance,
+                  scheduler=cfg.sample_scheduler, seed=cfg.seed, progress=False)
+
+
+def _slug(text: str) -> str:
+    return re.sub(r"[^A-Za-z0-9._-]+", "_", text).strip("_") or "input"
+
+
+def _load_on(folder: Path, grid) -> tuple[np.ndarray, object, bool]:
+    """(volumes mm²/s on ``grid``, cohort, resampled?): as stored when the folder is already on ``grid``,
+    else resampled by the data layer (a raw cohort on any grid, or mixed grids)."""
+    from neurodit.data.cohort import load_volumes, read_cohort
+
+    cohort = read_cohort(folder)
+    try:
+        vols, g = load_volumes(cohort, None)
+    except NeuroditError:  # mixed grids inside the folder: resample every file (a bad file raises again)
+        return load_volumes(cohort, grid)[0], cohort, True
+    if g.same_as(grid):
+        return vols, cohort, False
+    return load_volumes(cohort, grid)[0], cohort, True
+
+
+def _parse_inputs(inputs: list[Path], labels: dict[str, str]) -> list[dict]:
+    """One dict per input (path, kind, grid, name, label), refusing unknown folders and mixed grids."""
+    from neurodit.data.cohort import load_volumes, read_cohort
+
+    if not inputs:
+        raise NeuroditError("give at least one synthetic cohort or RUN folder to compare")
+    by_path = {Path(k).resolve(): v for k, v in labels.items()}
+    items, ref, ref_path, names = [], None, None, set()
+    for p in map(Path, inputs):
+        if not p.is_dir():
+            raise NeuroditError("not a folder (give synthetic cohort or RUN folders)", p)
+        if _is_run(p):
+            kind, grid, vols, table = "run", _run_grid(p), None, None
+        elif (p / "participants.tsv").is_file():
+            cohort = read_cohort(p)
+            vols, grid = load_volumes(cohort, None)
+            kind, table = "synthetic", cohort.table
+        else:
+            raise NeuroditError("neither a synthetic cohort (participants.tsv) nor a RUN folder "
+                                "(prepare.json + model/)", p)
+        if ref is None:
+            ref, ref_path = grid, p
+        elif not ref.same_as(grid):
+            what = "shape" if tuple(grid.shape) != tuple(ref.shape) else "affine"
+            raise NeuroditError(f"grid {what} differs from {ref_path} ({'x'.join(map(str, grid.shape))} vs "
+                                f"{'x'.join(map(str, ref.shape))}): generators must be compared on one grid", p)
+        label = by_path.pop(p.resolve(), None)
+        name = base = _slug(p.name)
+        k = 2
+        while name in names:
+            name, k = f"{base}-{k}", k + 1
+        names.add(name)
+        items.append({"path": p, "kind": kind, "grid": grid, "volumes": vols, "table": table, "name": name,
+                      "label": label or p.name})
+    if by_path:
+        raise NeuroditError(f"--label-as names a folder that is not an input: {next(iter(by_path))}")
+    return items
+
+
+def _floor(real: np.ndarray, train: np.ndarray, first_metrics: dict, cfg: EvalConfig) -> dict:
+    """Real held-out vs real training: the C2ST of two real sets, and the floors every eval already has."""
+    from neurodit.data.mask import support_mask
+    from neurodit.metrics.families import c2st_family
+
+    c2st = None
+    if cfg.c2st:
+        fam = c2st_family(real, train, None, support_mask(real, train), cfg)
+        c2st = {v: {k: r[k] for k in ("auc", "auc_ci95", "p_value")} for v, r in fam["views"].items()}
+    feats = first_metrics.get("features") or {}
+    rbf = first_metrics["mmd"]["rbf"]["floor"]
+    return {"c2st": c2st, "msssim_real_real": first_metrics["msssim"]["real_real"]["mean"],
+            "frechet": (feats.get("floor") or {}).get("frechet"),
+            "mmd_rbf": {"mmd2": rbf["mmd2"], "p_value": rbf["p_value"]}}
+
+
+# ------------------------------------------------------------------------------------------- entry
+@dataclasses.dataclass
+class _Reference:
+    """The real sets every row is judged against, on the synthetic grid (mm²/s)."""
+
+    real: str | Path  # folders as given
+    train: str | Path
+    r_vols: np.ndarray  # (N_r, D, H, W)
+    t_vols: np.ndarray  # (N_t, D, H, W)
+    r_table: Any  # cohort tables, rows aligned with the volumes
+    t_table: Any
+    resampled: dict[str, bool]  # {"real", "train"}: resampled onto the synthetic grid
+    source: Any | None  # downstream source: the held-out participants with sex labels, model range
+
+
+def _load_reference(real: str | Path, train: str | Path, grid, cfg: CompareConfig, norm: Normalization) -> _Reference:
+    """REAL and TRAIN on ``grid``; NeuroditError when they share participants (before anything is written)."""
+    from neurodit.downstream import labelled_from_table
+    from neurodit.metrics.evaluate import check_disjoint, participant_ids
+
+    r_vols, r_cohort, r_res = _load_on(Path(real), grid)
+    t_vols, t_cohort, t_res = _load_on(Path(train), grid)
+    check_disjoint(participant_ids(r_cohort.table), participant_ids(t_cohort.table), real)
+    source = None
+    if cfg.run_downstream:  # the real held-out participants with sex labels, model range
+        source = labelled_from_table(r_cohort.table, norm.to_model(r_vols).astype(np.float32), "sex",
+                                     name=str(Path(real) / "participants.tsv"), synthetic=False)
+    return _Reference(real, train, r_vols, t_vols, r_cohort.table, t_cohort.table,
+                      {"real": r_res, "train": t_res}, source)
+
+
+def _synthetic_set(item: dict, tmp: Path, cfg: CompareConfig) -> tuple[Path, str, np.ndarray, Any, dict]:
+    """(cohort folder, its path in comparison.json, volumes, table, the training run's run.json) of one
+    input: a synthetic cohort as given, or ``cfg.n`` volumes sampled here from a RUN into ``syn-<name>``."""
+    if item["kind"] == "run":
+        from neurodit.data.cohort import load_volumes, read_cohort
+
+        syn_dir = _sample_run(item["path"], cfg.n, tmp / f"syn-{item['name']}", cfg)
+        cohort = read_cohort(syn_dir)
+        return syn_dir, f"syn-{item['name']}", load_volumes(cohort, None)[0], cohort.table, \
+            read_info(item["path"] / "run.json")
+    conf = read_info(item["path"] / "run.json").get("config") or {}
+    run_info = read_info(Path(conf["run_dir"]) / "run.json") if conf.get("run_dir") else {}
+    return item["path"], str(item["path"]), item["volumes"], item["table"], run_info
+
+
+def _judge_row(item: dict, ref: _Reference, tmp: Path, out: Path, grid, cfg: CompareConfig,
+               ds_cfg: DownstreamConfig, norm: Normalization) -> tuple[dict, dict, dict]:
+    """(row, its metrics, its timings) of one input: sampled if a RUN, judged into ``eval-<name>`` by the
+    evaluate stage's writer, the downstream sex arms into ``downstream-<name>``."""
+    from neurodit.downstream import labelled_from_table, run_experiment
+    from neurodit.downstream.schema import read_results
+    from neurodit.metrics.evaluate import write_evaluation
+
+    name, tm = item["name"], {}
+    t0 = time.perf_counter()
+    syn_dir, syn_rel, s_vols, s_table, run_info = _synthetic_set(item, tmp, cfg)
+    if item["kind"] == "run":
+        tm["sample"] = round(time.perf_counter() - t0, 3)
+    budget, cost = budget_and_cost(read_info(syn_dir / "run.json"), run_info, item["kind"])
+
+    t0 = time.perf_counter()
+    ev_dir = tmp / f"eval-{name}"
+    ev_dir.mkdir()
+    shown = str(syn_dir if item["kind"] == "synthetic" else out / syn_rel)
+    resampled = ref.resampled["real"] or ref.resampled["train"]
+    # the synthetic ids checked against the real ones, the held-out set against the generator's training set
+    metrics = write_evaluation(
+        ev_dir, {"real": ref.r_vols, "synthetic": s_vols, "train": ref.t_vols},
+        {"real": ref.r_table, "synthetic": s_table, "train": ref.t_table}, grid, cfg.eval,
+        {"real": ref.real, "synthetic": syn_dir, "train": ref.train},
+        {"real": str(ref.real), "synthetic": shown, "train": str(ref.train)}, stage="compare",
+        notes=["compare: real and train " + ("resampled onto the synthetic grid" if resampled
+                                             else "on the synthetic grid")])
+    tm["eval"] = round(time.perf_counter() - t0, 3)
+
+    ds_results, ds_rel = None, None
+    if ref.source is not None:
+        t0 = time.perf_counter()
+        syn_set = labelled_from_table(s_table, norm.to_model(s_vols).astype(np.float32), "sex",
+                                      name=str(syn_dir / "participants.tsv"), synthetic=None)
+        ds_rel = f"downstream-{name}"
+        run_experiment(ref.source, None, tmp / ds_rel, syn_set, ds_cfg,
+                       inputs={"source": str(ref.real), "synthetic": shown, "grid": grid.to_dict()})
+        ds_results = read_results(tmp / ds_rel)
+        tm["downstream"] = round(time.perf_counter() - t0, 3)
+    return make_row(item, metrics, ds_results, budget, cost, syn_rel, ds_rel), metrics, tm
+
+
+def compare(inputs: list[Path], real: str | Path, train: str | Path, out: str | Path, *,
+            cfg: CompareConfig | None = None, overwrite: bool = False) -> Path:
+    """Judge every input (synthetic cohort or RUN folder) against ``real`` (held-out) and ``train`` with
+    one set of settings; write CMP_DIR ``out`` (:mod:`neurodit.compare.schema`). Returns ``out``.
+
+    Refused before anything is written: inputs on different grids, a held-out set sharing participants
+    with the train set, folders that are neither cohorts nor runs, a ``--label-as`` folder not among the
+    inputs.
+    """
+    cfg = cfg or CompareConfig()
+    seed_everything(cfg.seed)
+    t_load = time.perf_counter()
+    items = _parse_inputs(list(inputs), cfg.labels)
+    grid = items[0]["grid"]
+    norm = Normalization()
+    ref = _load_reference(real, train, grid, cfg, norm)
+    ds_cfg = dataclasses.replace(cfg.downstream, shape=tuple(int(s) for s in grid.shape))
+    timings: dict = {"load": round(time.perf_counter() - t_load, 3)}
+    rows: list[dict] = []
+    first_metrics = None
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        for item in items:
+            row, metrics, timings[item["name"]] = _judge_row(item, ref, tmp, Path(out), grid, cfg, ds_cfg, norm)
+            rows.append(row)
+            first_metrics = first_metrics or metrics
+
+        t0 = time.perf_counter()
+        floor = _floor(ref.r_vols, ref.t_vols, first_metrics, cfg.eval)
+        timings["floor"] = round(time.perf_counter() - t0, 3)
+        ranking, best, summary = rank_rows(rows)
+        data = {"schema": SCHEMA, "inputs": {"real": str(real), "train": str(train)},
+                "resampled": ref.resampled, "grid": grid.to_dict(),
+                "n_real": len(ref.r_vols), "n_train": len(ref.t_vols), "config": dataclasses.asdict(cfg),
+                "floor": floor, "rows": rows, "ranking": ranking, "best": best, "summary": summary,
+                "figures": {"comparison": FIGURE_FILE}, "timings_s": timings}
+        atomic_write_bytes(tmp / FIGURE_FILE, comparison_figure(data))
+        atomic_write_text(tmp / TABLE_FILE, comparison_markdown(data))
+        write_json(tmp / RESULT_FILE, data)
+        write_run_info(tmp, dataclasses.asdict(cfg), cfg.seed, stage="compare",
+                       inputs={"generators": [str(i["path"]) for i in items], "real": str(real), "train": str(train)})
+    return Path(out)
+
+
+__all__ = ["COMPARE_ARMS", "CompareConfig", "compare", "compare_config"]
