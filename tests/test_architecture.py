@@ -12,6 +12,8 @@ Rules (docs/ARCHITECTURE.md, "Layers"):
   ``neurodit.train``, ``neurodit.sample`` or ``neurodit.bench``;
 - sampling, the judge and the report (``neurodit.sample``, ``neurodit.metrics``, ``neurodit.report``)
   import nothing of ``neurodit.train``;
+- the judge (``neurodit.metrics``) imports nothing of ``neurodit.downstream``: its small CNN and the
+  routine that trains it come from the model layer, as the downstream classifier's do;
 - no import circles between modules (function-level imports count: a circle that only works because one
   side imports late is still two modules that cannot be understood apart);
 - a generator's name (``dit``, ``ddpm3d``, ``pca``) is spelled as a string only in ``neurodit.generators``
@@ -24,12 +26,11 @@ test writes to a temporary folder.
 from __future__ import annotations
 
 import ast
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-SRC = Path(__file__).resolve().parents[1] / "src" / "neurodit"
+from import_graph import SRC, Import, all_modules, graph, import_cycles, imports_of, where, within
 
 # What the report may take from the tiling modules: the public rendering pieces, nothing else
 # (no file readers such as tile_file/untile_file, no private helpers, no whole-module imports).
@@ -37,50 +38,6 @@ REPORT_MAY_USE = {
     "neurodit.tiling": {"TilingSpec", "make_spec", "volume_to_mosaic"},
     "neurodit.mosaic_files": {"save_mosaic_png", "write_gray_png"},
 }
-
-
-@dataclass(frozen=True)
-class Import:
-    module: str  # importing module, e.g. "neurodit.report.figures"
-    target: str  # imported module, e.g. "neurodit.tiling"
-    names: tuple[str, ...]  # names of a ``from target import a, b``; () for ``import target``
-    line: int
-
-
-def module_name(path: Path, root: Path = SRC) -> str:
-    parts = list(path.relative_to(root.parent).with_suffix("").parts)
-    if parts[-1] == "__init__":
-        parts = parts[:-1]
-    return ".".join(parts)
-
-
-def imports_of(path: Path, root: Path = SRC) -> list[Import]:
-    mod = module_name(path, root)
-    package = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
-    out = []
-    for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
-        if isinstance(node, ast.Import):
-            out += [Import(mod, a.name, (), node.lineno) for a in node.names]
-        elif isinstance(node, ast.ImportFrom):
-            if node.level:  # relative: resolve against the importing package
-                base = package.split(".")[: len(package.split(".")) - node.level + 1]
-                target = ".".join(base + ([node.module] if node.module else []))
-            else:
-                target = node.module or ""
-            out.append(Import(mod, target, tuple(a.name for a in node.names), node.lineno))
-    return out
-
-
-def all_modules(root: Path = SRC) -> dict[str, Path]:
-    return {module_name(p, root): p for p in sorted(root.rglob("*.py"))}
-
-
-def within(target: str, package: str) -> bool:
-    return target == package or target.startswith(package + ".")
-
-
-def where(imp: Import) -> str:
-    return f"{imp.module}:{imp.line} imports {imp.target}{' ' + str(list(imp.names)) if imp.names else ''}"
 
 
 def test_the_walker_sees_function_level_and_relative_imports(tmp_path):
@@ -139,57 +96,6 @@ def test_shared_layers_do_not_import_their_users(package):
 
 
 # --------------------------------------------------------------------------- circles
-def import_graph(root: Path = SRC) -> dict[str, set[str]]:
-    """module -> the package modules it imports. ``from pkg import name`` points at ``pkg.name`` when that
-    is a module, else at ``pkg``; ``import a.b.c`` at the longest existing module prefix."""
-    mods = all_modules(root)
-    graph: dict[str, set[str]] = {m: set() for m in mods}
-    for m, path in mods.items():
-        for imp in imports_of(path, root):
-            targets = [f"{imp.target}.{n}" for n in imp.names if f"{imp.target}.{n}" in mods] or [imp.target]
-            for t in targets:
-                while t and t not in mods:
-                    t = t.rpartition(".")[0]
-                if t and t != m:
-                    graph[m].add(t)
-    return graph
-
-
-def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
-    """The strongly connected components of more than one module (Tarjan), each sorted."""
-    index: dict[str, int] = {}
-    low: dict[str, int] = {}
-    stack: list[str] = []
-    on_stack: set[str] = set()
-    out: list[list[str]] = []
-
-    def visit(v: str) -> None:
-        index[v] = low[v] = len(index)
-        stack.append(v)
-        on_stack.add(v)
-        for w in sorted(graph.get(v, ())):
-            if w not in index:
-                visit(w)
-                low[v] = min(low[v], low[w])
-            elif w in on_stack:
-                low[v] = min(low[v], index[w])
-        if low[v] == index[v]:
-            comp = []
-            while True:
-                w = stack.pop()
-                on_stack.discard(w)
-                comp.append(w)
-                if w == v:
-                    break
-            if len(comp) > 1:
-                out.append(sorted(comp))
-
-    for v in sorted(graph):
-        if v not in index:
-            visit(v)
-    return out
-
-
 def write_package(root: Path, files: dict[str, str]) -> Path:
     """A package ``pkg`` under ``root`` with the given module sources (relative paths); returns it."""
     for rel, text in files.items():
@@ -200,7 +106,7 @@ def write_package(root: Path, files: dict[str, str]) -> Path:
 
 
 def test_no_import_circles():
-    cycles = import_cycles(import_graph())
+    cycles = import_cycles(graph())
     assert not cycles, "import circles: " + "; ".join(" <-> ".join(c) for c in cycles)
 
 
@@ -212,11 +118,11 @@ def test_a_circle_through_a_function_level_import_is_found(tmp_path):
         "render/draw.py": "def draw():\n    from pkg import stage  # late, but a circle all the same\n    return stage\n",
         "other.py": "import pkg.stage\n",
     })
-    graph = import_graph(pkg)
-    assert graph["pkg.stage"] == {"pkg.render.draw"} and graph["pkg.other"] == {"pkg.stage"}
-    assert import_cycles(graph) == [["pkg.render.draw", "pkg.stage"]]
+    g = graph(pkg)
+    assert g["pkg.stage"] == {"pkg.render", "pkg.render.draw"} and g["pkg.other"] == {"pkg.stage"}
+    assert import_cycles(g) == [["pkg.render.draw", "pkg.stage"]]
     (pkg / "render" / "draw.py").write_text("def draw():\n    return 1\n")
-    assert import_cycles(import_graph(pkg)) == []
+    assert import_cycles(graph(pkg)) == []
 
 
 # --------------------------------------------------------------------------- training stays behind its users
@@ -232,6 +138,14 @@ def train_imports(root: Path = SRC, users: tuple[str, ...] = TRAIN_FREE) -> list
 
 def test_sampling_judge_and_report_import_nothing_of_train():
     assert not train_imports(), train_imports()
+
+
+def test_the_judge_imports_nothing_of_downstream():
+    bad = [where(i) for m, p in all_modules().items() if within(m, "neurodit.metrics")
+           for i in imports_of(p) if within(i.target, "neurodit.downstream")]
+    assert not bad, bad
+    # not vacuous: c2st reaches the shared CNN through a function-level import
+    assert "neurodit.models.small_cnn" in graph()["neurodit.metrics.c2st"]
 
 
 def test_a_train_import_in_the_judge_is_found(tmp_path):

@@ -86,8 +86,9 @@ def test_standardized_run_samples_in_the_model_range(tmp_path):
 
 
 def test_resume_refuses_a_changed_standardization(tmp_path):
-    from neurodit.train import resolve_train_config, train_dit
     from tests.helpers import train_tiny_dit
+
+    from neurodit.train import resolve_train_config, train_dit
 
     run_dir, prep_dir = train_tiny_dit(tmp_path, steps=2, standardize="pixel")
     preset = tmp_path / "p.yaml"

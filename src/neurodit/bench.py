@@ -105,19 +105,6 @@ def _write_real_cohort(vols: Any, table: Any, affine: Any, out: Path) -> Path:
     return out
 
 
-def _write_pca_samples(train: Any, labels: list, n: int, affine: Any, out: Path, seed: int = 0) -> Path:
-    """``n`` class-balanced PCA-Gaussian samples (``neurodit.generators.reference``) as a synthetic cohort
-    folder, drawn batch by batch (the sampler's memory is flat in n)."""
-    from neurodit.data.mask import support_mask
-    from neurodit.data.synthetic import write_synthetic_cohort
-    from neurodit.generators.reference import fit_reference
-
-    model = fit_reference(train, labels, support_mask(train, min_fraction=1e-6), "pca")
-    plan = model.plan(n)
-    vols = (v for v, _ in model.iter_samples(n, seed=seed))
-    return write_synthetic_cohort(vols, {"sex": plan}, affine, out, meta={"kind": "pca", "n": n}, seed=seed)
-
-
 # The child process of the memory check: one whole evaluate(), then its own peak RSS (VmHWM: the high-water
 # mark of the resident set, file-backed pages included).
 _CHILD = r"""
@@ -175,6 +162,7 @@ def bench_evaluate_time(work: Path, n_train: int = 160, n_real: int = 40, n_syn:
     "fresh": the encoder is trained), again with it cached ("cached"), and with ``--calibrate``."""
     from neurodit.data.cohort import load_volumes, read_cohort
     from neurodit.data.phantom import make_phantom_cohort
+    from neurodit.generators.reference import write_reference_samples
     from neurodit.io import read_json
     from neurodit.metrics.evaluate import EvalConfig, evaluate
 
@@ -186,7 +174,7 @@ def bench_evaluate_time(work: Path, n_train: int = 160, n_real: int = 40, n_syn:
     train_dir = _write_real_cohort(vols[:n_train], table.iloc[:n_train], grid.affine, work / "train")
     real_dir = _write_real_cohort(vols[n_train:], table.iloc[n_train:], grid.affine, work / "real")
     labels = [str(s) for s in table["sex"].iloc[:n_train]]
-    syn_dir = _write_pca_samples(vols[:n_train], labels, n_syn, grid.affine, work / "syn", seed=seed)
+    syn_dir = write_reference_samples(vols[:n_train], labels, n_syn, grid.affine, work / "syn", seed=seed)
     del vols
     setup_s = time.perf_counter() - t0
     runs = []
@@ -215,6 +203,7 @@ def bench_evaluate_memory(work: Path, ns: tuple[int, ...] = (8, 32), n_fixed: in
     from neurodit.data.cohort import load_volumes, read_cohort
     from neurodit.data.grid import make_grid
     from neurodit.data.phantom import make_phantom_cohort
+    from neurodit.generators.reference import write_reference_samples
     from neurodit.metrics.evaluate import EvalConfig, feature_encoder
 
     cfg = {"max_pairs": 20, "permutations": 100, "bootstrap": 100, "coherence_pairs": 10,
@@ -234,7 +223,7 @@ def bench_evaluate_memory(work: Path, ns: tuple[int, ...] = (8, 32), n_fixed: in
     encoder_s = time.perf_counter() - t0
     rows = []
     for n in ns:
-        syn_dir = _write_pca_samples(vols[:n_fixed], labels, n, grid.affine, work / f"syn-{n}", seed=seed)
+        syn_dir = write_reference_samples(vols[:n_fixed], labels, n, grid.affine, work / f"syn-{n}", seed=seed)
         res = _child_eval(real_dir, syn_dir, train_dir, work / f"eval-{n}", cfg)
         rows.append({"n_synthetic": n, "path": "on-disk", **{k: round(v, 1) for k, v in res.items()}})
     del vols, train_vols

@@ -55,7 +55,8 @@ def test_report_of_real_morphometry_and_features(tmp_path):
 
     from neurodit.data.cohort import load_volumes, read_cohort
     from neurodit.io import write_json
-    from neurodit.metrics.features import Encoder, feature_metrics
+    from neurodit.metrics.encoder import Encoder
+    from neurodit.metrics.features import feature_metrics
     from neurodit.metrics.morphometry import morphometry_metrics
 
     real, syn = (read_cohort(write_tiny_cohort(tmp_path / n, n=6, shape=SHAPE, voxel_size=VOXEL, seed=s))

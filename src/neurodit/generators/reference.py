@@ -36,6 +36,16 @@ import numpy as np
 from neurodit.errors import NeuroditError
 
 KINDS = ("pca", "noise", "copy", "mean")
+PANEL_ORDER = ("noise", "mean", "copy", "pca")  # bad to good: the calibration panel's rows
+# what each kind shows the judge (the report's legend of the calibration panel)
+DESCRIPTIONS = {
+    "noise": "class mean + independent voxel noise: fails the texture view (AUC near 1).",
+    "mean": "the class mean image every time: zero diversity (syn–syn MS-SSIM near 1, recall near 0).",
+    "copy": "training volumes re-emitted: a copy fools the classifier (AUC near 0.5); only the memorization "
+            "audit catches it (memorized fraction near 1).",
+    "pca": "a Gaussian in the span of the training volumes: what a linear model of the data reaches; a "
+           "generator that learned anatomy should do at least as well.",
+}
 CHUNK = 1 << 16  # voxels per chunk in the streamed passes
 
 
@@ -229,8 +239,6 @@ def write_baseline(train_cohort: str | Path, kind: str, n: int, out: str | Path,
     classes. Returns ``out``.
     """
     from neurodit.data.cohort import load_volumes, read_cohort
-    from neurodit.data.mask import support_mask
-    from neurodit.data.synthetic import write_synthetic_cohort
 
     if kind not in KINDS:
         raise NeuroditError(f"--kind must be one of {', '.join(KINDS)}, got {kind!r}")
@@ -260,16 +268,30 @@ def write_baseline(train_cohort: str | Path, kind: str, n: int, out: str | Path,
         raise NeuroditError(f"--label {col}={wanted}: no training volume has it "
                             f"(values: {', '.join(sorted({v for v in labels or [] if v}))})", tsv)
     vols, grid = load_volumes(cohort, grid=None)
+    return write_reference_samples(
+        vols, labels, n, grid.affine, out, kind=kind, column=col, wanted=wanted, components=components,
+        seed=seed, overwrite=overwrite,
+        meta={"train_cohort": str(Path(train_cohort).resolve()), "kind": kind, "n": n, "label": label,
+              "condition": col if labels is not None else None, "components": components})
+
+
+def write_reference_samples(vols_mm2s: np.ndarray, labels: Sequence[str | None] | None, n: int, affine: np.ndarray,
+                            out: str | Path, *, kind: str = "pca", column: str = "sex", wanted: str | None = None,
+                            components: int | None = None, seed: int = 0, overwrite: bool = False,
+                            meta: dict | None = None) -> Path:
+    """Fit ``kind`` on ``vols_mm2s`` (N, D, H, W) with class ``labels`` and write ``n`` samples (balanced
+    over the classes, or all of class ``wanted``) as the synthetic cohort folder ``out``, drawn batch by
+    batch (memory flat in ``n``); ``labels`` go to the table's ``column``. Returns ``out``."""
+    from neurodit.data.mask import support_mask
+    from neurodit.data.synthetic import write_synthetic_cohort
+
     # the union of the training brains: a tighter mask would cut the edge of the larger brains, which
     # texture views and CNNs detect at once (measured: a copy then scored C2ST AUC 0.85 instead of 0.5)
-    mask = support_mask(vols, min_fraction=1e-6)
-    model = fit_reference(vols, labels, mask, kind, components)
+    mask = support_mask(vols_mm2s, min_fraction=1e-6)
+    model = fit_reference(vols_mm2s, labels, mask, kind, components)
     labs_plan = model.plan(n, wanted)
     gen = (v for v, _ in model.iter_samples(n, wanted, seed))
-    columns = {col: labs_plan} if labels is not None else {}
-    return write_synthetic_cohort(gen, columns, grid.affine, out,
-                                  meta={"train_cohort": str(Path(train_cohort).resolve()), "kind": kind, "n": n,
-                                        "label": label, "condition": col if labels is not None else None,
-                                        "components": components},
-                                  seed=seed, overwrite=overwrite, stage="baseline", reference=model.info())
+    columns = {column: labs_plan} if labels is not None else {}
+    return write_synthetic_cohort(gen, columns, affine, out, meta=meta or {"kind": kind, "n": n}, seed=seed,
+                                  overwrite=overwrite, stage="baseline", reference=model.info())
 

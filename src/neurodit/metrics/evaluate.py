@@ -244,7 +244,7 @@ def feature_encoder(train: np.ndarray | None, train_table, cfg: EvalConfig, norm
         return None
     import os
 
-    from neurodit.metrics.features import get_encoder
+    from neurodit.metrics.encoder import get_encoder
 
     cache = cfg.encoder_cache or os.environ.get("NEURODIT_CACHE") or Path.home() / ".cache" / "neurodit"
     t = None if train is None else np.asarray(train, dtype=np.float32)

@@ -127,8 +127,8 @@ def tissue_family(real, synthetic, mask: np.ndarray, rng: np.random.Generator,
 def c2st_family(real: np.ndarray, synthetic: np.ndarray, train: np.ndarray | None, mask: np.ndarray,
                 cfg: EvalConfig) -> dict:
     """The ``c2st`` section: :func:`neurodit.metrics.c2st.c2st_report` against REAL_DIR, or train + REAL_DIR."""
-    from neurodit.downstream.nets import MIN_SIDE
     from neurodit.metrics.c2st import c2st_report
+    from neurodit.models.small_cnn import MIN_SIDE
 
     if cfg.c2st_real == "train+heldout":
         if train is None:
@@ -137,7 +137,7 @@ def c2st_family(real: np.ndarray, synthetic: np.ndarray, train: np.ndarray | Non
     else:
         real_side = real
     views, skipped = list(cfg.c2st_views), []
-    if "cnn" in views and min(real.shape[1:]) < MIN_SIDE["small"]:
+    if "cnn" in views and min(real.shape[1:]) < MIN_SIDE:
         views.remove("cnn")
         skipped.append(f"cnn: grid {real.shape[1:]} has a side < {MIN_SIDE['small']} voxels")
     rep = c2st_report(real_side, synthetic, mask, views=views, folds=cfg.c2st_folds,

@@ -20,10 +20,9 @@ from scipy import linalg
 
 from neurodit.data.normalize import Normalization
 from neurodit.errors import NeuroditError
-from neurodit.metrics.encoder import Encoder, get_encoder
+from neurodit.metrics.encoder import Encoder
 
-# get_encoder: re-exported for neurodit.metrics.evaluate until it imports neurodit.metrics.encoder itself
-__all__ = ["Encoder", "get_encoder", "frechet_distance", "prdc", "feature_metrics"]
+__all__ = ["frechet_distance", "prdc", "feature_metrics"]
 
 
 # --------------------------------------------------------------------------- metrics

@@ -13,20 +13,20 @@ Public API (see docs/ARCHITECTURE.md, "Generative core"):
 
 import importlib
 
-# name -> submodule. Loaded on first use (PEP 562): the judge and the downstream classifier import
+# name -> submodule (relative). Loaded on first use (PEP 562): the judge and the downstream classifier import
 # neurodit.models.small_cnn / neurodit.models.fit, which must not pull in diffusers (seconds per process).
 _HOMES = {
-    "build_dit": "dit", "check_compatible": "dit", "disable_label_dropout": "dit", "dit_initialize": "dit",
-    "label_dropout_probs": "dit", "num_classes_of": "dit", "share_block_embedders": "dit",
-    "LatentCodec": "latent", "load_vae": "latent", "make_tiny_vae": "latent",
-    "ModelPreset": "presets", "list_presets": "presets", "load_preset": "presets",
-    "convert_original_state_dict": "pretrained", "export_original_state_dict": "pretrained", "load_init": "pretrained",
+    "build_dit": ".dit", "check_compatible": ".dit", "disable_label_dropout": ".dit", "dit_initialize": ".dit",
+    "label_dropout_probs": ".dit", "num_classes_of": ".dit", "share_block_embedders": ".dit",
+    "LatentCodec": ".latent", "load_vae": ".latent", "make_tiny_vae": ".latent",
+    "ModelPreset": ".presets", "list_presets": ".presets", "load_preset": ".presets",
+    "convert_original_state_dict": ".pretrained", "export_original_state_dict": ".pretrained", "load_init": ".pretrained",
 }
 
 
 def __getattr__(name: str):
     if name in _HOMES:
-        return getattr(importlib.import_module(f"neurodit.models.{_HOMES[name]}"), name)
+        return getattr(importlib.import_module(_HOMES[name], __name__), name)
     raise AttributeError(f"module 'neurodit.models' has no attribute {name!r}")
 
 

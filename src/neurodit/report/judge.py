@@ -17,6 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from neurodit.generators.reference import DESCRIPTIONS, PANEL_ORDER
 from neurodit.report import html as H
 
 Rendered = tuple[str, str | None]
@@ -27,7 +28,6 @@ MEASURES = {"wm_fraction": "white-matter-like fraction", "gm_fraction": "grey-ma
             "csf_fraction": "CSF-like fraction", "brain_volume_ml": "brain volume (ml)"}
 EFFECTS = {"csf_fraction_age_slope": "CSF-like fraction vs age (slope)",
            "brain_volume_sex_diff_ml": "brain volume, men − women"}
-REFERENCES = ("noise", "mean", "copy", "pca")
 
 
 # calibration columns: (header, dotted path into one calibration entry, the schema of
@@ -42,12 +42,7 @@ HEADLINE: tuple[tuple[str, str], ...] = (
 )
 LEGEND = {
     "model": "the generator under evaluation.",
-    "noise": "class mean + independent voxel noise: fails the texture view (AUC near 1).",
-    "mean": "the class mean image every time: zero diversity (syn–syn MS-SSIM near 1, recall near 0).",
-    "copy": "training volumes re-emitted: a copy fools the classifier (AUC near 0.5); only the memorization "
-            "audit catches it (memorized fraction near 1).",
-    "pca": "a Gaussian in the span of the training volumes: what a linear model of the data reaches; a "
-           "generator that learned anatomy should do at least as well.",
+    **DESCRIPTIONS,
 }
 
 
@@ -120,7 +115,7 @@ def headline(entry: dict) -> list[float | None]:
 def calibration(panel: dict) -> Rendered:
     """The calibration panel: one row per generator (``model`` first, then noise, mean, copy, pca and any
     other kind), one column per headline number; columns nobody has are dropped."""
-    kinds = [k for k in ("model", *REFERENCES) if isinstance(panel.get(k), dict)]
+    kinds = [k for k in ("model", *PANEL_ORDER) if isinstance(panel.get(k), dict)]
     kinds += [k for k, v in panel.items() if k not in kinds and k != "labels" and isinstance(v, dict)]
     rows = {k: headline(panel[k]) for k in kinds}
     keep = [i for i in range(len(HEADLINE)) if any(r[i] is not None for r in rows.values())]
