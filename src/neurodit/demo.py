@@ -82,8 +82,8 @@ def run_demo(out: str | Path, quick: bool = False, overrides: dict[str, Any] | N
     from neurodit.models.presets import load_preset
     from neurodit.mosaic_files import tile_file
     from neurodit.report import build_report
-    from neurodit.sample import sample
-    from neurodit.train import resolve_train_config, train_dit
+    from neurodit.sample import sample_diffusion
+    from neurodit.train import resolve_train_config, train_diffusion
 
     cfg = load_demo_config(quick, overrides, full=full)
     out = Path(out)
@@ -148,14 +148,14 @@ def run_demo(out: str | Path, quick: bool = False, overrides: dict[str, Any] | N
         if cfg.train_steps is not None:
             flags["max_steps"] = cfg.train_steps
         tcfg = resolve_train_config(None, dict(cfg.train_overrides), **flags)
-        train_dit(tcfg)
+        train_diffusion(tcfg)
         return f"{tcfg.max_steps} steps of the {cfg.preset} DiT (batch {tcfg.batch_size}, lr {tcfg.lr:g})"
 
     steps_flag = f" --max-steps {cfg.train_steps}" if cfg.train_steps is not None else ""
     stage("train", f"neurodit train {d['prep_train']} --out {d['run']} --preset {cfg.preset}{steps_flag}", train)
 
     def synth() -> str:
-        sample(d["run"], cfg.n_synthetic, d["synthetic"], steps=cfg.sample_steps, guidance=cfg.guidance,
+        sample_diffusion(d["run"], cfg.n_synthetic, d["synthetic"], steps=cfg.sample_steps, guidance=cfg.guidance,
                scheduler=cfg.sampler, seed=s, overwrite=True)
         return f"{cfg.n_synthetic} synthetic volumes (NIfTI, mm²/s), balanced by sex"
 
