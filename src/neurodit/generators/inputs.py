@@ -44,6 +44,18 @@ class InputAdapter(ABC):
     def __init__(self, preset: Any, spec: Any, standardizer: Any = None):
         self.preset, self.spec, self.standardizer = preset, spec, standardizer
 
+    @classmethod
+    @abstractmethod
+    def plan(cls, cfg: Any, prep: Any, prep_dir: Path) -> InputAdapter:
+        """Before training: the adapter for ``cfg`` (a TrainConfig) on the prepared data ``prep``
+        (``neurodit.data.prepare.Prepared``), its grid checked against the network (NeuroditError);
+        writes nothing."""
+
+    @classmethod
+    @abstractmethod
+    def open(cls, run_dir: Path) -> InputAdapter:
+        """For sampling: the adapter a run folder saved (``preset.json``, ``tiling.json``, standardizer)."""
+
     @property
     def channels(self) -> int:
         """C of the network input: maps per voxel (1: MD), or latent channels of a VAE."""
