@@ -9,7 +9,16 @@ Rules (docs/ARCHITECTURE.md, "Layers"):
   own: volumes come through ``neurodit.data``);
 - ``neurodit.sample`` and ``neurodit.bench`` import nothing of ``neurodit.train``;
 - the shared layers below training (``neurodit.diffusion``, ``neurodit.runs``) import nothing of
-  ``neurodit.train``, ``neurodit.sample`` or ``neurodit.bench``.
+  ``neurodit.train``, ``neurodit.sample`` or ``neurodit.bench``;
+- sampling, the judge and the report (``neurodit.sample``, ``neurodit.metrics``, ``neurodit.report``)
+  import nothing of ``neurodit.train``;
+- no import circles between modules (function-level imports count: a circle that only works because one
+  side imports late is still two modules that cannot be understood apart);
+- a generator's name (``dit``, ``ddpm3d``, ``pca``) is spelled as a string only in ``neurodit.generators``
+  (the registry and the generators it names): every other module asks the registry.
+
+Every rule is a function of a package folder, so each is also shown to fail on a small package that a
+test writes to a temporary folder.
 """
 
 from __future__ import annotations
@@ -38,15 +47,15 @@ class Import:
     line: int
 
 
-def module_name(path: Path) -> str:
-    parts = list(path.relative_to(SRC.parent).with_suffix("").parts)
+def module_name(path: Path, root: Path = SRC) -> str:
+    parts = list(path.relative_to(root.parent).with_suffix("").parts)
     if parts[-1] == "__init__":
         parts = parts[:-1]
     return ".".join(parts)
 
 
-def imports_of(path: Path) -> list[Import]:
-    mod = module_name(path)
+def imports_of(path: Path, root: Path = SRC) -> list[Import]:
+    mod = module_name(path, root)
     package = mod if path.name == "__init__.py" else mod.rpartition(".")[0]
     out = []
     for node in ast.walk(ast.parse(path.read_text(), filename=str(path))):
@@ -62,8 +71,8 @@ def imports_of(path: Path) -> list[Import]:
     return out
 
 
-def all_modules() -> dict[str, Path]:
-    return {module_name(p): p for p in sorted(SRC.rglob("*.py"))}
+def all_modules(root: Path = SRC) -> dict[str, Path]:
+    return {module_name(p, root): p for p in sorted(root.rglob("*.py"))}
 
 
 def within(target: str, package: str) -> bool:
@@ -127,3 +136,143 @@ def test_shared_layers_do_not_import_their_users(package):
     bad = [where(i) for p in mods for i in imports_of(p)
            if any(within(i.target, u) for u in ("neurodit.train", "neurodit.sample", "neurodit.bench"))]
     assert not bad, bad
+
+
+# --------------------------------------------------------------------------- circles
+def import_graph(root: Path = SRC) -> dict[str, set[str]]:
+    """module -> the package modules it imports. ``from pkg import name`` points at ``pkg.name`` when that
+    is a module, else at ``pkg``; ``import a.b.c`` at the longest existing module prefix."""
+    mods = all_modules(root)
+    graph: dict[str, set[str]] = {m: set() for m in mods}
+    for m, path in mods.items():
+        for imp in imports_of(path, root):
+            targets = [f"{imp.target}.{n}" for n in imp.names if f"{imp.target}.{n}" in mods] or [imp.target]
+            for t in targets:
+                while t and t not in mods:
+                    t = t.rpartition(".")[0]
+                if t and t != m:
+                    graph[m].add(t)
+    return graph
+
+
+def import_cycles(graph: dict[str, set[str]]) -> list[list[str]]:
+    """The strongly connected components of more than one module (Tarjan), each sorted."""
+    index: dict[str, int] = {}
+    low: dict[str, int] = {}
+    stack: list[str] = []
+    on_stack: set[str] = set()
+    out: list[list[str]] = []
+
+    def visit(v: str) -> None:
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            comp = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                comp.append(w)
+                if w == v:
+                    break
+            if len(comp) > 1:
+                out.append(sorted(comp))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def write_package(root: Path, files: dict[str, str]) -> Path:
+    """A package ``pkg`` under ``root`` with the given module sources (relative paths); returns it."""
+    for rel, text in files.items():
+        path = root / "pkg" / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(text)
+    return root / "pkg"
+
+
+def test_no_import_circles():
+    cycles = import_cycles(import_graph())
+    assert not cycles, "import circles: " + "; ".join(" <-> ".join(c) for c in cycles)
+
+
+def test_a_circle_through_a_function_level_import_is_found(tmp_path):
+    pkg = write_package(tmp_path, {
+        "__init__.py": "",
+        "stage.py": "from pkg.render import draw\n\ndef run():\n    return draw()\n",
+        "render/__init__.py": "",
+        "render/draw.py": "def draw():\n    from pkg import stage  # late, but a circle all the same\n    return stage\n",
+        "other.py": "import pkg.stage\n",
+    })
+    graph = import_graph(pkg)
+    assert graph["pkg.stage"] == {"pkg.render.draw"} and graph["pkg.other"] == {"pkg.stage"}
+    assert import_cycles(graph) == [["pkg.render.draw", "pkg.stage"]]
+    (pkg / "render" / "draw.py").write_text("def draw():\n    return 1\n")
+    assert import_cycles(import_graph(pkg)) == []
+
+
+# --------------------------------------------------------------------------- training stays behind its users
+TRAIN_FREE = ("neurodit.sample", "neurodit.metrics", "neurodit.report")  # sampling, the judge, the report
+
+
+def train_imports(root: Path = SRC, users: tuple[str, ...] = TRAIN_FREE) -> list[str]:
+    top = root.name
+    return [where(i) for m, p in all_modules(root).items()
+            if any(within(m, u.replace("neurodit", top, 1)) for u in users)
+            for i in imports_of(p, root) if within(i.target, f"{top}.train")]
+
+
+def test_sampling_judge_and_report_import_nothing_of_train():
+    assert not train_imports(), train_imports()
+
+
+def test_a_train_import_in_the_judge_is_found(tmp_path):
+    pkg = write_package(tmp_path, {
+        "__init__.py": "", "train/__init__.py": "", "metrics/__init__.py": "", "sample.py": "",
+        "metrics/c2st.py": "def f():\n    from pkg.train import loop\n    return loop\n",
+    })
+    assert train_imports(pkg, ("neurodit.sample", "neurodit.metrics")) == [
+        "pkg.metrics.c2st:2 imports pkg.train ['loop']"]
+
+
+# --------------------------------------------------------------------------- generator names
+def generator_names() -> tuple[str, ...]:
+    from neurodit.generators.base import REGISTRY
+
+    return tuple(REGISTRY)
+
+
+def name_literals(root: Path, names: tuple[str, ...], home: str) -> list[str]:
+    """``module:line 'name'`` for every string constant equal to a generator name outside ``home``
+    (docstrings and longer strings that merely mention a name do not count)."""
+    bad = []
+    for m, p in all_modules(root).items():
+        if within(m, home):
+            continue
+        for node in ast.walk(ast.parse(p.read_text(), filename=str(p))):
+            if isinstance(node, ast.Constant) and isinstance(node.value, str) and node.value in names:
+                bad.append(f"{m}:{node.lineno} {node.value!r}")
+    return bad
+
+
+def test_generator_names_are_spelled_only_in_the_registry():
+    names = generator_names()
+    assert {"dit", "ddpm3d", "pca"} <= set(names)
+    bad = name_literals(SRC, names, "neurodit.generators")
+    assert not bad, "generator names outside neurodit.generators (ask the registry): " + ", ".join(bad)
+
+
+def test_a_generator_name_outside_the_registry_is_found(tmp_path):
+    pkg = write_package(tmp_path, {
+        "__init__.py": "", "generators/__init__.py": "REGISTRY = {'dit': 1, 'ddpm3d': 2}\n",
+        "loop.py": "\"\"\"Trains dit and ddpm3d.\"\"\"\ndef f(g):\n    return g == 'ddpm3d' or 'dit runs'\n",
+    })
+    assert name_literals(pkg, ("dit", "ddpm3d"), "pkg.generators") == ["pkg.loop:3 'ddpm3d'"]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from neurodit.downstream.experiment import LabelledSet
+from neurodit.downstream.labelled import LabelledSet
 
 
 def planted_set(n_participants: int, *, effect: float = 0.4, sessions: int = 1, side: int = 16,

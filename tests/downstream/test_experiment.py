@@ -8,13 +8,9 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from neurodit.downstream.experiment import (
-    SOURCE_ARMS,
-    TARGET_ARMS,
-    DownstreamConfig,
-    labelled_from_table,
-    run_experiment,
-)
+from neurodit.downstream.config import SOURCE_ARMS, TARGET_ARMS
+from neurodit.downstream.experiment import DownstreamConfig, run_experiment
+from neurodit.downstream.labelled import labelled_from_table
 from neurodit.errors import NeuroditError
 
 FAST = dict(folds=2, seeds=2, epochs=3, patience=3, batch_size=8, shape=(16, 16, 16), n_boot=500, threads=1)

@@ -13,10 +13,11 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from neurodit.downstream.experiment import DownstreamConfig, LabelledSet, labelled_from_table, run_experiment
+from neurodit.downstream.experiment import DownstreamConfig, run_experiment
+from neurodit.downstream.labelled import LabelledSet, labelled_from_table
 
-__all__ = ["DownstreamConfig", "LabelledSet", "labelled_from_table", "load_labelled", "run_downstream",
-           "run_experiment"]
+__all__ = ["DownstreamConfig", "LabelledSet", "labelled_from_table", "load_labelled", "resolve_config",
+           "run_downstream", "run_experiment"]
 
 
 def load_labelled(data_dir: str | Path, task: str, shape: tuple[int, int, int], *, synthetic: bool | None,
@@ -38,10 +39,21 @@ def load_labelled(data_dir: str | Path, task: str, shape: tuple[int, int, int], 
                                include_mci=include_mci, synthetic=synthetic)
 
 
+def resolve_config(config: DownstreamConfig | None = None, **settings) -> DownstreamConfig:
+    """``config`` (default ``DownstreamConfig()``) with every setting that is not None put over it; an
+    unknown name raises NeuroditError (``neurodit.config.from_dict``)."""
+    from neurodit.config import from_dict, to_dict
+
+    given = {k: v for k, v in settings.items() if v is not None}
+    cfg = from_dict(DownstreamConfig, {**to_dict(config or DownstreamConfig()), **given})
+    cfg.shape = tuple(int(s) for s in cfg.shape)
+    return cfg
+
+
 def run_downstream(source: str | Path, target: str | Path, out: str | Path, synthetic: str | Path | None = None,
-                   arch: str = "small", folds: int = 5, seeds: int = 3, *, config: DownstreamConfig | None = None,
-                   overwrite: bool = False, progress: Callable[[str], None] | None = None,
-                   **settings) -> Path:
+                   arch: str | None = None, folds: int | None = None, seeds: int | None = None, *,
+                   config: DownstreamConfig | None = None, overwrite: bool = False,
+                   progress: Callable[[str], None] | None = None, **settings) -> Path:
     """Run the downstream experiment on cohort folders and write ``DS_DIR`` (``out``).
 
     Args:
@@ -49,15 +61,11 @@ def run_downstream(source: str | Path, target: str | Path, out: str | Path, synt
         target: TARGET_DIR (ADNI-like, ``diagnosis`` labels).
         out: DS_DIR, written atomically.
         synthetic: SYN_DIR (``neurodit sample`` output, ``sex`` labels), optional.
-        arch, folds, seeds, **settings: fields of :class:`DownstreamConfig` (unknown names raise).
-        config: a full config instead of the keyword settings.
+        config: the base settings (default ``DownstreamConfig()``).
+        arch, folds, seeds, **settings: fields of :class:`DownstreamConfig` (unknown names raise); every one
+            given (not None) overrides ``config``'s value, so no argument is ever silently ignored.
     """
-    from neurodit.config import from_dict, to_dict
-
-    base = to_dict(config) if config is not None else {}
-    base.update({"arch": arch, "folds": folds, "seeds": seeds} if config is None else {})
-    cfg = from_dict(DownstreamConfig, {**base, **settings})
-    cfg.shape = tuple(int(s) for s in cfg.shape)
+    cfg = resolve_config(config, arch=arch, folds=folds, seeds=seeds, **settings)
     src = load_labelled(source, "sex", cfg.shape, synthetic=False)
     tgt = load_labelled(target, "diagnosis", cfg.shape, synthetic=False, include_mci=cfg.include_mci)
     syn = load_labelled(synthetic, "sex", cfg.shape, synthetic=None) if synthetic is not None else None

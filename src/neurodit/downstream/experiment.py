@@ -73,7 +73,6 @@ import io
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -82,158 +81,15 @@ import torch
 
 from neurodit.config import to_dict
 from neurodit.downstream import nets
+from neurodit.downstream.config import TARGET_ARMS, DownstreamConfig
+from neurodit.downstream.labelled import LabelledSet
+from neurodit.downstream.results import build_results
 from neurodit.downstream.splits import grouped_folds, grouped_holdout
-from neurodit.downstream.stats import METRICS, classification_metrics, paired_comparison, summarize, verdict
-from neurodit.downstream.train import bf16_supported, fit_classifier, predict_proba
+from neurodit.downstream.stats import classification_metrics
+from neurodit.downstream.train import fit_classifier, predict_proba
 from neurodit.errors import NeuroditError
 from neurodit.io import atomic_dir, atomic_write_text, seed_everything, write_json, write_run_info
-
-SOURCE_ARMS = ("sex/real", "sex/real+synthetic", "sex/synthetic")
-TARGET_ARMS = ("ad/scratch", "ad/init-real", "ad/init-real+synthetic")
-ARM_TEXT = {
-    "sex/real": "sex from real source participants",
-    "sex/real+synthetic": "sex from real source participants plus all synthetic volumes",
-    "sex/synthetic": "sex from synthetic volumes only, tested on real participants",
-    "ad/scratch": "AD vs CN from random initialisation",
-    "ad/init-real": "AD vs CN, backbone from the full sex/real model of the seed",
-    "ad/init-real+synthetic": "AD vs CN, backbone from the full sex/real+synthetic model of the seed",
-}
-# (arm, baseline, subject of the plain-words verdict)
-COMPARISONS = (
-    ("sex/real+synthetic", "sex/real", "adding synthetic data to the sex classifier"),
-    ("sex/synthetic", "sex/real", "training on synthetic instead of real data (sex)"),
-    ("ad/init-real", "ad/scratch", "sex pretraining on real data (AD vs CN)"),
-    ("ad/init-real+synthetic", "ad/init-real", "synthetic data in the sex pretraining (AD vs CN)"),
-    ("ad/init-real+synthetic", "ad/scratch", "sex pretraining on real+synthetic data (AD vs CN)"),
-)
-TASK_LABELS = {"sex": ("F", "M"), "diagnosis": ("CN", "AD")}
-
-
-@dataclass
-class DownstreamConfig:
-    """Settings of :func:`run_experiment` (all saved in ``run.json`` and ``results.json``)."""
-
-    arch: str = "small"  # small | densenet121 | resnet10
-    folds: int = 5
-    seeds: int = 3
-    seed: int = 0  # seeds used: seed, seed+1, ..., seed+seeds-1
-    shape: tuple[int, int, int] = (32, 32, 32)  # common grid (voxels) the cohorts are resampled to
-    epochs: int = 20  # maximum epochs per model
-    patience: int = 5  # early stopping: epochs without a lower validation loss
-    batch_size: int = 16
-    lr: float = 1e-3
-    weight_decay: float = 1e-2
-    val_fraction: float = 0.2  # of the training participants, for early stopping
-    freeze_backbone: bool = False  # target arms with a source backbone: train the head only
-    include_mci: bool = False  # MCI joins AD as the positive class instead of being dropped
-    augment: bool = False  # random intensity gain/offset/noise inside the brain (training only)
-    amp: bool = True  # bf16 autocast on CUDA GPUs with bf16 (off on CPU: see train.bf16_supported)
-    device: str = "auto"  # auto | cpu | cuda
-    threads: int = 0  # torch CPU threads; 0 = auto (see _auto_threads)
-    n_boot: int = 10000  # bootstrap resamples of the paired differences
-    # arms to run (names of SOURCE_ARMS / TARGET_ARMS); empty = all. Without target arms no TARGET is
-    # needed and no full source models are trained (``neurodit compare`` runs sex/real and
-    # sex/real+synthetic only)
-    arms: tuple[str, ...] = ()
-
-    def __post_init__(self) -> None:
-        self.arms = tuple(self.arms)
-        bad = [a for a in self.arms if a not in SOURCE_ARMS + TARGET_ARMS]
-        if bad:
-            raise NeuroditError(f"unknown downstream arm(s) {', '.join(bad)} "
-                                f"(known: {', '.join(SOURCE_ARMS + TARGET_ARMS)})")
-
-    def wanted(self) -> tuple[str, ...]:
-        """The arms that run, in SOURCE_ARMS + TARGET_ARMS order."""
-        return tuple(a for a in SOURCE_ARMS + TARGET_ARMS if not self.arms or a in self.arms)
-
-
-@dataclass
-class LabelledSet:
-    """Volumes with one binary label per volume, grouped by participant.
-
-    ``volumes``: (N, D, H, W) float32 in model range [-1, 1]; ``labels``: (N,) int in {0, 1};
-    ``groups``: (N,) participant ids (repeated for repeated sessions); ``classes``: names of 0 and 1.
-    """
-
-    volumes: np.ndarray
-    labels: np.ndarray
-    groups: np.ndarray
-    classes: tuple[str, str]
-    name: str = ""
-    dropped: dict[str, int] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self.labels = np.asarray(self.labels, dtype=int)
-        self.groups = np.asarray(self.groups).astype(str)
-        if self.volumes.ndim != 4:
-            raise NeuroditError(f"{self.name}: volumes must be (N, D, H, W), got shape {self.volumes.shape}")
-        if not len(self.volumes) == len(self.labels) == len(self.groups):
-            raise NeuroditError(f"{self.name}: {len(self.volumes)} volumes, {len(self.labels)} labels, "
-                                f"{len(self.groups)} participant ids")
-        if len(self.labels) and not set(np.unique(self.labels)) <= {0, 1}:
-            raise NeuroditError(f"{self.name}: labels must be 0/1")
-
-    def subset(self, idx: np.ndarray) -> LabelledSet:
-        return LabelledSet(self.volumes[idx], self.labels[idx], self.groups[idx], self.classes, self.name)
-
-    def summary(self) -> dict[str, object]:
-        per_part = pd.Series(self.labels).groupby(self.groups).first()
-        return {"n_volumes": int(len(self.labels)), "n_participants": int(per_part.size),
-                "classes": list(self.classes),
-                "n_per_class": np.bincount(per_part.to_numpy(int), minlength=2).tolist(),
-                "dropped": dict(self.dropped)}
-
-
-def labelled_from_table(table: pd.DataFrame, volumes: np.ndarray, task: str, *, name: str,
-                        include_mci: bool = False, synthetic: bool | None = False) -> LabelledSet:
-    """Select the rows usable for ``task`` ("sex" or "diagnosis") from a cohort table.
-
-    ``table`` is ``Cohort.table`` (one row per volume, same order as ``volumes``). Rows without the
-    label are dropped (counted in ``dropped``); for "diagnosis", MCI is dropped unless ``include_mci``
-    (then MCI is positive, with AD). ``synthetic``: False keeps only real rows (synthetic == 0),
-    True only synthetic rows, None all rows.
-    """
-    if task not in TASK_LABELS:
-        raise NeuroditError(f"unknown task '{task}' (known: {', '.join(TASK_LABELS)})")
-    if len(table) != len(volumes):
-        raise NeuroditError(f"{name}: table has {len(table)} rows but {len(volumes)} volumes")
-    if task not in table.columns or table[task].isna().all():
-        raise NeuroditError(f"{name}: participants.tsv has no '{task}' labels (needed for the {task} task)")
-    keep = np.ones(len(table), dtype=bool)
-    dropped: dict[str, int] = {}
-    if synthetic is not None and "synthetic" in table.columns:
-        is_syn = table["synthetic"].fillna(0).astype(int).to_numpy() == 1
-        other = is_syn if not synthetic else ~is_syn
-        if other.any():
-            dropped["synthetic" if not synthetic else "real"] = int(other.sum())
-        keep &= ~other
-    values = table[task].to_numpy(dtype=object)
-    missing = pd.isna(table[task]).to_numpy() & keep
-    if missing.any():
-        dropped[f"no {task}"] = int(missing.sum())
-    keep &= ~missing
-    neg, pos = TASK_LABELS[task]
-    labels = np.zeros(len(table), dtype=int)
-    if task == "diagnosis":
-        mci = (values == "MCI") & keep
-        if mci.any() and not include_mci:
-            dropped["MCI"] = int(mci.sum())
-            keep &= ~mci
-        positive = (values == pos) | ((values == "MCI") & include_mci)
-    else:
-        positive = values == pos
-    labels[positive] = 1
-    known = (values == neg) | positive
-    if (keep & ~known).any():
-        bad = sorted({str(v) for v in values[keep & ~known]})
-        raise NeuroditError(f"{name}: unexpected {task} label(s) {', '.join(bad)} (expected {neg}/{pos})")
-    classes = (neg, "MCI+AD") if task == "diagnosis" and include_mci else (neg, pos)
-    idx = np.flatnonzero(keep)
-    if idx.size == 0:
-        raise NeuroditError(f"{name}: no volumes left for the {task} task (dropped: {dropped})")
-    return LabelledSet(np.ascontiguousarray(volumes[idx], dtype=np.float32), labels[idx],
-                       table["participant_id"].to_numpy()[idx], classes, name, dropped)
+from neurodit.models.fit import bf16_supported
 
 
 # ------------------------------------------------------------------------------------------- core
@@ -314,11 +170,6 @@ class _Runner:
                       f"AUC {m['roc_auc']:.3f} (best epoch {fit.best_epoch}/{fit.epochs_run}, {fit.seconds:.1f} s)")
 
 
-def _concat(a: LabelledSet, b: LabelledSet) -> LabelledSet:
-    return LabelledSet(np.concatenate([a.volumes, b.volumes]), np.concatenate([a.labels, b.labels]),
-                       np.concatenate([a.groups, b.groups]), a.classes, a.name)
-
-
 def _source_arms(r: _Runner, source: LabelledSet, synthetic: LabelledSet | None, seed: int, fold: int,
                  train_idx: np.ndarray, syn_split: tuple[np.ndarray, np.ndarray] | None,
                  test_idx: np.ndarray | None) -> dict[str, dict[str, torch.Tensor]]:
@@ -330,7 +181,7 @@ def _source_arms(r: _Runner, source: LabelledSet, synthetic: LabelledSet | None,
     init_seed = 1000 * seed + fold + 1
     arms: list[tuple[str, LabelledSet, LabelledSet, int]] = [("sex/real", train, val, 0)]
     if synthetic is not None:
-        arms.append(("sex/real+synthetic", _concat(train, synthetic), val, len(synthetic.labels)))
+        arms.append(("sex/real+synthetic", train.plus(synthetic), val, len(synthetic.labels)))
         if test_idx is not None and syn_split is not None:
             syn_tr, syn_va = synthetic.subset(syn_split[0]), synthetic.subset(syn_split[1])
             arms.append(("sex/synthetic", syn_tr, syn_va, len(syn_tr.labels)))
@@ -367,6 +218,38 @@ def run_experiment(source: LabelledSet, target: LabelledSet | None, out: str | P
         the output folder.
     """
     cfg = config or DownstreamConfig()
+    run_target = _check_inputs(cfg, source, target, synthetic)
+    prev_threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads if cfg.threads > 0 else _auto_threads(cfg))
+    t0 = time.perf_counter()
+    r = _Runner(cfg, progress)
+    try:
+        with atomic_dir(out, overwrite=overwrite) as tmp:
+            (tmp / "models").mkdir()
+            ratios: dict[str, list[float]] = {"sex": [], "ad": []}
+            for k in range(cfg.seeds):
+                seed = cfg.seed + k
+                ratios["sex"] += _source_task(r, source, synthetic, seed)
+                if run_target:
+                    # full source models: these initialise the target backbones of this seed
+                    full = _source_arms(r, source, synthetic, seed, -1, np.arange(len(source.labels)), None, None)
+                    _save_source_models(full, tmp / "models", seed)
+                    ratios["ad"] += _target_task(r, target, full, seed)
+            data = {"source": source.summary()}
+            if run_target:
+                data["target"] = target.summary()
+            if synthetic is not None:
+                data["synthetic"] = synthetic.summary()
+            results = build_results(pd.DataFrame(r.runs), cfg, data, ratios, time.perf_counter() - t0, r.n_models)
+            _write_outputs(tmp, results, r, cfg, inputs or {})
+    finally:
+        torch.set_num_threads(prev_threads)
+    return Path(out)
+
+
+def _check_inputs(cfg: DownstreamConfig, source: LabelledSet, target: LabelledSet | None,
+                  synthetic: LabelledSet | None) -> bool:
+    """NeuroditError for inputs the run cannot use; returns whether the target (AD vs CN) arms run."""
     if cfg.arch not in nets.ARCHS:
         raise NeuroditError(f"unknown architecture '{cfg.arch}' (known: {', '.join(nets.ARCHS)})")
     run_target = any(a in TARGET_ARMS for a in cfg.wanted())
@@ -383,121 +266,62 @@ def run_experiment(source: LabelledSet, target: LabelledSet | None, out: str | P
                                 "synthetic ids must be distinct (e.g. syn-000001)")
     if cfg.seeds < 1:
         raise NeuroditError(f"--seeds must be at least 1, got {cfg.seeds}")
-    prev_threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads if cfg.threads > 0 else _auto_threads(cfg))
-    t0 = time.perf_counter()
-    r = _Runner(cfg, progress)
-    try:
-        with atomic_dir(out, overwrite=overwrite) as tmp:
-            (tmp / "models").mkdir()
-            ratios: dict[str, list[float]] = {"sex": [], "ad": []}
-            for k in range(cfg.seeds):
-                seed = cfg.seed + k
-                # ---- source task, cross-validated
-                syn_split = None
-                if synthetic is not None:
-                    syn_split = grouped_holdout(synthetic.labels, synthetic.groups, cfg.val_fraction, seed,
-                                                f"{synthetic.name} (seed {seed})")
-                for fold, (tr, te) in enumerate(grouped_folds(source.labels, source.groups, cfg.folds, seed,
-                                                              source.name)):
-                    ratios["sex"].append(len(np.unique(source.groups[te])) / len(np.unique(source.groups[tr])))
-                    _source_arms(r, source, synthetic, seed, fold, tr, syn_split, te)
-                if not run_target:
-                    continue
-                # ---- full source models: these initialise the target backbones of this seed
-                full = _source_arms(r, source, synthetic, seed, -1, np.arange(len(source.labels)), None, None)
-                from safetensors.torch import save_file
-
-                for arm, state in full.items():
-                    name = arm.split("/")[1].replace("+", "_")
-                    save_file({k2: v.contiguous() for k2, v in state.items()},
-                              str(tmp / "models" / f"source-{name}-seed{seed}.safetensors"))
-                # ---- target task, cross-validated; arms share folds, validation split and head init
-                for fold, (tr, te) in enumerate(grouped_folds(target.labels, target.groups, cfg.folds, seed,
-                                                              target.name)):
-                    ratios["ad"].append(len(np.unique(target.groups[te])) / len(np.unique(target.groups[tr])))
-                    train_all = target.subset(tr)
-                    fit_i, val_i = grouped_holdout(train_all.labels, train_all.groups, cfg.val_fraction, seed,
-                                                   f"{target.name} (seed {seed}, fold {fold})")
-                    train, val, test = train_all.subset(fit_i), train_all.subset(val_i), target.subset(te)
-                    init_seed = 1000 * seed + 500 + fold
-                    plan = [("ad/scratch", None), ("ad/init-real", full["sex/real"])]
-                    if "sex/real+synthetic" in full:
-                        plan.append(("ad/init-real+synthetic", full["sex/real+synthetic"]))
-                    for arm, state in [p for p in plan if p[0] in cfg.wanted()]:
-                        model, fit = r.fit(train, val, init_seed, state)
-                        r.evaluate(model, fit, test, task="diagnosis", arm=arm, seed=seed, fold=fold,
-                                   train=train, val=val, n_syn=0)
-            seconds = time.perf_counter() - t0
-            results = _results(r, cfg, source, target if run_target else None, synthetic, ratios, seconds)
-            write_json(tmp / "results.json", results)
-            runs = pd.DataFrame(r.runs)
-            atomic_write_text(tmp / "runs.csv", runs.to_csv(index=False, float_format="%.6g"))
-            preds = pd.concat(r.preds, ignore_index=True)
-            buf = io.StringIO()
-            preds.to_csv(buf, index=False, float_format="%.6g", quoting=csv.QUOTE_MINIMAL)
-            atomic_write_text(tmp / "predictions.csv", buf.getvalue())
-            from neurodit.downstream.plots import plot_arms, plot_roc
-
-            plot_arms(results, tmp / "arms.png")
-            plot_roc(preds, tmp / "roc.png")
-            write_run_info(tmp, to_dict(cfg), cfg.seed, inputs=inputs or {},
-                           data=results["data"], timing=results["timing"])
-    finally:
-        torch.set_num_threads(prev_threads)
-    return Path(out)
+    return run_target
 
 
-def _results(r: _Runner, cfg: DownstreamConfig, source: LabelledSet, target: LabelledSet | None,
-             synthetic: LabelledSet | None, ratios: dict[str, list[float]], seconds: float) -> dict:
-    runs = pd.DataFrame(r.runs)
-    arms: dict[str, dict] = {}
-    for arm in SOURCE_ARMS + TARGET_ARMS:
-        sub = runs[runs["arm"] == arm].sort_values(["seed", "fold"])
-        if sub.empty:
-            continue
-        arms[arm] = {"task": str(sub["task"].iloc[0]), "description": ARM_TEXT[arm], "n_runs": int(len(sub)),
-                     "metrics": {m: summarize(sub[m].to_numpy()) for m in METRICS}}
-    comparisons = []
-    for arm, base, subject in COMPARISONS:
-        if arm not in arms or base not in arms:
-            continue
-        a = runs[runs["arm"] == arm].sort_values(["seed", "fold"])
-        b = runs[runs["arm"] == base].sort_values(["seed", "fold"])
-        assert (a[["seed", "fold"]].to_numpy() == b[["seed", "fold"]].to_numpy()).all()  # paired runs
-        ratio = float(np.mean(ratios["sex" if arm.startswith("sex") else "ad"]))
-        per_metric = {m: paired_comparison(a[m].to_numpy(), b[m].to_numpy(), n_boot=cfg.n_boot,
-                                           seed=cfg.seed, test_train_ratio=ratio) for m in METRICS}
-        outcome, sentence = verdict(per_metric["balanced_accuracy"], subject=subject)
-        comparisons.append({"name": f"{arm} vs {base}", "task": arms[arm]["task"], "arm": arm,
-                            "baseline": base, "question": f"did {subject} help?", "metrics": per_metric,
-                            "outcome": outcome, "verdict": sentence})
-    by_name = {c["name"]: c for c in comparisons}
-    syn_sex = by_name.get("sex/real+synthetic vs sex/real")
-    syn_ad = by_name.get("ad/init-real+synthetic vs ad/init-real")
-    if syn_sex and syn_ad:
-        summary = f"Sex: {syn_sex['verdict']}. AD vs CN: {syn_ad['verdict']}."
-    elif syn_sex:
-        summary = f"Sex: {syn_sex['verdict']}." + ("" if target is not None else " (AD vs CN arms not run)")
-    else:
-        summary = "no synthetic data given: only the real-data arms ran"
-    data = {"source": source.summary()}
-    if target is not None:
-        data["target"] = target.summary()
+def _source_task(r: _Runner, source: LabelledSet, synthetic: LabelledSet | None, seed: int) -> list[float]:
+    """The source (sex) arms of one seed, cross-validated; returns the test/train participant ratio per fold."""
+    syn_split = None
     if synthetic is not None:
-        data["synthetic"] = synthetic.summary()
-    return {
-        "schema": "neurodit.downstream/1",
-        "config": to_dict(cfg),
-        "data": data,
-        "source_models": ("each seed's target models are initialised from that seed's full source model, "
-                          "trained on all real source participants (plus all synthetic volumes for "
-                          "real+synthetic) with a participant-grouped validation split for early stopping; "
-                          f"head replaced, backbone {'frozen' if cfg.freeze_backbone else 'finetuned'}"),
-        "arms": arms,
-        "comparisons": comparisons,
-        "verdict": {"synthetic_for_sex": syn_sex["verdict"] if syn_sex else None,
-                    "synthetic_for_transfer": syn_ad["verdict"] if syn_ad else None,
-                    "summary": summary},
-        "timing": {"seconds": round(seconds, 2), "models_trained": r.n_models},
-    }
+        syn_split = grouped_holdout(synthetic.labels, synthetic.groups, r.cfg.val_fraction, seed,
+                                    f"{synthetic.name} (seed {seed})")
+    ratios = []
+    for fold, (tr, te) in enumerate(grouped_folds(source.labels, source.groups, r.cfg.folds, seed, source.name)):
+        ratios.append(len(np.unique(source.groups[te])) / len(np.unique(source.groups[tr])))
+        _source_arms(r, source, synthetic, seed, fold, tr, syn_split, te)
+    return ratios
+
+
+def _save_source_models(full: dict[str, dict[str, torch.Tensor]], folder: Path, seed: int) -> None:
+    """``folder/source-<arm>-seed<seed>.safetensors`` for each full source model."""
+    from safetensors.torch import save_file
+
+    for arm, state in full.items():
+        name = arm.split("/")[1].replace("+", "_")
+        save_file({k: v.contiguous() for k, v in state.items()}, str(folder / f"source-{name}-seed{seed}.safetensors"))
+
+
+def _target_task(r: _Runner, target: LabelledSet, full: dict[str, dict[str, torch.Tensor]], seed: int) -> list[float]:
+    """The target (AD vs CN) arms of one seed, cross-validated; arms share folds, validation split and head
+    init. ``full``: the seed's full source models by arm. Returns the test/train participant ratio per fold."""
+    ratios = []
+    for fold, (tr, te) in enumerate(grouped_folds(target.labels, target.groups, r.cfg.folds, seed, target.name)):
+        ratios.append(len(np.unique(target.groups[te])) / len(np.unique(target.groups[tr])))
+        train_all = target.subset(tr)
+        fit_i, val_i = grouped_holdout(train_all.labels, train_all.groups, r.cfg.val_fraction, seed,
+                                       f"{target.name} (seed {seed}, fold {fold})")
+        train, val, test = train_all.subset(fit_i), train_all.subset(val_i), target.subset(te)
+        init_seed = 1000 * seed + 500 + fold
+        plan = [("ad/scratch", None), ("ad/init-real", full["sex/real"])]
+        if "sex/real+synthetic" in full:
+            plan.append(("ad/init-real+synthetic", full["sex/real+synthetic"]))
+        for arm, state in [p for p in plan if p[0] in r.cfg.wanted()]:
+            model, fit = r.fit(train, val, init_seed, state)
+            r.evaluate(model, fit, test, task="diagnosis", arm=arm, seed=seed, fold=fold, train=train, val=val,
+                       n_syn=0)
+    return ratios
+
+
+def _write_outputs(tmp: Path, results: dict, r: _Runner, cfg: DownstreamConfig, inputs: dict[str, object]) -> None:
+    """results.json, runs.csv, predictions.csv, the two figures and run.json into the output folder."""
+    from neurodit.downstream.plots import plot_arms, plot_roc
+
+    write_json(tmp / "results.json", results)
+    atomic_write_text(tmp / "runs.csv", pd.DataFrame(r.runs).to_csv(index=False, float_format="%.6g"))
+    preds = pd.concat(r.preds, ignore_index=True)
+    buf = io.StringIO()
+    preds.to_csv(buf, index=False, float_format="%.6g", quoting=csv.QUOTE_MINIMAL)
+    atomic_write_text(tmp / "predictions.csv", buf.getvalue())
+    plot_arms(results, tmp / "arms.png")
+    plot_roc(preds, tmp / "roc.png")
+    write_run_info(tmp, to_dict(cfg), cfg.seed, inputs=inputs, data=results["data"], timing=results["timing"])

@@ -5,9 +5,8 @@ Architectures (all take ``(B, 1, D, H, W)`` volumes in model range [-1, 1], retu
 - ``densenet121``: MONAI ``DenseNet121(spatial_dims=3)`` (Huang et al. 2017, "Densely connected
   convolutional networks"), 11.2M parameters; needs every side >= 32 voxels.
 - ``resnet10``: MONAI ``resnet10`` (Hara et al. 2018, 3D ResNets for video / MedicalNet), one input channel.
-- ``small``: the CPU preset, :class:`SmallCNN` (~240k parameters): four stride-2 MONAI ``Convolution``
-  blocks (Conv3d -> InstanceNorm -> PReLU) and one stride-1 block, global average pooling, a linear head.
-  At 32^3 one training step costs ~0.9 ms per volume on 2 idle CPU cores (fp32, batch 32).
+- ``small``: the CPU preset, :class:`neurodit.models.small_cnn.SmallCNN` (~240k parameters), the small
+  3D CNN the judge's C2ST view and encoder use too.
 
 The *head* of every network is its last ``nn.Linear``; everything before it is the *backbone*.
 :func:`transfer_backbone` copies every backbone tensor from a source model (shape-checked, as in
@@ -18,54 +17,21 @@ are initialised from the sex classifiers.
 from __future__ import annotations
 
 import torch
-from monai.networks.blocks import Convolution
 from torch import nn
 
 from neurodit.errors import NeuroditError
+from neurodit.models import small_cnn
 
 ARCHS = ("small", "densenet121", "resnet10")
 
 # Minimum side (voxels) each architecture accepts: its total downsampling factor.
-MIN_SIDE = {"small": 16, "densenet121": 32, "resnet10": 16}
-
-
-class SmallCNN(nn.Module):
-    """Small 3D CNN for CPU runs (after the ~290k-parameter 64^3 CNN of the paper authors' group).
-
-    Args:
-        in_channels: input channels (1 for an MD map).
-        n_classes: output logits.
-        channels: output channels of the stride-2 blocks; one further stride-1 block widens the last
-            stage to ``last`` channels where the volume is smallest, so parameters are cheap in FLOPs.
-        last: channels of the final stride-1 block.
-    """
-
-    def __init__(self, in_channels: int = 1, n_classes: int = 2,
-                 channels: tuple[int, ...] = (8, 16, 32, 64), last: int = 96):
-        super().__init__()
-        blocks: list[nn.Module] = []
-        c = in_channels
-        for i, out in enumerate(channels):
-            # (B, c, S, S, S) -> (B, out, S/2, S/2, S/2). InstanceNorm on the first three blocks only: the
-            # fourth outputs S/16 voxels a side (1 at 16^3), where instance statistics are undefined.
-            norm = "INSTANCE" if i < 3 else None
-            blocks.append(Convolution(3, c, out, strides=2, kernel_size=3, act="PRELU", norm=norm))
-            c = out
-        # (B, c, s, s, s) -> (B, last, s, s, s); s = S/16 (2 at 32^3)
-        blocks.append(Convolution(3, c, last, strides=1, kernel_size=3, act="PRELU", norm=None))
-        self.features = nn.Sequential(*blocks)
-        self.pool = nn.AdaptiveAvgPool3d(1)  # (B, last, s, s, s) -> (B, last, 1, 1, 1)
-        self.head = nn.Linear(last, n_classes)  # (B, last) -> (B, n_classes)
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.pool(self.features(x)).flatten(1)  # (B, last)
-        return self.head(x)
+MIN_SIDE = {"small": small_cnn.MIN_SIDE, "densenet121": 32, "resnet10": 16}
 
 
 def build_classifier(arch: str, n_classes: int = 2, in_channels: int = 1) -> nn.Module:
     """Build a 3D classifier by name (one of :data:`ARCHS`)."""
     if arch == "small":
-        return SmallCNN(in_channels=in_channels, n_classes=n_classes)
+        return small_cnn.SmallCNN(in_channels=in_channels, n_outputs=n_classes)
     if arch == "densenet121":
         from monai.networks.nets import DenseNet121
 

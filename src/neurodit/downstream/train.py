@@ -3,42 +3,17 @@
 Early stopping watches the validation loss (participant-grouped validation split chosen by the caller);
 the weights of the best epoch are restored at the end. Optional intensity augmentation (per volume,
 inside the brain only: random gain, offset and Gaussian noise) is applied on the fly to training batches.
+The loop itself is the shared small-network routine :func:`neurodit.models.fit.fit_network`.
 """
 
 from __future__ import annotations
-
-import copy
-import math
-import time
-from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from neurodit.errors import NeuroditError
-
-
-@dataclass
-class FitResult:
-    """What :func:`fit_classifier` did: best epoch (1-based), epochs run, losses per epoch, seconds."""
-
-    best_epoch: int
-    epochs_run: int
-    train_loss: list[float] = field(default_factory=list)
-    val_loss: list[float] = field(default_factory=list)
-    seconds: float = 0.0
-
-
-def bf16_supported(device: torch.device) -> bool:
-    """bf16 autocast only where the hardware does it natively (else it is emulated and slower)."""
-    if device.type == "cuda":
-        return torch.cuda.is_bf16_supported()
-    # CPU: off. With torch 2.13 (CPU wheel, AVX-512-bf16 machine) bf16 autocast gave intermittent
-    # non-finite Conv3d weight gradients in SmallCNN (2 of 5 identical runs) and no speed-up for a
-    # network this small (0.82 vs 0.88 ms per 32^3 volume, 2 threads).
-    return False
+from neurodit.models.fit import FitResult, batched_outputs, bf16_supported, fit_network
 
 
 def intensity_augment(x: torch.Tensor, generator: torch.Generator, gain: float = 0.1,
@@ -66,35 +41,23 @@ def _class_weights(y: np.ndarray, n_classes: int) -> torch.Tensor:
     return torch.tensor(w, dtype=torch.float32)
 
 
-@torch.no_grad()
 def predict_proba(model: nn.Module, x: np.ndarray | torch.Tensor, *, batch_size: int = 32,
                   device: torch.device | str = "cpu", amp: bool = False) -> np.ndarray:
     """Class probabilities (N, n_classes) for volumes ``x`` of shape (N, D, H, W) in model range."""
-    device = torch.device(device)
-    model.eval().to(device)
-    out = []
-    for i in range(0, len(x), batch_size):
-        xb = torch.as_tensor(np.asarray(x[i:i + batch_size]), dtype=torch.float32)
-        xb = xb.unsqueeze(1).to(device)  # (B, D, H, W) -> (B, 1, D, H, W)
-        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-            logits = model(xb)
-        out.append(torch.softmax(logits.float(), dim=1).cpu().numpy())
+    out = [torch.softmax(logits, dim=1).cpu().numpy()
+           for logits in batched_outputs(model, x, batch_size=batch_size, device=device, amp=amp)]
     n_out = out[0].shape[1] if out else 2
     return np.concatenate(out) if out else np.zeros((0, n_out), np.float32)
 
 
-def _loss(model, x, y, weight, device, amp, batch_size) -> float:
-    total, n = 0.0, 0
-    model.eval()
-    with torch.no_grad():
-        for i in range(0, len(x), batch_size):
-            xb = torch.as_tensor(x[i:i + batch_size]).unsqueeze(1).to(device)
-            yb = torch.as_tensor(y[i:i + batch_size]).to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                logits = model(xb)
-            total += F.cross_entropy(logits.float(), yb, weight=weight, reduction="sum").item()
-            n += len(yb)
-    return total / max(n, 1)
+def _mean_loss(model: nn.Module, x: np.ndarray, y: np.ndarray, weight: torch.Tensor, device: torch.device,
+               amp: bool, batch_size: int) -> float:
+    """Class-weighted cross-entropy of ``model`` on (N, D, H, W) volumes, averaged over the N volumes."""
+    total = 0.0
+    for i, logits in enumerate(batched_outputs(model, x, batch_size=batch_size, device=device, amp=amp)):
+        yb = torch.as_tensor(y[i * batch_size:(i + 1) * batch_size]).to(device)
+        total += F.cross_entropy(logits, yb, weight=weight, reduction="sum").item()
+    return total / max(len(x), 1)
 
 
 def fit_classifier(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray,
@@ -108,63 +71,31 @@ def fit_classifier(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray,
         x_train, x_val: (N, D, H, W) float32 volumes in model range [-1, 1].
         y_train, y_val: (N,) int class labels.
         epochs: maximum epochs; training stops after ``patience`` epochs without a lower val loss.
-        amp: bf16 autocast, used only where :func:`bf16_supported`.
+        amp: bf16 autocast, used only where :func:`~neurodit.models.fit.bf16_supported`.
         frozen_backbone: keep the backbone in eval mode (its BatchNorm statistics frozen too); the
             caller has already set ``requires_grad`` (see ``nets.freeze_backbone``).
     """
     device = torch.device(device)
     amp = amp and bf16_supported(device)
-    gen = torch.Generator().manual_seed(seed)
-    model.to(device)
-    n_classes = int(max(int(np.max(y_train)), int(np.max(y_val))) + 1)
-    n_classes = max(n_classes, 2)
+    n_classes = max(int(max(int(np.max(y_train)), int(np.max(y_val))) + 1), 2)
     weight = _class_weights(np.asarray(y_train, dtype=int), n_classes).to(device)
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
     x_train = np.ascontiguousarray(x_train, dtype=np.float32)
     x_val = np.ascontiguousarray(x_val, dtype=np.float32)
     y_train_t = torch.as_tensor(np.asarray(y_train, dtype=np.int64))
     y_val = np.asarray(y_val, dtype=np.int64)
 
-    res = FitResult(best_epoch=0, epochs_run=0)
-    best, best_state, bad = math.inf, copy.deepcopy(model.state_dict()), 0
-    t0 = time.perf_counter()
-    for epoch in range(1, epochs + 1):
-        model.train()
-        if frozen_backbone:
-            model.eval()  # BatchNorm/Dropout of the frozen backbone stay fixed; the head is linear
-        order = torch.randperm(len(x_train), generator=gen)
-        total = 0.0
-        for i in range(0, len(order), batch_size):
-            idx = order[i:i + batch_size]
-            if len(idx) < 2 and len(order) > 1:
-                continue  # a batch of one breaks BatchNorm in DenseNet/ResNet
-            xb = torch.from_numpy(x_train[idx.numpy()]).unsqueeze(1)  # (B, D, H, W) -> (B, 1, D, H, W)
-            if augment:
-                xb = intensity_augment(xb, gen)
-            xb, yb = xb.to(device), y_train_t[idx].to(device)
-            with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
-                logits = model(xb)  # (B, n_classes)
-            loss = F.cross_entropy(logits.float(), yb, weight=weight)
-            if not torch.isfinite(loss):
-                raise NeuroditError(f"classifier training diverged (non-finite loss at epoch {epoch}); "
-                                    "lower the learning rate or turn bf16 autocast off")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            total += loss.item() * len(idx)
-        res.train_loss.append(total / len(order))
-        val = _loss(model, x_val, y_val, weight, device, amp, 2 * batch_size)
-        res.val_loss.append(val)
-        res.epochs_run = epoch
-        if val < best - 1e-4:
-            best, bad, res.best_epoch = val, 0, epoch
-            best_state = copy.deepcopy(model.state_dict())
-        else:
-            bad += 1
-            if bad >= patience:
-                break
-    model.load_state_dict(best_state)
-    model.eval()
-    res.seconds = time.perf_counter() - t0
-    return res
+    def load_batch(idx: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        # (B, D, H, W) -> (B, 1, D, H, W) inputs, (B,) labels on the device
+        return torch.from_numpy(x_train[idx.numpy()]).unsqueeze(1), y_train_t[idx].to(device)
+
+    def loss_of(logits: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits.float(), yb, weight=weight)  # logits (B, n_classes), bf16 under amp
+
+    def validate() -> float:
+        return _mean_loss(model, x_val, y_val, weight, device, amp, 2 * batch_size)
+
+    # skip_single: a batch of one breaks BatchNorm in DenseNet/ResNet
+    return fit_network(model, len(x_train), load_batch, loss_of, epochs=epochs, batch_size=batch_size, lr=lr,
+                       weight_decay=weight_decay, seed=seed, augment=intensity_augment if augment else None,
+                       amp=amp, device=device, validate=validate, patience=patience, keep_eval=frozen_backbone,
+                       skip_single=True, what="classifier")

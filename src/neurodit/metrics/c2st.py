@@ -31,8 +31,8 @@ Views (features of each (D, H, W) volume inside the brain mask):
   spread over the whole brain.
 - ``texture``: gradient magnitude, local variance (3x3x3) and |Laplacian| maps: what a radiologist calls
   texture / sharpness; same classifier. White voxel noise or over-smooth samples show here.
-- ``cnn``: the small 3D CNN of the downstream experiment (``neurodit.downstream.nets.SmallCNN``) trained
-  a few epochs per fold on the volumes in model range.
+- ``cnn``: the small 3D CNN (``neurodit.models.small_cnn.SmallCNN``, one logit) trained a few epochs per
+  fold on the volumes in model range (``neurodit.models.fit.fit_network``).
 
 The logistic regression is fitted in the dual: with p >> n features, the L2 solution lies in the span of
 the training rows (representer theorem), so fitting it on the training rows' coordinates in that span
@@ -206,33 +206,28 @@ def _permute_within_folds(y: np.ndarray, fold_of: np.ndarray, rng: np.random.Gen
 # ------------------------------------------------------------------------------------------- CNN view
 def _cnn_scores(vols_model: np.ndarray, y: np.ndarray, fold_of: np.ndarray, epochs: int, seed: int,
                 batch: int = 16, lr: float = 1e-3) -> np.ndarray:
+    """Out-of-fold logits (N,) of a small 3D CNN trained on the other folds; volumes (N, D, H, W) in model range."""
     import torch
 
-    from neurodit.downstream.nets import MIN_SIDE, SmallCNN
+    from neurodit.models.fit import batched_outputs, fit_network
+    from neurodit.models.small_cnn import MIN_SIDE, SmallCNN
 
-    if min(vols_model.shape[1:]) < MIN_SIDE["small"]:
-        raise NeuroditError(f"C2ST cnn view needs >= {MIN_SIDE['small']} voxels a side, got {vols_model.shape[1:]}")
+    if min(vols_model.shape[1:]) < MIN_SIDE:
+        raise NeuroditError(f"C2ST cnn view needs >= {MIN_SIDE} voxels a side, got {vols_model.shape[1:]}")
     x_all = torch.from_numpy(np.ascontiguousarray(vols_model, dtype=np.float32))[:, None]  # (N, 1, D, H, W)
     yt = torch.from_numpy(y.astype(np.float32))
     scores = np.empty(len(y))
+
+    def bce(out: torch.Tensor, yb: torch.Tensor) -> torch.Tensor:
+        return torch.nn.functional.binary_cross_entropy_with_logits(out[:, 0], yb)  # out (B, 1), yb (B,)
+
     for k in np.unique(fold_of):
-        torch.manual_seed(seed + int(k))
-        gen = torch.Generator().manual_seed(seed + int(k))
-        tr, te = np.flatnonzero(fold_of != k), np.flatnonzero(fold_of == k)
-        net = SmallCNN(n_classes=1)
-        opt = torch.optim.AdamW(net.parameters(), lr=lr, weight_decay=1e-2)
-        net.train()
-        for _ in range(epochs):
-            for b in torch.randperm(len(tr), generator=gen).split(batch):
-                idx = torch.from_numpy(tr)[b]
-                loss = torch.nn.functional.binary_cross_entropy_with_logits(net(x_all[idx])[:, 0], yt[idx])
-                opt.zero_grad()
-                loss.backward()
-                opt.step()
-        net.eval()
-        with torch.no_grad():
-            scores[te] = torch.cat([net(x_all[torch.from_numpy(te)[b]])[:, 0]
-                                    for b in torch.arange(len(te)).split(64)]).numpy()
+        torch.manual_seed(seed + int(k))  # the fold's initial weights
+        tr, te = torch.from_numpy(np.flatnonzero(fold_of != k)), np.flatnonzero(fold_of == k)
+        net = SmallCNN(n_outputs=1)
+        fit_network(net, len(tr), lambda b, tr=tr: (x_all[tr[b]], yt[tr[b]]), bce, epochs=epochs,
+                    batch_size=batch, lr=lr, weight_decay=1e-2, seed=seed + int(k), what="C2ST CNN")
+        scores[te] = torch.cat([out[:, 0] for out in batched_outputs(net, vols_model[te], batch_size=64)]).numpy()
     return scores
 
 

@@ -8,8 +8,9 @@ itself cannot be downloaded here. Loss: L1 reconstruction plus a small KL term (
 without its perceptual and adversarial terms (no pretrained perceptual network offline), so the decoder
 reconstructs smooth images; docs/RECIPES.md measures what that costs.
 
-``train_mosaic_vae(prep_dir, out)`` writes a diffusers folder (``config.json`` + safetensors) that
-``neurodit.models.load_vae(out)`` and a preset's ``vae:`` key read. Four encoder blocks: /8, 4 latent
+``train_mosaic_vae(mosaics, out, cfg)`` trains on (N, 1, S, S) mosaics in the model range (a run's input
+cache, or ``neurodit.tiling.volume_to_mosaic`` of prepared volumes) and writes a diffusers folder
+(``config.json`` + safetensors) that ``neurodit.models.load_vae(out)`` and a preset's ``vae:`` key read. Four encoder blocks: /8, 4 latent
 channels, the SD VAE's shape contract (``LatentCodec``), on 1-channel mosaics.
 """
 
