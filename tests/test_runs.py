@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from neurodit.errors import NeuroditError
-from neurodit.generators.base import DEFAULT
+from neurodit.generators.registry import DEFAULT
 from neurodit.runs import (
     LabelSpec,
     age_bin_names,

@@ -8,7 +8,7 @@ Files owned here (written by :func:`write_run_files`, read by :class:`TrainedRun
 and ``preset.json`` (the network's config, whatever the generator's input adapter saves: a resolved
 :class:`~neurodit.models.ModelPreset` for ``dit``, the :class:`~neurodit.models.unet3d.UNet3DConfig` for
 ``ddpm3d``), and ``generator.json`` (which registered generator wrote the run; a run without it is a
-``neurodit.generators.base.DEFAULT`` run, as all runs were before there were others). The model weights
+``neurodit.generators.registry.DEFAULT`` run, as all runs were before there were others). The model weights
 (``model/``), checkpoints, cache and logs belong to the training loop (``neurodit.train``) or to the
 generator (``neurodit.generators``). :func:`is_run_folder` says whether a folder is a run at all.
 """
@@ -165,7 +165,7 @@ def write_generator(run_dir: Path, name: str) -> None:
 def read_generator(run_dir: Path) -> str:
     """The generator of ``run_dir``: ``generator.json``, else the default generator for a run with a
     ``model/`` folder (runs written before there were other generators)."""
-    from neurodit.generators.base import DEFAULT
+    from neurodit.generators.registry import DEFAULT
 
     run_dir = Path(run_dir)
     f = run_dir / GENERATOR_FILE
@@ -214,7 +214,7 @@ class TrainedRun:
         from neurodit.data.grid import Grid
         from neurodit.data.normalize import Normalization
         from neurodit.diffusion import DiffusionConfig
-        from neurodit.generators.base import get_generator, is_diffusion
+        from neurodit.generators.registry import get_generator, is_diffusion
 
         self.path = Path(run_dir)
         self.generator = read_generator(self.path)

@@ -13,7 +13,7 @@ import pytest
 import torch
 
 from neurodit.errors import NeuroditError
-from neurodit.generators import base as registry
+from neurodit.generators import registry
 from neurodit.generators.dit import DiffusionGenerator
 from neurodit.generators.inputs import MosaicInputs, VolumeInputs
 

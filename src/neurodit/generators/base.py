@@ -1,6 +1,6 @@
 """One generator interface: ``fit(prep_dir, cfg) -> run_dir`` and ``sample(run_dir, n, out, label=...)
--> cohort folder`` for every generator, and the registry: the one list of generator names, which
-``neurodit train --generator``, ``neurodit sample``, the training loop and the run folder ask.
+-> cohort folder`` for every generator, through the registry (:mod:`neurodit.generators.registry`, the
+one list of generator names); ``neurodit train --generator`` and ``neurodit sample`` use them.
 
 Generators (docs/ARCHITECTURE.md, "Generators"):
 
@@ -22,55 +22,22 @@ A run folder names its generator in ``generator.json`` (``neurodit.runs.read_gen
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from neurodit.errors import NeuroditError
 
-# name -> module holding a GENERATOR object (imported on first use: torch / monai load lazily)
-REGISTRY = {"dit": "neurodit.generators.dit", "ddpm3d": "neurodit.generators.ddpm3d",
-            "pca": "neurodit.generators.pca"}
-DEFAULT = "dit"  # what `neurodit train` fits unless told, and what wrote a run without generator.json
-
-
-class Generator(Protocol):
-    """What every generator provides (``cfg`` is a ``neurodit.train.TrainConfig``)."""
-
-    name: str
-    sharded: bool  # True: sample() shards its work over launched processes itself (neurodit.sample)
-    inputs: Any  # diffusion generators: their InputAdapter class (neurodit.generators.inputs); else None
-    recipe: str | None  # its own configs/train/<recipe>.yaml; None: the preset's recipe
-
-    def fit(self, prep_dir: str | Path, cfg: Any) -> Path:
-        """Fit on the prepared folder ``prep_dir``; write and return the run folder ``cfg.out``."""
-
-    def sample(self, run_dir: str | Path, n: int, out: str | Path, *, label: Any = None, seed: int = 0,
-               overwrite: bool = False, **options: Any) -> Path:
-        """Write ``n`` volumes of the run's model as a synthetic cohort folder ``out``; return ``out``."""
-
-
-def names() -> tuple[str, ...]:
-    """The registered generator names, in registry order."""
-    return tuple(REGISTRY)
-
-
-def get_generator(name: str) -> Generator:
-    """The registered generator ``name`` (``dit``, ``ddpm3d``, ``pca``)."""
-    if name not in REGISTRY:
-        raise NeuroditError(f"unknown generator '{name}' (use {', '.join(REGISTRY)})")
-    return importlib.import_module(REGISTRY[name]).GENERATOR
-
-
-def is_diffusion(name: str) -> bool:
-    """True for a generator trained by ``neurodit.train`` and sampled by ``neurodit.sample`` (it has an
-    input adapter); False for the others (pca) and for names not registered."""
-    return name in REGISTRY and get_generator(name).inputs is not None
-
-
-def diffusion_names() -> tuple[str, ...]:
-    """The registered diffusion generators (:func:`is_diffusion`), in registry order."""
-    return tuple(n for n in REGISTRY if is_diffusion(n))
+# the registry, re-exported as part of this interface (its owner is neurodit.generators.registry, which
+# the run folder and the training loop import directly: no import circle through fit / sample below)
+from neurodit.generators.registry import (
+    DEFAULT,
+    REGISTRY,
+    Generator,
+    diffusion_names,
+    get_generator,
+    is_diffusion,
+    names,
+)
 
 
 def fit(prep_dir: str | Path, cfg: Any) -> Path:

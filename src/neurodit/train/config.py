@@ -16,7 +16,7 @@ from neurodit.config import CONFIG_DIR, deep_merge, from_dict, read_yaml, to_dic
 from neurodit.defaults import SAMPLING
 from neurodit.diffusion import DDPM_SAMPLERS, FLOW_SAMPLERS, MIXED_PRECISION, DiffusionConfig
 from neurodit.errors import NeuroditError
-from neurodit.generators import base as registry
+from neurodit.generators import registry
 from neurodit.models.unet3d import UNet3DConfig
 from neurodit.standardize import STANDARDIZE
 

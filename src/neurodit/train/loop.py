@@ -40,8 +40,8 @@ import torch
 from neurodit.config import to_dict
 from neurodit.diffusion import Diffusion, autocast_dtype, create_diffusion, mixed_precision_for
 from neurodit.errors import NeuroditError
-from neurodit.generators.base import diffusion_names, get_generator, is_diffusion
 from neurodit.generators.inputs import InputAdapter
+from neurodit.generators.registry import diffusion_names, get_generator, is_diffusion
 from neurodit.io import atomic_dir, atomic_write_text, read_json, write_run_info
 from neurodit.runs import LabelSpec, is_run_folder, make_labels, write_run_files
 from neurodit.standardize import save_standardizer
