@@ -96,7 +96,7 @@ def train_tiny_dit(root, steps: int = 3, **overrides):
 
     from neurodit.data.phantom import make_phantom_cohort
     from neurodit.data.prepare import prepare
-    from neurodit.train import resolve_train_config, train_dit
+    from neurodit.train import resolve_train_config, train_diffusion
 
     root = Path(root)
     cohort = make_phantom_cohort("camcan", 12, root / "cohort", seed=5, voxel_size=6.0)
@@ -106,4 +106,4 @@ def train_tiny_dit(root, steps: int = 3, **overrides):
                                       "attention_head_dim": 16, "patch_size": 8}))
     cfg = resolve_train_config(None, None, prep_dir=str(prep), out=str(root / "run"), preset=str(preset),
                                max_steps=steps, batch_size=4, preview_per_class=0, log_every=1, **overrides)
-    return train_dit(cfg), prep
+    return train_diffusion(cfg), prep

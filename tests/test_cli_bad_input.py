@@ -60,9 +60,9 @@ def trained(tmp_path_factory):
     root = tmp_path_factory.mktemp("bad_cli")
     run, prep = train_tiny_dit(root)
     cohort, preset = root / "cohort", root / "p.yaml"  # written by train_tiny_dit
-    from neurodit.sample import sample
+    from neurodit.sample import sample_diffusion
 
-    syn = sample(run, 4, root / "syn", steps=2, progress=False)
+    syn = sample_diffusion(run, 4, root / "syn", steps=2, progress=False)
     # the training subjects on the run's grid (as the demo writes its real reference): a "held-out" set
     # that is not held out
     from neurodit.data.prepare import load_prepared
@@ -196,7 +196,7 @@ def _train_args(trained, init: Path | str, out: Path) -> list:
             "--max-steps", "1", "--batch-size", "2"]
 
 
-# train creates its run folder before it builds the model (neurodit.train.loop.train_dit): a bad --init
+# train creates its run folder before it builds the model (neurodit.train.loop.train_diffusion): a bad --init
 # is refused with one line and exit 2, but an empty "started" run folder is left until the generators
 # branch builds the model first (see the lead's merge notes).
 

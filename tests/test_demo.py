@@ -144,7 +144,7 @@ def test_every_printed_command_makes_the_demos_own_calls(tmp_path, monkeypatch):
     import inspect
 
     from neurodit import demo
-    from neurodit.downstream import DownstreamConfig
+    from neurodit.downstream import resolve_config
 
     calls, on_cli = [], []
 
@@ -161,15 +161,15 @@ def test_every_printed_command_makes_the_demos_own_calls(tmp_path, monkeypatch):
         return record
 
     def downstream_config(a):  # the keyword settings resolved into the one config they make
-        a["config"] = DownstreamConfig(arch=a.pop("arch"), folds=a.pop("folds"), seeds=a.pop("seeds"),
-                                       **a.pop("settings"))
+        a["config"] = resolve_config(a.pop("config"), arch=a.pop("arch"), folds=a.pop("folds"),
+                                     seeds=a.pop("seeds"), **a.pop("settings"))
         a.pop("progress")
         return a
 
-    def train_config(a):  # train_dit(cfg) in the demo, fit(prep_dir, cfg) in the CLI: the config decides
+    def train_config(a):  # train_diffusion(cfg) in the demo, fit(prep_dir, cfg) in the CLI: the config decides
         return {"cfg": a["cfg"]}
 
-    sample = importlib.import_module("neurodit.sample").sample  # the CLI samples through the generator interface
+    sample = importlib.import_module("neurodit.sample").sample_diffusion  # the CLI samples through the generator interface
     stages = [  # module, function, call name, signature, value the demo goes on with, normaliser
         ("neurodit.data.phantom", "make_phantom_cohort", "phantom", None, None, None),
         ("neurodit.data.split", "split_cohort", "split", None, ("train", "held"), None),
@@ -177,10 +177,10 @@ def test_every_printed_command_makes_the_demos_own_calls(tmp_path, monkeypatch):
         ("neurodit.data.prepare", "export_prepared", "export", None, None, None),
         ("neurodit.data.prepare", "load_prepared", "read", None, [0], None),
         ("neurodit.mosaic_files", "tile_file", "tile", None, None, None),
-        ("neurodit.train", "train_dit", "train", None, None, train_config),
+        ("neurodit.train", "train_diffusion", "train", None, None, train_config),
+        ("neurodit.generators", "fit", "train", None, None, train_config),  # first: it resolves base's lazily
         ("neurodit.generators.base", "fit", "train", None, None, train_config),
-        ("neurodit.generators", "fit", "train", None, None, train_config),
-        ("neurodit.sample", "sample", "sample", None, None, None),
+        ("neurodit.sample", "sample_diffusion", "sample", None, None, None),
         ("neurodit.generators.base", "sample", "sample", sample, None, None),
         ("neurodit.metrics.evaluate", "evaluate", "evaluate", None, None, None),
         ("neurodit.metrics.schema", "read_metrics", "read", None, {"verdicts": {}}, None),

@@ -10,7 +10,15 @@ import pandas as pd
 import pytest
 
 from neurodit.errors import NeuroditError
-from neurodit.runs import LabelSpec, age_bin_names, make_labels, write_run_files
+from neurodit.generators.registry import DEFAULT
+from neurodit.runs import (
+    LabelSpec,
+    age_bin_names,
+    is_run_folder,
+    make_labels,
+    read_generator,
+    write_run_files,
+)
 
 
 def test_combined_label_keeps_age_bin_order_and_round_trips():
@@ -49,7 +57,7 @@ def test_write_run_files_writes_what_a_sampler_reads(tmp_path):
     tiling = make_spec((32, 32, 32))
     write_run_files(tmp_path / "run", config={"preset": "tiny-p32", "seed": 3}, labels=spec_labels,
                     class_ids=ids, prep_dir=tmp_path / "prep", mask=mask, spec=tiling,
-                    preset=load_preset("tiny-p32"))
+                    preset=load_preset("tiny-p32"), generator="dit")
     run = tmp_path / "run"
     assert json.loads((run / "labels.json").read_text())["counts"] == [1, 2]
     assert TilingSpec.from_dict(json.loads((run / "tiling.json").read_text())) == tiling
@@ -59,3 +67,19 @@ def test_write_run_files_writes_what_a_sampler_reads(tmp_path):
     # the training participants stay with the run (the leakage check reads them)
     assert (run / "train_participants.tsv").read_bytes() == (tmp_path / "prep" / "participants.tsv").read_bytes()
     assert "seed: 3" in (run / "train_config.yaml").read_text()
+
+
+def test_is_run_folder_needs_the_model_of_a_finished_run(tmp_path):
+    """A run being trained (train_config.yaml, no model/ yet) is a run folder only with finished=False;
+    a cohort-like folder is none; adding model/config.json finishes it."""
+    run = tmp_path / "run"
+    (run / "model").parent.mkdir()
+    for name in ("labels.json", "prepare.json", "train_config.yaml"):
+        (run / name).write_text("{}")
+    assert not is_run_folder(run) and is_run_folder(run, finished=False)
+    (run / "model").mkdir()
+    (run / "model" / "config.json").write_text("{}")
+    assert is_run_folder(run) and read_generator(run) == DEFAULT
+    (tmp_path / "cohort").mkdir()
+    (tmp_path / "cohort" / "participants.tsv").write_text("participant_id\n")
+    assert not is_run_folder(tmp_path / "cohort", finished=False) and not is_run_folder(tmp_path / "none")

@@ -48,11 +48,11 @@ def test_cli_sample_writes_cohort_that_prepare_accepts(run_dir, tmp_path):
 
 
 def test_same_seed_same_volumes_any_batch_size(run_dir, tmp_path):
-    from neurodit.sample import sample
+    from neurodit.sample import sample_diffusion
 
-    a = sample(run_dir, 3, tmp_path / "a", steps=3, seed=7, batch_size=3, progress=False)
-    b = sample(run_dir, 3, tmp_path / "b", steps=3, seed=7, batch_size=1, progress=False)
-    c = sample(run_dir, 3, tmp_path / "c", steps=3, seed=8, batch_size=3, progress=False)
+    a = sample_diffusion(run_dir, 3, tmp_path / "a", steps=3, seed=7, batch_size=3, progress=False)
+    b = sample_diffusion(run_dir, 3, tmp_path / "b", steps=3, seed=7, batch_size=1, progress=False)
+    c = sample_diffusion(run_dir, 3, tmp_path / "c", steps=3, seed=8, batch_size=3, progress=False)
 
     def load(d):
         return np.stack([np.asarray(nib.load(f).dataobj) for f in sorted(d.glob("*.nii.gz"))])
@@ -63,14 +63,14 @@ def test_same_seed_same_volumes_any_batch_size(run_dir, tmp_path):
 
 
 def test_label_selection_and_errors(run_dir, tmp_path):
-    from neurodit.sample import sample
+    from neurodit.sample import sample_diffusion
 
-    out = sample(run_dir, 4, tmp_path / "f", label=["sex=F"], steps=2, scheduler="dpm", progress=False)
+    out = sample_diffusion(run_dir, 4, tmp_path / "f", label=["sex=F"], steps=2, scheduler="dpm", progress=False)
     assert set(pd.read_csv(out / "participants.tsv", sep="\t")["sex"]) == {"F"}
     with pytest.raises(NeuroditError, match="no class matches"):
-        sample(run_dir, 2, tmp_path / "x", label=["sex=X"], steps=2, progress=False)
+        sample_diffusion(run_dir, 2, tmp_path / "x", label=["sex=X"], steps=2, progress=False)
     with pytest.raises(NeuroditError, match="not a label column"):
-        sample(run_dir, 2, tmp_path / "y", label=["diagnosis=AD"], steps=2, progress=False)
+        sample_diffusion(run_dir, 2, tmp_path / "y", label=["diagnosis=AD"], steps=2, progress=False)
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
     res = CliRunner().invoke(app, ["sample", str(tmp_path), "--n", "1", "--out", str(tmp_path / "z")])
     assert res.exit_code == 2 and "not a finished neurodit run" in res.output

@@ -60,14 +60,14 @@ def _volumes(folder: Path) -> dict[str, np.ndarray]:
 def test_two_process_sample_equals_one(run_dir, tmp_path, scheduler):
     import torch
 
-    from neurodit.sample import sample
+    from neurodit.sample import sample_diffusion
 
     args = ["--n", "5", "--steps", "3", "--seed", "4", "--batch-size", "2", "--scheduler", scheduler]
     _launch_sample(str(run_dir), "--out", str(tmp_path / "two"), *args)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
-        sample(run_dir, 5, tmp_path / "one", steps=3, seed=4, batch_size=2, scheduler=scheduler,
+        sample_diffusion(run_dir, 5, tmp_path / "one", steps=3, seed=4, batch_size=2, scheduler=scheduler,
                progress=False)
     finally:
         torch.set_num_threads(threads)

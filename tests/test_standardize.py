@@ -73,7 +73,7 @@ def test_standardized_run_samples_in_the_model_range(tmp_path):
 
     run_dir, prep_dir = train_tiny_dit(tmp_path, steps=2, standardize="pixel", standardize_floor=0.02)
     run = TrainedRun(run_dir)
-    st = run.standardizer
+    st = run.inputs.standardizer
     assert st is not None and (run_dir / "standardize.safetensors").is_file()
     prep = load_prepared(prep_dir)
     vols = np.asarray(prep.volumes, dtype=np.float32)
@@ -88,14 +88,14 @@ def test_standardized_run_samples_in_the_model_range(tmp_path):
 def test_resume_refuses_a_changed_standardization(tmp_path):
     from tests.helpers import train_tiny_dit
 
-    from neurodit.train import resolve_train_config, train_dit
+    from neurodit.train import resolve_train_config, train_diffusion
 
     run_dir, prep_dir = train_tiny_dit(tmp_path, steps=2, standardize="pixel")
     preset = tmp_path / "p.yaml"
     cfg = resolve_train_config(None, None, prep_dir=str(prep_dir), out=str(run_dir), preset=str(preset),
                                max_steps=3, batch_size=4, preview_per_class=0, resume=True)
     with pytest.raises(NeuroditError, match="standardize"):
-        train_dit(cfg)
+        train_diffusion(cfg)
 
 
 def test_config_rejects_unknown_standardization():

@@ -15,11 +15,12 @@ from typing import Any
 import numpy as np
 import torch
 
+from neurodit.defaults import SAMPLING
 from neurodit.io import package_versions, write_json
 
 
-def bench_preset(name: str, steps: int = 10, batch_size: int = 16, sample_steps: int = 25,
-                 sample_batch: int = 4, guidance: float = 2.0, device: str | None = None) -> dict[str, Any]:
+def bench_preset(name: str, steps: int = 10, batch_size: int = 16, sample_steps: int = SAMPLING.steps,
+                 sample_batch: int = 4, guidance: float = SAMPLING.guidance, device: str | None = None) -> dict[str, Any]:
     """Seconds per train step, images/s and sampling seconds per volume for preset ``name``."""
     from neurodit.diffusion import DiffusionConfig, autocast_dtype, create_diffusion, mixed_precision_for
     from neurodit.models import build_dit, load_preset
@@ -74,7 +75,7 @@ def bench_preset(name: str, steps: int = 10, batch_size: int = 16, sample_steps:
     }
 
 
-def bench(presets: list[str], steps: int = 10, batch_size: int = 16, sample_steps: int = 25,
+def bench(presets: list[str], steps: int = 10, batch_size: int = 16, sample_steps: int = SAMPLING.steps,
           out: str | Path | None = None) -> list[dict[str, Any]]:
     """Run ``bench_preset`` for each preset; optionally write ``{"results": [...], "versions"}`` JSON."""
     results = [bench_preset(p, steps=steps, batch_size=batch_size, sample_steps=sample_steps) for p in presets]

@@ -15,6 +15,7 @@ from typing import Annotated
 
 import typer
 
+from neurodit.defaults import SAMPLING
 from neurodit.errors import NeuroditError
 
 app = typer.Typer(
@@ -244,8 +245,9 @@ def sample_cmd(
     n: Annotated[int, typer.Option("--n", "-n", help="number of synthetic volumes (-n under torchrun, which claims --n)")],
     out: Annotated[Path, typer.Option(help="output cohort folder (participants.tsv + NIfTI in mm2/s)")],
     label: Annotated[list[str] | None, typer.Option(help="keep classes matching col=value, e.g. sex=F")] = None,
-    steps: Annotated[int, typer.Option(help="sampler steps")] = 25,
-    guidance: Annotated[float, typer.Option(help="classifier-free guidance scale (1 = none)")] = 2.0,
+    steps: Annotated[int, typer.Option(help="sampler steps")] = SAMPLING.steps,
+    guidance: Annotated[float, typer.Option(
+        help="classifier-free guidance scale (1 = none)")] = SAMPLING.guidance,
     scheduler: Annotated[str | None, typer.Option(help="ddim | dpm | ddpm (ddpm runs), euler | heun (flow "
                                                        "runs); default ddim / euler")] = None,
     seed: Annotated[int, typer.Option(help="same seed, same volumes")] = 0,
@@ -266,7 +268,7 @@ def bench_cmd(
     preset: Annotated[list[str], typer.Option(help="preset(s) to time (repeatable)")] = ["tiny"],  # noqa: B006
     steps: Annotated[int, typer.Option(help="timed train steps per preset (after 2 warm-up steps)")] = 10,
     batch_size: Annotated[int, typer.Option(help="mosaics per train step")] = 16,
-    sample_steps: Annotated[int, typer.Option(help="sampler steps per volume")] = 25,
+    sample_steps: Annotated[int, typer.Option(help="sampler steps per volume")] = SAMPLING.steps,
     out: Annotated[Path | None, typer.Option(help="write the results as JSON here")] = None,
     evaluate: Annotated[bool, typer.Option("--evaluate", help="time `evaluate` on 100 synthetic vs 40 real "
                                            "phantom volumes at 6 mm and measure its peak RSS for N and 4N "

@@ -24,6 +24,7 @@ from typing import Any
 import yaml
 
 from neurodit.config import CONFIG_DIR, deep_merge, from_dict, read_yaml, to_dict
+from neurodit.defaults import SAMPLING
 from neurodit.errors import NeuroditError
 from neurodit.io import write_json, write_run_info
 
@@ -43,8 +44,8 @@ class DemoConfig:
     train_steps: int | None = None
     train_overrides: dict[str, Any] = field(default_factory=dict)
     n_synthetic: int = 100
-    sample_steps: int = 25
-    guidance: float = 2.0
+    sample_steps: int = SAMPLING.steps
+    guidance: float = SAMPLING.guidance
     sampler: str | None = None  # None: the trained run's own sampler (ddim for ddpm runs, euler for flow)
     eval_max_pairs: int = 300
     eval_permutations: int = 200
@@ -200,7 +201,7 @@ def _tile(r: _DemoRun) -> None:
 
 
 def _train(r: _DemoRun) -> None:
-    from neurodit.train import resolve_train_config, train_dit
+    from neurodit.train import resolve_train_config, train_diffusion
 
     c, d = r.cfg, r.d
 
@@ -210,7 +211,7 @@ def _train(r: _DemoRun) -> None:
         if c.train_steps is not None:
             flags["max_steps"] = c.train_steps
         tcfg = resolve_train_config(None, dict(c.train_overrides), **flags)
-        train_dit(tcfg)
+        train_diffusion(tcfg)
         return f"{tcfg.max_steps} steps of the {c.preset} DiT (batch {tcfg.batch_size}, lr {tcfg.lr:g})"
 
     steps_flag = f" --max-steps {c.train_steps}" if c.train_steps is not None else ""
@@ -219,12 +220,12 @@ def _train(r: _DemoRun) -> None:
 
 
 def _sample(r: _DemoRun) -> None:
-    from neurodit.sample import sample
+    from neurodit.sample import sample_diffusion
 
     c, d = r.cfg, r.d
 
     def run() -> str:
-        sample(d["run"], c.n_synthetic, d["synthetic"], steps=c.sample_steps, guidance=c.guidance,
+        sample_diffusion(d["run"], c.n_synthetic, d["synthetic"], steps=c.sample_steps, guidance=c.guidance,
                scheduler=c.sampler, seed=c.seed, overwrite=True)
         return f"{c.n_synthetic} synthetic volumes (NIfTI, mm²/s), balanced by sex"
 
@@ -274,15 +275,16 @@ def _compare(r: _DemoRun) -> None:
     from neurodit.compare import COMPARE_ARMS, CompareConfig, compare, read_comparison
     from neurodit.downstream import DownstreamConfig
     from neurodit.generators import fit
+    from neurodit.generators.registry import DEFAULT
     from neurodit.metrics.evaluate import EvalConfig
-    from neurodit.runs import read_generator
     from neurodit.train import resolve_train_config
 
     c, d, s = r.cfg, r.d, r.cfg.seed
     runs = {g: r.out / f"run_{g}" for g in c.compare_generators}
     extra = {g: {k: v for k, v in c.generator_budgets.get(g, {}).items() if k != "max_steps"} for g in runs}
     steps = {g: {k: v for k, v in c.generator_budgets.get(g, {}).items() if k == "max_steps"} for g in runs}
-    labels = {str(d["synthetic"]): read_generator(d["run"]), **{str(run): g for g, run in runs.items()}}
+    # the DiT run of the train stage is the registry's default generator (train names none)
+    labels = {str(d["synthetic"]): DEFAULT, **{str(run): g for g, run in runs.items()}}
 
     def run() -> str:
         for g, run_dir in runs.items():

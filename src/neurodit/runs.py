@@ -5,11 +5,12 @@ Files owned here (written by :func:`write_run_files`, read by :class:`TrainedRun
 ``train_config.yaml`` (resolved config, incl. the diffusion process), ``labels.json``
 (:class:`LabelSpec` + class counts), ``prepare.json`` (copy: grid + normalisation), ``mask.npy``
 (brain mask: sampled voxels outside it are 0 mm²/s), ``tiling.json`` (:class:`~neurodit.tiling.TilingSpec`)
-and ``preset.json`` (resolved :class:`~neurodit.models.ModelPreset` for ``dit``, the
-:class:`~neurodit.models.unet3d.UNet3DConfig` for ``ddpm3d``), and ``generator.json`` (which generator
-wrote the run: ``dit``, ``ddpm3d`` or ``pca``; a run without it is a ``dit`` run, as all runs were before
-there were others). The model weights (``model/``), checkpoints, cache and logs belong to the training
-loop (``neurodit.train``) or to the generator (``neurodit.generators``).
+and ``preset.json`` (the network's config, whatever the generator's input adapter saves: a resolved
+:class:`~neurodit.models.ModelPreset` for ``dit``, the :class:`~neurodit.models.unet3d.UNet3DConfig` for
+``ddpm3d``), and ``generator.json`` (which registered generator wrote the run; a run without it is a
+``neurodit.generators.registry.DEFAULT`` run, as all runs were before there were others). The model weights
+(``model/``), checkpoints, cache and logs belong to the training loop (``neurodit.train``) or to the
+generator (``neurodit.generators``). :func:`is_run_folder` says whether a folder is a run at all.
 """
 
 from __future__ import annotations
@@ -26,11 +27,14 @@ import yaml
 
 from neurodit.errors import NeuroditError
 from neurodit.io import atomic_write_text, read_json, write_json
-
-RUN_FILES = ("model/config.json", "labels.json", "prepare.json", "tiling.json", "train_config.yaml",
-             "preset.json")  # what a finished diffusion run (dit, ddpm3d) must hold for sampling
-GENERATOR_FILE = "generator.json"
-DIFFUSION_GENERATORS = ("dit", "ddpm3d")  # the generators this module's TrainedRun opens
+from neurodit.run_folder import (  # the run folder's names, re-exported (__all__)
+    FINISHED_RUN_FILES,
+    GENERATOR_FILE,
+    RUN_FILES,
+    is_run_folder,
+    read_generator,
+    write_generator,
+)
 
 AGE_BIN = "age_bin"
 
@@ -145,33 +149,13 @@ def make_labels(table: pd.DataFrame, label: str, age_bins: list[float] | tuple[f
                      age_bins=edges if AGE_BIN in columns else ()), ids
 
 
-def write_generator(run_dir: Path, name: str) -> None:
-    """Record which generator (``dit``, ``ddpm3d``, ``pca``) wrote ``run_dir`` (``generator.json``)."""
-    write_json(Path(run_dir) / GENERATOR_FILE, {"generator": str(name)})
-
-
-def read_generator(run_dir: Path) -> str:
-    """The generator of ``run_dir``: ``generator.json``, else ``dit`` for a run with a ``model/`` folder
-    (runs written before there were other generators)."""
-    run_dir = Path(run_dir)
-    f = run_dir / GENERATOR_FILE
-    if f.is_file():
-        name = read_json(f).get("generator")
-        if not isinstance(name, str) or not name:
-            raise NeuroditError("no 'generator' name in generator.json", f)
-        return name
-    if (run_dir / "model" / "config.json").is_file():
-        return "dit"
-    raise NeuroditError("not a finished neurodit run (no generator.json and no model/)", run_dir)
-
-
 def write_run_files(run_dir: Path, *, config: dict[str, Any], labels: LabelSpec, class_ids: np.ndarray,
-                    prep_dir: Path, mask: np.ndarray, spec, preset, generator: str = "dit") -> None:
+                    prep_dir: Path, mask: np.ndarray, spec, preset, generator: str) -> None:
     """Write the run-folder files a sampler needs (everything but ``model/``), before training starts.
 
     ``config``: the resolved train config as a plain dict; ``class_ids`` (N,) int64 of the training
-    volumes; ``mask`` (D, H, W) bool; ``spec`` a TilingSpec; ``preset`` a ModelPreset (dit) or a
-    UNet3DConfig (ddpm3d), anything with ``to_dict()``.
+    volumes; ``mask`` (D, H, W) bool; ``spec`` a TilingSpec; ``preset`` the network's config (the input
+    adapter's: a ModelPreset, a UNet3DConfig; anything with ``to_dict()``); ``generator`` its name.
     """
     run_dir = Path(run_dir)
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -190,25 +174,21 @@ def write_run_files(run_dir: Path, *, config: dict[str, Any], labels: LabelSpec,
 
 
 class TrainedRun:
-    """A diffusion RUN_DIR (``dit`` or ``ddpm3d``) opened for sampling: EMA model, labels, tiling,
-    grid/normalisation, mask, diffusion process. ``input_shape`` is one model input: (C, S, S) mosaics
-    for dit, (1, D, H, W) volumes for ddpm3d; ``to_volumes`` turns model outputs into mm²/s volumes."""
+    """A diffusion RUN_DIR opened for sampling: EMA model, labels, grid/normalisation, mask, diffusion
+    process, and the generator's input adapter (``inputs``: tiling, codec, standardizer; nothing here
+    depends on which generator it is). ``input_shape`` is one model input (C, *spatial): (C, S, S)
+    mosaics, (1, D, H, W) volumes; ``to_volumes`` turns model outputs into mm²/s volumes."""
 
     def __init__(self, run_dir: str | Path, device: torch.device | None = None):
-        from diffusers import DiTTransformer2DModel
-
         from neurodit.config import from_dict
         from neurodit.data.grid import Grid
         from neurodit.data.normalize import Normalization
         from neurodit.diffusion import DiffusionConfig
-        from neurodit.models import ModelPreset
-        from neurodit.standardize import load_standardizer
-        from neurodit.tiling import TilingSpec
-        from neurodit.weights import load_model_folder
+        from neurodit.generators.registry import get_generator, is_diffusion
 
         self.path = Path(run_dir)
         self.generator = read_generator(self.path)
-        if self.generator not in DIFFUSION_GENERATORS:
+        if not is_diffusion(self.generator):
             raise NeuroditError(f"a '{self.generator}' run is not a diffusion run (open it through "
                                 "neurodit.generators)", self.path)
         missing = [f for f in RUN_FILES if not (self.path / f).is_file()]
@@ -216,7 +196,6 @@ class TrainedRun:
             raise NeuroditError(f"not a finished neurodit run (missing {', '.join(missing)})", self.path)
         self.device = device or torch.device("cuda" if torch.cuda.is_available() else "cpu")
         self.labels = LabelSpec.from_dict(read_json(self.path / "labels.json"), self.path / "labels.json")
-        self.spec = TilingSpec.from_dict(read_json(self.path / "tiling.json"), self.path / "tiling.json")
         prep = read_json(self.path / "prepare.json")
         try:
             self.grid = Grid.from_dict(prep["grid"])
@@ -228,56 +207,34 @@ class TrainedRun:
         self.diffusion = from_dict(DiffusionConfig, cfg.get("diffusion", {}), "diffusion")
         mask_file = self.path / "mask.npy"
         self.mask = np.load(mask_file, allow_pickle=False) if mask_file.is_file() else None
-        self.codec = None
-        self.standardizer = load_standardizer(self.path)  # None: trained on raw inputs
-        if self.generator == "ddpm3d":
-            from neurodit.models.unet3d import UNet3D
-
-            self.preset = None
-            self.model = load_model_folder(UNet3D, self.path / "model").to(self.device).eval()
-            n_model = self.model.num_classes
-        else:
-            self.preset = ModelPreset.from_dict(read_json(self.path / "preset.json"))
-            self.model = load_model_folder(DiTTransformer2DModel, self.path / "model").to(self.device).eval()
-            n_model = int(self.model.config.num_embeds_ada_norm)
+        self.inputs = get_generator(self.generator).inputs.open(self.path)
+        self.model, n_model = self.inputs.load_model(self.path / "model", self.device)
         if n_model != self.labels.num_classes:
             raise NeuroditError(f"model has {n_model} classes but labels.json "
                                 f"lists {self.labels.num_classes}", self.path / "model")
 
-    def attach_vae(self, vae=None) -> None:
-        """Latent presets: decode with ``vae`` (tests) or the preset's VAE."""
-        from neurodit.models import LatentCodec, load_vae
+    @property
+    def spec(self):
+        """The run's ``TilingSpec`` (``tiling.json``)."""
+        return self.inputs.spec
 
-        if self.preset is None or self.preset.space != "latent":
-            return
-        if vae is None:
-            vae = load_vae(self.preset.vae, self.preset.vae_subfolder)
-        self.codec = LatentCodec(vae.to(self.device), scale=self.preset.latent_scale)
+    def attach_vae(self, vae=None) -> None:
+        """Load what decoding needs beyond the run files: latent presets' VAE (``vae``, tests, or the
+        preset's); nothing for the others."""
+        self.inputs.attach_codec(self.device, vae)
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        if self.generator == "ddpm3d":
-            return (self.model.in_channels, *(int(s) for s in self.grid.shape))
-        c = int(self.model.config.in_channels)
-        s = int(self.model.config.sample_size)
-        return (c, s, s)
+        return self.inputs.input_shape
 
     def to_volumes(self, x: torch.Tensor) -> np.ndarray:
-        """(B, C, S, S) mosaics (dit) or (B, 1, D, H, W) volumes (ddpm3d) in the model range -> (B, D, H, W)
-        float32 volumes in mm²/s (0 outside the mask)."""
+        """(B, C, *spatial) model outputs (standardized when the run is) -> (B, D, H, W) float32 volumes
+        in mm²/s (0 outside the mask)."""
         from neurodit.data.prepare import model_to_mm2s
-        from neurodit.tiling import mosaic_to_volume
 
-        if self.standardizer is not None:
-            x = self.standardizer.invert(x.float())  # standardized -> model range
-        if self.generator == "ddpm3d":
-            vol = x[:, 0].clamp(-1.0, 1.0).float().cpu().numpy()  # (B, D, H, W) model range
-            return model_to_mm2s(vol, self.norm, self.mask)
-        mos = self.codec.decode(x) if self.codec is not None else x
-        mos = mos[:, 0].clamp(-1.0, 1.0).float().cpu().numpy()  # (B, M, M)
-        vol = np.asarray(mosaic_to_volume(mos, self.spec), dtype=np.float32)  # (B, D, H, W) model range
-        return model_to_mm2s(vol, self.norm, self.mask)
+        return model_to_mm2s(self.inputs.decode(x), self.norm, self.mask)
 
 
-__all__ = ["AGE_BIN", "DIFFUSION_GENERATORS", "GENERATOR_FILE", "RUN_FILES", "LabelSpec", "TrainedRun",
-           "age_bin_names", "make_labels", "read_generator", "write_generator", "write_run_files"]
+__all__ = ["AGE_BIN", "FINISHED_RUN_FILES", "GENERATOR_FILE", "RUN_FILES", "LabelSpec", "TrainedRun",
+           "age_bin_names", "is_run_folder", "make_labels", "read_generator", "write_generator",
+           "write_run_files"]

@@ -1,11 +1,12 @@
-"""``neurodit sample``: draw synthetic 3D MD volumes from a trained diffusion run (``dit`` or
-``ddpm3d``; ``neurodit.generators`` dispatches every generator) and write them as a cohort.
+"""``sample_diffusion``: draw synthetic 3D MD volumes from a trained diffusion run (any generator with
+an input adapter: ``dit``, ``ddpm3d``) and write them as a cohort. ``neurodit sample`` goes through
+``neurodit.generators.base.sample``, which picks the run's generator and, for diffusion runs, lands here.
 
 Classifier-free guidance (Ho & Salimans 2022) with our own loop over a diffusers scheduler
-(``neurodit.diffusion``); the run folder is opened by ``neurodit.runs.TrainedRun``; each mosaic is
-decoded (latent presets), untiled (``neurodit.tiling.mosaic_to_volume``; ddpm3d outputs are volumes
-already), mapped back to mm²/s and set
-to 0 outside the training brain mask (``neurodit.data.prepare.model_to_mm2s``) and written as NIfTI on
+(``neurodit.diffusion``); the run folder is opened by ``neurodit.runs.TrainedRun``; each model output is
+turned back into a volume by the run's input adapter (``neurodit.generators.inputs``: un-standardized,
+decoded for latent presets, untiled for mosaics), mapped back to mm²/s and set to 0 outside the
+training brain mask (``neurodit.data.prepare.model_to_mm2s``) and written as NIfTI on
 the prepare grid's affine. The output folder is a cohort folder (docs/ARCHITECTURE.md, "Input
 format") that ``neurodit prepare`` accepts.
 
@@ -31,16 +32,19 @@ import numpy as np
 import torch
 
 from neurodit.data.synthetic import SYN_PREFIX, label_columns, parse_label, write_synthetic_cohort
+from neurodit.defaults import SAMPLING
 from neurodit.diffusion import SAMPLERS, create_diffusion, default_sampler
 from neurodit.errors import NeuroditError
 from neurodit.runs import TrainedRun
 
 
-def sample(run_dir: str | Path, n: int, out: str | Path, *, label: dict[str, str] | list[str] | None = None,
-           steps: int = 25, guidance: float = 2.0, scheduler: str | None = None, seed: int = 0,
-           batch_size: int = 16, overwrite: bool = False, device: str | None = None, vae=None,
-           progress: bool = True) -> Path:
-    """Write ``n`` synthetic volumes of RUN_DIR's model to the cohort folder ``out``; returns ``out``.
+def sample_diffusion(run_dir: str | Path, n: int, out: str | Path, *,
+                     label: dict[str, str] | list[str] | None = None, steps: int = SAMPLING.steps,
+                     guidance: float = SAMPLING.guidance, scheduler: str | None = None, seed: int = 0,
+                     batch_size: int = 16, overwrite: bool = False, device: str | None = None, vae=None,
+                     progress: bool = True) -> Path:
+    """Write ``n`` synthetic volumes of the diffusion run RUN_DIR's model to the cohort folder ``out``;
+    returns ``out``. (Any generator's run: ``neurodit.generators.base.sample``.)
 
     Classes: ``label`` (e.g. ``{"sex": "F"}``) keeps the matching classes; without it, samples cycle
     through all classes (balanced). Same ``seed`` -> same volumes, whatever ``batch_size``: the initial
@@ -154,4 +158,4 @@ def _write_sharded(state, out: Path, n: int, overwrite: bool, mine, write) -> Pa
     return out
 
 
-__all__ = ["SYN_PREFIX", "TrainedRun", "batch_seed", "parse_label", "sample", "shard_state"]
+__all__ = ["SYN_PREFIX", "TrainedRun", "batch_seed", "parse_label", "sample_diffusion", "shard_state"]

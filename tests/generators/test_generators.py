@@ -16,7 +16,7 @@ from neurodit.data.cohort import load_volumes, read_cohort
 from neurodit.errors import NeuroditError
 from neurodit.generators.base import fit, get_generator, sample
 from neurodit.models.unet3d import UNet3D
-from neurodit.runs import read_generator
+from neurodit.runs import is_run_folder, read_generator
 
 
 def check_cohort(out, n, grid_shape, mask):
@@ -87,6 +87,9 @@ def test_pca_run_folder_samples_resumes_and_matches_a_fresh_fit(gen_prep, gen_cf
     before = (run / "model" / "reference.safetensors").stat().st_mtime_ns
     assert fit(gen_prep, gen_cfg("pca", generator="pca", resume=True)) == run
     assert (run / "model" / "reference.safetensors").stat().st_mtime_ns == before
+    assert is_run_folder(run)
+    with pytest.raises(NeuroditError, match="components: None vs 2"):  # the diffusion runs' identity check
+        fit(gen_prep, gen_cfg("pca", generator="pca", resume=True, components=2))
     with pytest.raises(NeuroditError, match="not empty"):
         fit(gen_prep, gen_cfg("pca", generator="pca"))
 

@@ -141,7 +141,7 @@ def test_presets_command_shows_the_model_train_builds_for_the_demo():
     for quick in (False, True):
         demo = load_demo_config(quick=quick)
         cfg = resolve_train_config(None, dict(demo.train_overrides), prep_dir="p", out="o", preset=demo.preset)
-        built = load_preset(cfg.preset, cfg.preset_overrides or None)  # what train_dit builds
+        built = load_preset(cfg.preset, cfg.preset_overrides or None)  # what train_diffusion builds
         assert built == load_preset(demo.preset)
         assert (built.name, built.patch_size, built.num_tokens, built.mosaic_size) == ("tiny-p32", 32, 36, 192)
     assert resolve_train_config(None, None, prep_dir="p", out="o").preset == "tiny-p32"  # no --preset

@@ -64,7 +64,7 @@ def read_loss(run: Path) -> np.ndarray:
 
 def test_two_processes_equal_one(phantom_prep, preset_file, tmp_path):
     from neurodit.io import read_json
-    from neurodit.train import resolve_train_config, train_dit
+    from neurodit.train import resolve_train_config, train_diffusion
 
     cfg = {"max_steps": 6, "batch_size": 2, "num_threads": 1, "mixed_precision": "fp32", "preview_per_class": 0,
            "log_every": 1, "warmup_steps": 3, "lr": 1e-3, "seed": 11, "preset": str(preset_file),
@@ -75,7 +75,7 @@ def test_two_processes_equal_one(phantom_prep, preset_file, tmp_path):
     accelerate_launch(2, "train", str(phantom_prep), "--out", str(two), "--config", str(cfg_file))
     assert read_json(two / "run.json")["processes"] == 2
     # one process, same global batch: batch 2 x grad_accum 2
-    one = train_dit(resolve_train_config(cfg_file, {"grad_accum": 2}, prep_dir=str(phantom_prep),
+    one = train_diffusion(resolve_train_config(cfg_file, {"grad_accum": 2}, prep_dir=str(phantom_prep),
                                          out=str(tmp_path / "one")))
     a, b = read_loss(one), read_loss(two)
     assert a.shape == b.shape == (6, 3)

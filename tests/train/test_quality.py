@@ -34,14 +34,14 @@ def test_brief_training_learns_mean_and_sex_direction(fast_cfg, strong_prep):
     from neurodit.diffusion import guided_sample, make_noise_scheduler, make_sampler
     from neurodit.sample import TrainedRun
     from neurodit.tiling import mosaic_to_volume
-    from neurodit.train import train_dit
+    from neurodit.train import train_diffusion
 
     # The tiny preset's recipe (configs/train/tiny-p32.yaml: x0-prediction, cosine betas) on a 2-layer,
     # width-64 DiT with 64^2 mosaics; a narrow model takes a higher lr (2e-3) than tiny's width 256.
     cfg = fast_cfg("q", prep_dir=str(strong_prep), max_steps=400, batch_size=16, lr=2e-3, warmup_steps=10, preview_per_class=0,
                    log_every=10, ema_decay=0.95,
                    diffusion={"prediction_type": "sample", "beta_schedule": "squaredcos_cap_v2"})
-    run = train_dit(cfg)
+    run = train_diffusion(cfg)
     prep = load_prepared(cfg.prep_dir)
     real = np.asarray(prep.volumes)  # (40, 16, 16, 16) model range
     sex = prep.table["sex"].to_numpy()

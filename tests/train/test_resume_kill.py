@@ -113,11 +113,11 @@ def assert_bit_identical(run: Path, ref: Path) -> None:
 @pytest.fixture(scope="module", params=["dit", "ddpm3d"])
 def reference(request, phantom_prep, preset_file, tmp_path_factory):
     """An uninterrupted in-process run (same code as the CLI) of ``STEPS`` steps."""
-    from neurodit.train import resolve_train_config, train_dit
+    from neurodit.train import resolve_train_config, train_diffusion
 
     tmp = tmp_path_factory.mktemp(f"kill-{request.param}")
     cfg_file = _config(tmp, request.param, preset_file)
-    ref = train_dit(resolve_train_config(cfg_file, None, prep_dir=str(phantom_prep), out=str(tmp / "ref")))
+    ref = train_diffusion(resolve_train_config(cfg_file, None, prep_dir=str(phantom_prep), out=str(tmp / "ref")))
     return request.param, cfg_file, ref, tmp
 
 
@@ -149,16 +149,16 @@ def test_kill_mid_checkpoint_write_then_resume_is_bit_identical(reference, phant
 
 
 def test_truncated_latest_checkpoint_is_skipped_and_previous_used(reference, phantom_prep, caplog):
-    from neurodit.train import resolve_train_config, train_dit
+    from neurodit.train import resolve_train_config, train_diffusion
 
     gen, cfg, ref, tmp = reference
     run = tmp / "corrupt"
-    train_dit(resolve_train_config(cfg, None, prep_dir=str(phantom_prep), out=str(run), max_steps=4))
+    train_diffusion(resolve_train_config(cfg, None, prep_dir=str(phantom_prep), out=str(run), max_steps=4))
     victim = run / "checkpoints" / "step-0000004" / ("optimizer.pt" if gen == "dit" else "model.safetensors")
     data = victim.read_bytes()
     victim.write_bytes(data[: len(data) // 2])  # truncated, as by a full disk or a torn copy
     with caplog.at_level(logging.WARNING, logger="neurodit.train.checkpoint"):
-        train_dit(resolve_train_config(cfg, None, prep_dir=str(phantom_prep), out=str(run), resume=True))
+        train_diffusion(resolve_train_config(cfg, None, prep_dir=str(phantom_prep), out=str(run), resume=True))
     msg = " ".join(r.getMessage() for r in caplog.records)
     assert "step-0000004" in msg and victim.name in msg and "sha256" in msg
     assert read_json(run / "run.json")["resumed_from"] == 2
@@ -167,7 +167,7 @@ def test_truncated_latest_checkpoint_is_skipped_and_previous_used(reference, pha
 
 def test_no_valid_checkpoint_is_a_clear_error(reference, phantom_prep, tmp_path):
     from neurodit.errors import NeuroditError
-    from neurodit.train import resolve_train_config, train_dit
+    from neurodit.train import resolve_train_config, train_diffusion
     from neurodit.train.checkpoint import verify
 
     gen, cfg, ref, tmp = reference
@@ -182,5 +182,5 @@ def test_no_valid_checkpoint_is_a_clear_error(reference, phantom_prep, tmp_path)
         (ck / "ema.safetensors").write_bytes(b"x")
         assert "ema.safetensors" in verify(ck)
     with pytest.raises(NeuroditError, match="passes its checksums"):
-        train_dit(resolve_train_config(cfg, None, prep_dir=str(phantom_prep), out=str(run), resume=True,
+        train_diffusion(resolve_train_config(cfg, None, prep_dir=str(phantom_prep), out=str(run), resume=True,
                                        max_steps=8))

@@ -13,11 +13,11 @@ from typer.testing import CliRunner
 
 from neurodit.cli import app
 from neurodit.errors import NeuroditError
-from neurodit.train import train_dit
+from neurodit.train import train_diffusion
 
 
 def test_run_layout_and_model_loads(fast_cfg):
-    run = train_dit(fast_cfg("run", max_steps=3))
+    run = train_diffusion(fast_cfg("run", max_steps=3))
     for name in ("model/config.json", "model/diffusion_pytorch_model.safetensors", "train_config.yaml",
                  "run.json", "labels.json", "prepare.json", "tiling.json", "loss.csv", "mask.npy",
                  "samples/preview.png", "samples/real.png", "cache/inputs.safetensors"):
@@ -43,9 +43,9 @@ def test_grid_mismatch_names_prepare_shape(phantom_prep, tmp_path):
 
 
 def test_resume_continues_step_count_and_matches_uninterrupted(fast_cfg):
-    full = train_dit(fast_cfg("full", max_steps=4))
-    part = train_dit(fast_cfg("part", max_steps=2, checkpoint_every=1))
-    resumed = train_dit(fast_cfg("part", max_steps=4, resume=True))
+    full = train_diffusion(fast_cfg("full", max_steps=4))
+    part = train_diffusion(fast_cfg("part", max_steps=2, checkpoint_every=1))
+    resumed = train_diffusion(fast_cfg("part", max_steps=4, resume=True))
     assert resumed == part
     info = json.loads((part / "run.json").read_text())
     assert info["resumed_from"] == 2 and info["steps_trained"] == 2
@@ -55,22 +55,22 @@ def test_resume_continues_step_count_and_matches_uninterrupted(fast_cfg):
     b = DiTTransformer2DModel.from_pretrained(part / "model").state_dict()
     assert max(float((a[k] - b[k]).abs().max()) for k in a) < 1e-5
     with pytest.raises(NeuroditError, match="label"):
-        train_dit(fast_cfg("part", max_steps=6, resume=True, label="diagnosis"))
+        train_diffusion(fast_cfg("part", max_steps=6, resume=True, label="diagnosis"))
 
 
 def test_existing_run_needs_resume_or_overwrite(fast_cfg):
-    run = train_dit(fast_cfg("r", max_steps=1))
+    run = train_diffusion(fast_cfg("r", max_steps=1))
     with pytest.raises(NeuroditError, match="--resume"):
-        train_dit(fast_cfg("r", max_steps=1))
+        train_diffusion(fast_cfg("r", max_steps=1))
     # a run that died before its first checkpoint (config written, no model) is simply restarted
     (run.parent / "dead").mkdir()
     (run.parent / "dead" / "train_config.yaml").write_text("preset: x\n")
-    assert (train_dit(fast_cfg("dead", max_steps=1)) / "model" / "config.json").is_file()
+    assert (train_diffusion(fast_cfg("dead", max_steps=1)) / "model" / "config.json").is_file()
     # a foreign non-empty folder is never deleted
     (run.parent / "foreign").mkdir()
     (run.parent / "foreign" / "notes.txt").write_text("keep me")
     with pytest.raises(NeuroditError, match="not a neurodit run"):
-        train_dit(fast_cfg("foreign", max_steps=1, overwrite=True))
+        train_diffusion(fast_cfg("foreign", max_steps=1, overwrite=True))
     assert (run.parent / "foreign" / "notes.txt").read_text() == "keep me"
 
 
@@ -98,7 +98,7 @@ def test_finetune_from_init(fast_cfg, preset_file, tmp_path, fmt):
         init = tmp_path / "DiT-test.pt"
         torch.save({"model": export_original_state_dict(src), "ema": export_original_state_dict(src)}, init)
     # lr ~ 0: the finetuned weights must still be the pretrained ones (class table adapted 3 -> 2)
-    run = train_dit(fast_cfg("ft", init=str(init), lr=1e-12, max_steps=2))
+    run = train_diffusion(fast_cfg("ft", init=str(init), lr=1e-12, max_steps=2))
     got = DiTTransformer2DModel.from_pretrained(run / "model")
     assert got.config.num_embeds_ada_norm == 2
     sg, ss = got.state_dict(), src.state_dict()
@@ -109,7 +109,7 @@ def test_finetune_from_init(fast_cfg, preset_file, tmp_path, fmt):
     # the null row (last) is the pretrained null row
     assert torch.allclose(table[-1], ss["transformer_blocks.0.norm1.emb.class_embedder.embedding_table.weight"][-1])
     # a real run with a normal lr moves away from the init
-    run2 = train_dit(fast_cfg("ft2", init=str(init), lr=1e-3, max_steps=2))
+    run2 = train_diffusion(fast_cfg("ft2", init=str(init), lr=1e-3, max_steps=2))
     moved = DiTTransformer2DModel.from_pretrained(run2 / "model")
     assert _max_diff(moved, got) > 1e-4
 
@@ -125,7 +125,7 @@ def test_label_dropout_is_ours_not_diffusers(fast_cfg, monkeypatch):
         return orig(self, hidden_states, timestep=timestep, class_labels=class_labels, **kw)
 
     monkeypatch.setattr(DiTTransformer2DModel, "forward", spy)
-    train_dit(fast_cfg("drop", max_steps=10, batch_size=16, preview_per_class=0, label_dropout=0.25))
+    train_diffusion(fast_cfg("drop", max_steps=10, batch_size=16, preview_per_class=0, label_dropout=0.25))
     train_calls = [s for s in seen if s[1]]
     assert len(train_calls) == 10
     assert all(p == [0.0, 0.0] for p, _, _ in train_calls)
@@ -141,7 +141,7 @@ def test_latent_path_end_to_end(phantom_prep, tmp_path):
 
     from neurodit.data.cohort import read_cohort
     from neurodit.models import make_tiny_vae
-    from neurodit.sample import sample
+    from neurodit.sample import sample_diffusion
     from neurodit.train import resolve_train_config
 
     # 16^3 grid -> 64^2 mosaic -> tiny VAE (/8) -> 8^2 x 4 latent, patch 2 -> 16 tokens, learned sigma
@@ -154,14 +154,14 @@ def test_latent_path_end_to_end(phantom_prep, tmp_path):
                                preset=str(preset), max_steps=3, batch_size=4, preview_per_class=1,
                                preview_steps=2, log_every=1)
     vae = make_tiny_vae()
-    run = train_dit(cfg, vae=vae)
+    run = train_diffusion(cfg, vae=vae)
     from safetensors.torch import load_file
 
     cached = load_file(str(run / "cache" / "inputs.safetensors"))["inputs"]
     assert cached.shape == (40, 4, 8, 8)  # latents computed once, not mosaics
     model = DiTTransformer2DModel.from_pretrained(run / "model")
     assert model.config.in_channels == 4 and model.config.out_channels == 8
-    out = sample(run, 3, tmp_path / "syn", steps=2, vae=vae, progress=False)
+    out = sample_diffusion(run, 3, tmp_path / "syn", steps=2, vae=vae, progress=False)
     files = sorted(out.glob("syn-*.nii.gz"))
     assert len(files) == 3
     img = nib.load(files[0])
@@ -184,7 +184,7 @@ def test_process_settings_are_restored_after_a_run_and_on_error(fast_cfg):
         torch.manual_seed(11)
         expected = torch.rand(3)  # what the global stream gives next if train leaves it alone
         torch.manual_seed(11)
-        train_dit(fast_cfg("threads", max_steps=1, num_threads=1, preview_per_class=0))
+        train_diffusion(fast_cfg("threads", max_steps=1, num_threads=1, preview_per_class=0))
         assert torch.get_num_threads() == threads
         assert torch.equal(torch.rand(3), expected)
         with pytest.raises(RuntimeError, match="boom"), process_settings(1):
@@ -203,16 +203,16 @@ def test_train_steps_run_one_by_one(fast_cfg):
     cfg = fast_cfg("steps")
     plan = plan_run(cfg)
     assert not plan.run_dir.exists() and plan.checkpoints == []
-    assert plan.spec.mosaic_shape == (64, 64) and plan.labels.classes == ("F", "M")
+    assert plan.inputs.spec.mosaic_shape == (64, 64) and plan.labels.classes == ("F", "M")
     assert np.bincount(plan.class_ids).tolist() == [20, 20]
-    inputs, codec = build_inputs(plan, torch.device("cpu"))
-    assert codec is None and tuple(inputs.shape) == (40, 1, 64, 64)
+    inputs = build_inputs(plan, torch.device("cpu"))
+    assert plan.inputs.codec is None and tuple(inputs.shape) == (40, 1, 64, 64)
     assert float(inputs.min()) >= -1.0 and float(inputs.max()) <= 1.0
     cache = plan.run_dir / "cache" / "inputs.safetensors"
     stamp = cache.stat().st_mtime_ns
-    again, _ = build_inputs(plan, torch.device("cpu"))
+    again = build_inputs(plan, torch.device("cpu"))
     assert torch.equal(again, inputs) and cache.stat().st_mtime_ns == stamp  # read, not rebuilt
-    model = build_model(cfg, plan.preset, plan.labels.num_classes)
+    model = build_model(plan)
     out = model(inputs[:2], timestep=torch.tensor([0, 500]), class_labels=torch.tensor([0, 2])).sample
     assert tuple(out.shape) == (2, 1, 64, 64) and float(out.abs().max()) == 0.0  # adaLN-Zero init
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from neurodit.errors import NeuroditError
+from neurodit.generators.registry import DEFAULT
 from neurodit.io import read_json
 
 
@@ -31,7 +32,7 @@ def budget_and_cost(syn_info: dict, run_info: dict, kind: str) -> tuple[str, dic
         budget = f"{conf.get('kind', '?')} reference generator (fitted in closed form on TRAIN)"
     elif run_info:
         rc = run_info.get("config") or {}
-        gen = rc.get("generator") or (run_info.get("preset") or {}).get("name") or rc.get("preset") or "dit"
+        gen = rc.get("generator") or (run_info.get("preset") or {}).get("name") or rc.get("preset") or DEFAULT
         parts = [str(gen)]
         if run_info.get("steps_trained") is not None:
             parts.append(f"{run_info['steps_trained']} steps")

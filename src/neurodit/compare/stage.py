@@ -19,6 +19,7 @@ from neurodit.compare.render import comparison_figure, comparison_markdown
 from neurodit.compare.rows import budget_and_cost, make_row, rank_rows, read_info
 from neurodit.compare.schema import FIGURE_FILE, RESULT_FILE, SCHEMA, TABLE_FILE
 from neurodit.data.normalize import Normalization
+from neurodit.defaults import SAMPLING
 from neurodit.downstream.experiment import DownstreamConfig
 from neurodit.errors import NeuroditError
 from neurodit.io import (
@@ -31,6 +32,7 @@ from neurodit.io import (
     write_run_info,
 )
 from neurodit.metrics.config import EvalConfig
+from neurodit.run_folder import is_run_folder
 
 COMPARE_ARMS = ("sex/real", "sex/real+synthetic")
 
@@ -49,8 +51,8 @@ class CompareConfig:
     downstream: DownstreamConfig = dataclasses.field(default_factory=_default_downstream)
     run_downstream: bool = True  # the sex arms per row (off: downstream null)
     labels: dict[str, str] = dataclasses.field(default_factory=dict)  # input folder -> row label
-    sample_steps: int = 25  # RUN inputs: sampler steps, guidance, scheduler
-    sample_guidance: float = 2.0
+    sample_steps: int = SAMPLING.steps  # RUN inputs: sampler steps, guidance, scheduler
+    sample_guidance: float = SAMPLING.guidance
     sample_scheduler: str | None = None  # None: each run's own sampler (ddim for ddpm runs, euler for flow)
 
     def __post_init__(self) -> None:
@@ -67,12 +69,6 @@ def compare_config(overrides: dict | None = None) -> CompareConfig:
     from neurodit.config import deep_merge, from_dict, to_dict
 
     return from_dict(CompareConfig, deep_merge(to_dict(CompareConfig()), overrides or {}))
-
-
-def _is_run(folder: Path) -> bool:
-    """A training RUN folder (not a cohort): a run carries prepare.json and its model / config."""
-    return (folder / "prepare.json").is_file() and (
-        (folder / "train_config.yaml").is_file() or (folder / "model").is_dir())
 
 
 def _run_grid(run_dir: Path):
@@ -123,7 +119,7 @@ def _parse_inputs(inputs: list[Path], labels: dict[str, str]) -> list[dict]:
     for p in map(Path, inputs):
         if not p.is_dir():
             raise NeuroditError("not a folder (give synthetic cohort or RUN folders)", p)
-        if _is_run(p):
+        if is_run_folder(p, finished=False):
             kind, grid, vols, table = "run", _run_grid(p), None, None
         elif (p / "participants.tsv").is_file():
             cohort = read_cohort(p)

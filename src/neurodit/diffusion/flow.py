@@ -21,6 +21,7 @@ from collections.abc import Callable
 
 import torch
 
+from neurodit.defaults import SAMPLING
 from neurodit.diffusion.objective import predict
 from neurodit.diffusion.schedule import DiffusionConfig
 from neurodit.errors import NeuroditError
@@ -56,7 +57,8 @@ def flow_loss(model: torch.nn.Module, x0: torch.Tensor, labels: torch.Tensor, cf
 
 @torch.no_grad()
 def flow_sample(model: torch.nn.Module, labels: torch.Tensor, null_class: int, shape: tuple[int, ...],
-                cfg: DiffusionConfig, *, kind: str = "euler", steps: int = 25, guidance: float = 2.0,
+                cfg: DiffusionConfig, *, kind: str = "euler", steps: int = SAMPLING.steps,
+                guidance: float = SAMPLING.guidance,
                 generator: torch.Generator | None = None, autocast_dtype: torch.dtype | None = None,
                 progress: Callable | None = None, init: torch.Tensor | None = None) -> torch.Tensor:
     """Integrate dx/dt = v from t = 1 (noise) to t = 0 in ``steps`` uniform steps for class ids

@@ -13,6 +13,7 @@ from collections.abc import Callable
 import torch
 from diffusers import DDIMScheduler, DDPMScheduler, DPMSolverMultistepScheduler
 
+from neurodit.defaults import SAMPLING
 from neurodit.diffusion.objective import predict
 from neurodit.errors import NeuroditError
 
@@ -41,7 +42,7 @@ def make_sampler(kind: str, train_scheduler: DDPMScheduler):
 
 @torch.no_grad()
 def guided_sample(model: torch.nn.Module, sampler, labels: torch.Tensor, null_class: int,
-                  shape: tuple[int, ...], steps: int = 25, guidance: float = 2.0,
+                  shape: tuple[int, ...], steps: int = SAMPLING.steps, guidance: float = SAMPLING.guidance,
                   generator: torch.Generator | None = None, autocast_dtype: torch.dtype | None = None,
                   progress: Callable | None = None, init: torch.Tensor | None = None) -> torch.Tensor:
     """Classifier-free-guided reverse diffusion for class ids ``labels`` (B,).

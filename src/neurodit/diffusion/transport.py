@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 import torch
 from diffusers import DDPMScheduler
 
+from neurodit.defaults import SAMPLING
 from neurodit.diffusion.flow import FLOW_SAMPLERS, flow_loss, flow_sample
 from neurodit.diffusion.objective import diffusion_loss
 from neurodit.diffusion.sampling import DDPM_SAMPLERS, guided_sample, make_sampler
@@ -49,7 +50,7 @@ class Diffusion:
         return make_sampler(kind, self.scheduler)
 
     def sample(self, model: torch.nn.Module, labels: torch.Tensor, null_class: int, shape: tuple[int, ...],
-               *, kind: str = "ddim", steps: int = 25, guidance: float = 2.0,
+               *, kind: str = "ddim", steps: int = SAMPLING.steps, guidance: float = SAMPLING.guidance,
                generator: torch.Generator | None = None, autocast_dtype: torch.dtype | None = None,
                progress: Callable | None = None, init: torch.Tensor | None = None) -> torch.Tensor:
         """Classifier-free-guided samples (B, *shape) in the model range (see ``guided_sample``)."""
@@ -72,7 +73,7 @@ class FlowMatching:
         return flow_loss(model, x0, labels, self.cfg, generator=generator)
 
     def sample(self, model: torch.nn.Module, labels: torch.Tensor, null_class: int, shape: tuple[int, ...],
-               *, kind: str = "euler", steps: int = 25, guidance: float = 2.0,
+               *, kind: str = "euler", steps: int = SAMPLING.steps, guidance: float = SAMPLING.guidance,
                generator: torch.Generator | None = None, autocast_dtype: torch.dtype | None = None,
                progress: Callable | None = None, init: torch.Tensor | None = None) -> torch.Tensor:
         """Guided Euler / Heun samples (B, *shape) in the model range (see ``flow_sample``)."""

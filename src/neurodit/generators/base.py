@@ -1,6 +1,6 @@
 """One generator interface: ``fit(prep_dir, cfg) -> run_dir`` and ``sample(run_dir, n, out, label=...)
--> cohort folder`` for every generator, and the registry that ``neurodit train --generator`` and
-``neurodit sample`` use.
+-> cohort folder`` for every generator, through the registry (:mod:`neurodit.generators.registry`, the
+one list of generator names); ``neurodit train --generator`` and ``neurodit sample`` use them.
 
 Generators (docs/ARCHITECTURE.md, "Generators"):
 
@@ -11,6 +11,10 @@ Generators (docs/ARCHITECTURE.md, "Generators"):
 - ``pca`` (:mod:`neurodit.generators.pca`): the class-conditional PCA-Gaussian reference
   (:mod:`neurodit.generators.reference`) fitted once and saved as a run folder.
 
+A diffusion generator carries its input adapter (``inputs``, :mod:`neurodit.generators.inputs`): what
+its network sees and how that maps back to volumes. The training loop (``neurodit.train``), the run
+folder (``neurodit.runs.TrainedRun``) and ``neurodit.sample`` ask the adapter, never the name.
+
 A run folder names its generator in ``generator.json`` (``neurodit.runs.read_generator``), so
 ``sample(run_dir, ...)`` needs no flag.
 """
@@ -18,36 +22,22 @@ A run folder names its generator in ``generator.json`` (``neurodit.runs.read_gen
 from __future__ import annotations
 
 import dataclasses
-import importlib
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
 from neurodit.errors import NeuroditError
 
-# name -> module holding a GENERATOR object (imported on first use: torch / monai load lazily)
-REGISTRY = {"dit": "neurodit.generators.dit", "ddpm3d": "neurodit.generators.ddpm3d",
-            "pca": "neurodit.generators.pca"}
-
-
-class Generator(Protocol):
-    """What every generator provides (``cfg`` is a ``neurodit.train.TrainConfig``)."""
-
-    name: str
-    sharded: bool  # True: sample() shards its work over launched processes itself (neurodit.sample)
-
-    def fit(self, prep_dir: str | Path, cfg: Any) -> Path:
-        """Fit on the prepared folder ``prep_dir``; write and return the run folder ``cfg.out``."""
-
-    def sample(self, run_dir: str | Path, n: int, out: str | Path, *, label: Any = None, seed: int = 0,
-               overwrite: bool = False, **options: Any) -> Path:
-        """Write ``n`` volumes of the run's model as a synthetic cohort folder ``out``; return ``out``."""
-
-
-def get_generator(name: str) -> Generator:
-    """The registered generator ``name`` (``dit``, ``ddpm3d``, ``pca``)."""
-    if name not in REGISTRY:
-        raise NeuroditError(f"unknown generator '{name}' (use {', '.join(REGISTRY)})")
-    return importlib.import_module(REGISTRY[name]).GENERATOR
+# the registry, re-exported as part of this interface (its owner is neurodit.generators.registry, which
+# the run folder and the training loop import directly: no import circle through fit / sample below)
+from neurodit.generators.registry import (
+    DEFAULT,
+    REGISTRY,
+    Generator,
+    diffusion_names,
+    get_generator,
+    is_diffusion,
+    names,
+)
 
 
 def fit(prep_dir: str | Path, cfg: Any) -> Path:
@@ -56,10 +46,13 @@ def fit(prep_dir: str | Path, cfg: Any) -> Path:
 
 
 def sample(run_dir: str | Path, n: int, out: str | Path, *, label: Any = None, **options: Any) -> Path:
-    """Sample ``n`` volumes from any generator's run folder into the cohort folder ``out``.
+    """Sample ``n`` volumes from any generator's run folder into the cohort folder ``out``: the
+    generator named in the run's ``generator.json`` does it (for diffusion runs
+    ``neurodit.sample.sample_diffusion``, for pca runs ``neurodit.generators.pca``).
 
-    ``options`` go to the generator: ``steps``, ``guidance``, ``scheduler``, ``batch_size``, ``device``
-    for the diffusion generators (the pca one ignores them); ``seed`` and ``overwrite`` for all.
+    ``options`` go to the generator: ``steps``, ``guidance`` (defaults ``neurodit.defaults.SAMPLING``),
+    ``scheduler``, ``batch_size``, ``device`` for the diffusion generators (the pca one ignores them);
+    ``seed`` and ``overwrite`` for all.
 
     Launched over several processes (``accelerate launch`` / ``torchrun``), generators whose
     ``sharded`` attribute is true (dit, ddpm3d: ``neurodit.sample``) split the work across the ranks;
@@ -90,4 +83,5 @@ def with_inputs(cfg: Any, prep_dir: str | Path, generator: str) -> Any:
     return dataclasses.replace(cfg, prep_dir=str(prep_dir))
 
 
-__all__ = ["REGISTRY", "Generator", "fit", "get_generator", "sample", "with_inputs"]
+__all__ = ["DEFAULT", "REGISTRY", "Generator", "diffusion_names", "fit", "get_generator", "is_diffusion",
+           "names", "sample", "with_inputs"]

@@ -27,7 +27,7 @@ from neurodit.generators.base import with_inputs
 from neurodit.io import atomic_dir, read_json, write_json
 
 WEIGHTS = "reference.safetensors"
-_IDENTITY = ("label", "age_bins", "components", "prep_dir")
+IDENTITY = ("label", "age_bins", "components", "prep_dir")  # what a pca run learns: --resume must agree
 
 
 def _save_model(model, folder: Path, class_names: list[str]) -> None:
@@ -65,6 +65,8 @@ def load_model(run_dir: str | Path):
 class PCAGenerator:
     name = "pca"
     sharded = False  # seconds on one CPU: under a multi-process launch the main process samples alone
+    inputs = None  # no network, no input adapter: fitted here, not by neurodit.train
+    recipe = None  # the preset's training recipe (its keys other than label / components are unused)
 
     def fit(self, prep_dir: str | Path, cfg: Any) -> Path:
         """Fit the class-conditional PCA-Gaussian on ``prep_dir`` (all components, or ``cfg.components``)
@@ -76,6 +78,7 @@ class PCAGenerator:
         from neurodit.generators.reference import fit_reference
         from neurodit.io import write_run_info
         from neurodit.runs import make_labels, read_generator, write_generator
+        from neurodit.train.config import check_resume_identity
 
         cfg = with_inputs(cfg, prep_dir, self.name)
         run_dir = Path(cfg.out)
@@ -85,11 +88,7 @@ class PCAGenerator:
         if cfg.resume:
             if not (run_dir / "model" / WEIGHTS).is_file() or read_generator(run_dir) != self.name:
                 raise NeuroditError("--resume: no finished pca run to resume", run_dir)
-            saved = yaml.safe_load((run_dir / "train_config.yaml").read_text()) or {}
-            diff = [k for k in _IDENTITY if saved.get(k) != now.get(k)]
-            if diff:
-                raise NeuroditError(f"--resume: {', '.join(diff)} differ from the run's train_config.yaml",
-                                    run_dir / "train_config.yaml")
+            check_resume_identity(cfg, run_dir, IDENTITY)
             return run_dir  # a PCA fit has no steps: the finished run is the resumed one
         prep_dir = Path(prep_dir)
         prep = load_prepared(prep_dir)

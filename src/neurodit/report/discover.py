@@ -19,6 +19,7 @@ from pathlib import Path
 
 from neurodit.data.cohort import read_cohort
 from neurodit.errors import NeuroditError
+from neurodit.run_folder import is_run_folder
 
 KINDS = ("train", "compare", "eval", "downstream", "prepared", "synthetic", "real")
 
@@ -44,9 +45,7 @@ def detect_kind(path: str | Path) -> str | None:
     p = Path(path)
     if not p.is_dir():
         return None
-    if (p / "train_config.yaml").is_file() or (p / "loss.csv").is_file() or (
-        (p / "model").is_dir() and (p / "labels.json").is_file()
-    ):
+    if is_run_folder(p, finished=False):
         return "train"
     if (p / "comparison.json").is_file():
         return "compare"

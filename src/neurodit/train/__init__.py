@@ -1,7 +1,9 @@
-"""Training of the generative core: ``train_dit(cfg) -> run_dir`` (see docs/ARCHITECTURE.md).
+"""Training of the generative core: ``train_diffusion(cfg) -> run_dir`` (see docs/ARCHITECTURE.md).
 
 - ``TrainConfig``, ``resolve_train_config`` (``neurodit.train.config``): typed config + YAML defaults.
-- ``train_dit`` (``neurodit.train.loop``): accelerate loop, EMA, checkpoints, previews, as named steps.
+- ``train_diffusion`` (``neurodit.train.loop``): accelerate loop, EMA, checkpoints, previews, as named
+  steps, for every diffusion generator (the mosaic DiT, the ddpm3d UNet): what differs is the
+  generator's input adapter (``neurodit.generators.inputs``).
 - the input cache (``neurodit.train.data``).
 
 The diffusion process (schedules, loss, samplers, guidance) is ``neurodit.diffusion``; the run folder
@@ -9,6 +11,6 @@ and its labels are ``neurodit.runs``.
 """
 
 from neurodit.train.config import TrainConfig, resolve_train_config
-from neurodit.train.loop import train_dit
+from neurodit.train.loop import train_diffusion
 
-__all__ = ["TrainConfig", "resolve_train_config", "train_dit"]
+__all__ = ["TrainConfig", "resolve_train_config", "train_diffusion"]

@@ -1,7 +1,8 @@
 """Typed training configuration (``TrainConfig``) and its YAML defaults.
 
 Resolution order, later wins: ``configs/train/default.yaml`` -> ``configs/train/<preset>.yaml`` (when
-it exists; for ``generator: ddpm3d`` ``configs/train/ddpm3d.yaml`` instead) -> ``--config YAML`` ->
+it exists; a generator with a recipe of its own, e.g. ``ddpm3d``, reads ``configs/train/<recipe>.yaml``
+instead) -> ``--config YAML`` ->
 ``--set key=value`` -> explicit CLI flags. Unknown keys are errors.
 """
 
@@ -11,19 +12,21 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from neurodit.config import CONFIG_DIR, deep_merge, from_dict, read_yaml
+from neurodit.config import CONFIG_DIR, deep_merge, from_dict, read_yaml, to_dict
+from neurodit.defaults import SAMPLING
 from neurodit.diffusion import DDPM_SAMPLERS, FLOW_SAMPLERS, MIXED_PRECISION, DiffusionConfig
 from neurodit.errors import NeuroditError
+from neurodit.generators import registry
 from neurodit.models.unet3d import UNet3DConfig
 from neurodit.standardize import STANDARDIZE
 
 TRAIN_CONFIG_DIR = CONFIG_DIR / "train"
-GENERATORS = ("dit", "ddpm3d", "pca")  # neurodit.generators; dit and ddpm3d train in neurodit.train
 
 
 @dataclass
 class TrainConfig:
-    """Everything ``train_dit`` needs; the resolved copy is saved as ``RUN_DIR/train_config.yaml``.
+    """Everything a generator's ``fit`` (``train_diffusion`` for the diffusion ones) needs; the resolved
+    copy is saved as ``RUN_DIR/train_config.yaml``.
 
     Units: ``lr`` per optimiser step; ``ema_decay`` per optimiser step (EMA half-life in steps is
     ln 2 / (1 - decay), i.e. ~69 steps at 0.99); ``batch_size`` mosaics per device per micro-batch.
@@ -31,7 +34,7 @@ class TrainConfig:
 
     prep_dir: str = ""
     out: str = ""
-    generator: str = "dit"  # dit (mosaic DiT), ddpm3d (3D UNet on volumes), pca (PCA-Gaussian)
+    generator: str = registry.DEFAULT  # a registered name: dit (mosaic DiT), ddpm3d (3D UNet), pca
     preset: str = "tiny-p32"  # dit only
     preset_overrides: dict[str, Any] = field(default_factory=dict)  # e.g. {"patch_size": 16}
     init: str | None = None  # hub id, diffusers folder or original DiT .pt
@@ -55,8 +58,8 @@ class TrainConfig:
     resume: bool = False
     overwrite: bool = False
     preview_per_class: int = 2  # preview mosaics rendered at the end, per class
-    preview_steps: int = 25
-    guidance: float = 2.0  # guidance scale used for previews (sampling default lives in sample.py)
+    preview_steps: int = SAMPLING.steps
+    guidance: float = SAMPLING.guidance  # guidance scale used for previews
     sampler: str = "ddim"
     diffusion: DiffusionConfig = field(default_factory=DiffusionConfig)
     unet: UNet3DConfig = field(default_factory=UNet3DConfig)  # ddpm3d only
@@ -81,8 +84,9 @@ class TrainConfig:
                                 f"({', '.join(f'{k}={getattr(self, k)!r}' for k in bad)})")
         if self.mixed_precision not in MIXED_PRECISION:
             raise NeuroditError(f"train config: mixed_precision must be one of {MIXED_PRECISION}")
-        if self.generator not in GENERATORS:
-            raise NeuroditError(f"train config: generator must be one of {GENERATORS}, got {self.generator!r}")
+        if self.generator not in registry.names():
+            raise NeuroditError(f"train config: generator must be one of {registry.names()}, "
+                                f"got {self.generator!r}")
         if isinstance(self.diffusion, dict):  # from_dict already converts; direct construction may not
             self.diffusion = from_dict(DiffusionConfig, self.diffusion, "diffusion")
         if isinstance(self.unet, dict):
@@ -100,11 +104,13 @@ class TrainConfig:
             raise NeuroditError(f"train config: components must be >= 1, got {self.components}")
 
 
-def default_train_dict(preset: str, generator: str = "dit") -> dict[str, Any]:
-    """The YAML defaults for ``preset``: default.yaml merged with ``<preset>.yaml`` when present (for
-    the ddpm3d generator: with ``ddpm3d.yaml``, its CPU recipe)."""
+def default_train_dict(preset: str, generator: str = registry.DEFAULT) -> dict[str, Any]:
+    """The YAML defaults for ``preset``: default.yaml merged with ``<preset>.yaml`` when present (for a
+    generator with a recipe of its own, e.g. ddpm3d: with ``<recipe>.yaml``, its CPU recipe)."""
     data = read_yaml(TRAIN_CONFIG_DIR / "default.yaml")
-    name = "ddpm3d" if generator == "ddpm3d" else Path(str(preset)).stem
+    # an unknown generator falls through to the preset's recipe: TrainConfig names the valid ones
+    recipe = registry.get_generator(generator).recipe if generator in registry.names() else None
+    name = recipe or Path(str(preset)).stem
     specific = TRAIN_CONFIG_DIR / f"{name}.yaml"
     if specific.is_file():
         data = deep_merge(data, read_yaml(specific))
@@ -128,7 +134,7 @@ def resolve_train_config(config_file: str | Path | None = None, overrides: dict[
         flags["diffusion"] = {**flags.get("diffusion", {}), "objective": objective}
     sources = (flags, overrides or {}, user)
     preset = next((s["preset"] for s in sources if s.get("preset")), "tiny-p32")
-    generator = next((s["generator"] for s in sources if s.get("generator")), "dit")
+    generator = next((s["generator"] for s in sources if s.get("generator")), registry.DEFAULT)
     data = deep_merge(default_train_dict(preset, generator), user)
     data = deep_merge(data, overrides or {})
     data = deep_merge(data, flags)
@@ -140,3 +146,22 @@ def resolve_train_config(config_file: str | Path | None = None, overrides: dict[
         elif not flow and data.get("sampler") not in DDPM_SAMPLERS:
             data["sampler"] = DDPM_SAMPLERS[0]
     return from_dict(TrainConfig, data)
+
+
+def check_resume_identity(cfg: TrainConfig, run_dir: Path, keys: tuple[str, ...]) -> None:
+    """``--resume``: NeuroditError naming every field of ``keys`` (what the run learns) on which ``cfg``
+    differs from the run's ``train_config.yaml``, with both values. The saved config is read through
+    the dataclass, so keys added since the run was written take their defaults."""
+    import yaml
+
+    path = Path(run_dir) / "train_config.yaml"
+    saved = yaml.safe_load(path.read_text()) or {}
+    try:
+        saved = to_dict(from_dict(TrainConfig, saved))
+    except NeuroditError:
+        pass
+    now = to_dict(cfg)
+    diff = [k for k in keys if saved.get(k) != now.get(k)]
+    if diff:
+        raise NeuroditError(f"--resume: {', '.join(diff)} differ from the run's train_config.yaml "
+                            f"({', '.join(f'{k}: {saved.get(k)!r} vs {now.get(k)!r}' for k in diff)})", path)

@@ -1,4 +1,4 @@
-"""``train_dit``: finetune (or train) a class-conditional diffusion generator with accelerate: the
+"""``train_diffusion``: finetune (or train) a class-conditional diffusion generator with accelerate: the
 mosaic DiT (``generator: dit``) or a 3D diffusion UNet on whole volumes (``generator: ddpm3d``).
 
 Chattopadhyay et al. 2025 finetune DiT (Peebles & Xie 2023) on 2D mosaics tiled from 3D MD maps.
@@ -8,15 +8,15 @@ several GPUs or CPU processes (each process runs its own micro-batches of the st
 :func:`micro_batch_index`; gradients are all-reduced by accelerate; README "Multi-GPU and multi-node").
 Checkpoints and resume: ``neurodit.train.checkpoint`` (bit-identical resume after ``kill -9``).
 
-``train_dit`` is a short sequence of named steps, each a function of its own (and testable alone):
+``train_diffusion`` is a short sequence of named steps, each a function of its own (and testable alone):
 :func:`plan_run` (inputs checked, run folder cleared or resumed) -> :func:`set_up_run_folder`
 (``neurodit.runs.write_run_files``) -> :func:`build_model` -> :func:`build_inputs` (the cache) ->
-:func:`restore` (last checkpoint) -> :func:`train_loop` -> :func:`export_run` (EMA weights, previews,
-``run.json``). The process (loss, samplers; ddpm or flow) is ``neurodit.diffusion``; process-wide
-torch settings are restored on exit (:func:`process_settings`). Only the generator-specific steps
-branch on ``cfg.generator``: :func:`plan_run` (grid check), :func:`build_model` (DiT or
-``neurodit.models.unet3d.UNet3D``) and :func:`build_inputs` ((N, C, S, S) mosaics or (N, 1, D, H, W)
-volumes); the loop, checkpoints, resume, EMA and export are shared.
+:func:`standardize_inputs` -> :func:`restore` (last checkpoint) -> :func:`train_loop` ->
+:func:`export_run` (EMA weights, previews, ``run.json``). The process (loss, samplers; ddpm or flow) is
+``neurodit.diffusion``; process-wide torch settings are restored on exit (:func:`process_settings`).
+Nothing here branches on the generator's name: what differs between generators (the network, its
+inputs: (N, C, S, S) mosaics or (N, 1, D, H, W) volumes, the grid check) is the generator's input
+adapter (``neurodit.generators.inputs``), chosen in :func:`plan_run` from the registry.
 """
 
 from __future__ import annotations
@@ -36,25 +36,24 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 
 from neurodit.config import to_dict
 from neurodit.diffusion import Diffusion, autocast_dtype, create_diffusion, mixed_precision_for
 from neurodit.errors import NeuroditError
+from neurodit.generators.inputs import InputAdapter
+from neurodit.generators.registry import diffusion_names, get_generator, is_diffusion
 from neurodit.io import atomic_dir, atomic_write_text, read_json, write_run_info
-from neurodit.runs import LabelSpec, make_labels, write_run_files
-from neurodit.standardize import Standardizer, fit_standardizer, save_standardizer
+from neurodit.runs import LabelSpec, is_run_folder, make_labels, write_run_files
+from neurodit.standardize import save_standardizer
 from neurodit.train import checkpoint as ckpt_io
-from neurodit.train.config import TrainConfig
+from neurodit.train.config import TrainConfig, check_resume_identity
 from neurodit.train.data import cache_key, load_or_build_inputs
-
-GENERATORS = ("dit", "ddpm3d")  # the generators this loop trains (pca is fitted in neurodit.generators)
 
 log = logging.getLogger(__name__)
 
-# Fields that define what a run learns: a resumed run must agree on all of them.
-_IDENTITY = ("generator", "preset", "preset_overrides", "label", "age_bins", "diffusion", "unet", "init",
-             "standardize", "standardize_floor")
+# Fields that define what a diffusion run learns: a resumed run must agree on all of them.
+IDENTITY = ("generator", "preset", "preset_overrides", "label", "age_bins", "diffusion", "unet", "init",
+            "standardize", "standardize_floor")
 
 
 @contextlib.contextmanager
@@ -77,21 +76,6 @@ def process_settings(num_threads: int = 0) -> Iterator[None]:
         torch.set_num_threads(threads)
 
 
-def check_grid(prep, preset, prep_dir: Path) -> None:
-    """The prepared grid must equal the preset's; else say which ``neurodit prepare`` to run."""
-    have, want = tuple(prep.grid.shape), tuple(int(s) for s in preset.grid_shape)
-    if have != want:
-        try:
-            source = read_json(Path(prep_dir) / "prepare.json").get("source", "COHORT_DIR")
-        except NeuroditError:
-            source = "COHORT_DIR"
-        d, h, w = want
-        raise NeuroditError(
-            f"prepared grid is {'x'.join(map(str, have))} but preset '{preset.name}' needs "
-            f"{d}x{h}x{w}: run `neurodit prepare {source} --out {Path(prep_dir)}-{d}x{h}x{w} "
-            f"--shape {d} {h} {w}` and train on that folder", prep_dir)
-
-
 def _checkpoints(run_dir: Path) -> list[tuple[int, Path]]:
     return ckpt_io.checkpoint_dirs(run_dir)
 
@@ -109,19 +93,7 @@ def _prepare_run_dir(cfg: TrainConfig, run_dir: Path) -> list[tuple[int, Path]]:
     if cfg.resume:
         if not ckpts:
             raise NeuroditError("--resume: no checkpoint in checkpoints/ to resume from", run_dir)
-        saved = yaml.safe_load((run_dir / "train_config.yaml").read_text())
-        try:  # through the dataclass, so keys added since the run was written take their defaults
-            from neurodit.config import from_dict
-
-            saved = to_dict(from_dict(TrainConfig, saved))
-        except NeuroditError:
-            pass
-        now = to_dict(cfg)
-        diff = [k for k in _IDENTITY if saved.get(k) != now.get(k)]
-        if diff:
-            raise NeuroditError(f"--resume: {', '.join(diff)} differ from the run's train_config.yaml "
-                                f"({', '.join(f'{k}: {saved.get(k)!r} vs {now.get(k)!r}' for k in diff)})",
-                                run_dir / "train_config.yaml")
+        check_resume_identity(cfg, run_dir, IDENTITY)
         return ckpts
     if run_dir.exists() and any(run_dir.iterdir()):
         started_only = ((run_dir / "train_config.yaml").is_file() and not (run_dir / "model").exists()
@@ -133,7 +105,7 @@ def _prepare_run_dir(cfg: TrainConfig, run_dir: Path) -> list[tuple[int, Path]]:
         if not cfg.overwrite:
             raise NeuroditError("run folder exists and is not empty (pass --resume to continue it or "
                                 "--overwrite to replace it)", run_dir)
-        if not (run_dir / "train_config.yaml").is_file():
+        if not is_run_folder(run_dir, finished=False):
             raise NeuroditError("refusing to --overwrite a folder that is not a neurodit run "
                                 "(no train_config.yaml)", run_dir)
         shutil.rmtree(run_dir)
@@ -169,42 +141,29 @@ class RunPlan:
     prep_dir: Path
     run_dir: Path
     prep: Any  # neurodit.data.prepare.Prepared
-    preset: Any  # neurodit.models.ModelPreset (dit) or neurodit.models.unet3d.UNet3DConfig (ddpm3d)
-    spec: Any  # neurodit.tiling.TilingSpec
+    inputs: InputAdapter  # the generator's: network preset, tiling spec, codec, standardizer
     labels: LabelSpec
     class_ids: np.ndarray  # (N,) int64, one per prepared volume
     checkpoints: list[tuple[int, Path]]  # to resume from (empty for a fresh run)
 
 
 def plan_run(cfg: TrainConfig) -> RunPlan:
-    """Step 1: check the prepared data against the preset, build labels and tiling, and clear (or
-    check for resuming) the run folder. Raises NeuroditError before any file is written."""
+    """Step 1: check the prepared data against the generator's network (its input adapter's
+    ``plan``: preset, grid, tiling), build labels, and clear (or check for resuming) the run folder.
+    Raises NeuroditError before any file is written."""
     from neurodit.data.prepare import load_prepared
-    from neurodit.models import load_preset
-    from neurodit.tiling import make_spec
 
     if not cfg.prep_dir or not cfg.out:
         raise NeuroditError("train: prep_dir and out must be set")
-    if cfg.generator not in GENERATORS:
+    if not is_diffusion(cfg.generator):
         raise NeuroditError(f"train: generator '{cfg.generator}' is not a diffusion generator "
-                            f"({', '.join(GENERATORS)}); fit it through neurodit.generators")
+                            f"({', '.join(diffusion_names())}); fit it through neurodit.generators")
     prep_dir, run_dir = Path(cfg.prep_dir), Path(cfg.out)
     prep = load_prepared(prep_dir)
-    if cfg.generator == "ddpm3d":
-        # the UNet runs on whole volumes; the tiling only renders preview mosaics
-        cfg.unet.check_grid(prep.grid.shape, prep_dir)
-        preset = cfg.unet
-        spec = make_spec(prep.grid.shape, axis=2, fill=-1.0, affine=prep.grid.affine)
-    else:
-        preset = load_preset(cfg.preset, cfg.preset_overrides or None)
-        check_grid(prep, preset, prep_dir)
-        spec = make_spec(prep.grid.shape, axis=preset.axis, fill=-1.0, affine=prep.grid.affine)
-    if cfg.generator == "dit" and spec.mosaic_shape != (preset.mosaic_size, preset.mosaic_size):
-        raise NeuroditError(f"tiling gives a {spec.mosaic_shape} mosaic but preset '{preset.name}' "
-                            f"expects {preset.mosaic_size}^2")
+    inputs = get_generator(cfg.generator).inputs.plan(cfg, prep, prep_dir)
     labels, class_ids = make_labels(prep.table, cfg.label, cfg.age_bins, prep_dir / "participants.tsv")
     ckpts = _prepare_run_dir(cfg, run_dir)
-    return RunPlan(cfg=cfg, prep_dir=prep_dir, run_dir=run_dir, prep=prep, preset=preset, spec=spec,
+    return RunPlan(cfg=cfg, prep_dir=prep_dir, run_dir=run_dir, prep=prep, inputs=inputs,
                    labels=labels, class_ids=class_ids, checkpoints=ckpts)
 
 
@@ -227,76 +186,49 @@ def set_up_run_folder(plan: RunPlan, accelerator) -> None:
     if accelerator.is_main_process:
         write_run_files(plan.run_dir, config=to_dict(plan.cfg), labels=plan.labels,
                         class_ids=plan.class_ids, prep_dir=plan.prep_dir, mask=plan.prep.mask,
-                        spec=plan.spec, preset=plan.preset, generator=plan.cfg.generator)
+                        spec=plan.inputs.spec, preset=plan.inputs.preset, generator=plan.cfg.generator)
     accelerator.wait_for_everyone()
 
 
-def build_model(cfg: TrainConfig, preset, num_classes: int) -> torch.nn.Module:
-    """Step 3: a fresh DiT for ``preset``, or ``cfg.init``'s weights adapted to it; label dropout off
-    inside the model (we drop labels ourselves, once per sample: diffusers' per-block dropout would
-    let different blocks see different labels in one forward). ddpm3d: a fresh ``UNet3D`` of
-    ``cfg.unet`` with ``num_classes`` + 1 class embeddings (the last one the null class)."""
-    from neurodit.models import build_dit
-    from neurodit.models.dit import disable_label_dropout
-
-    if cfg.generator == "ddpm3d":
-        from neurodit.models.unet3d import UNet3D
-
-        if cfg.init:
-            raise NeuroditError("train: --init (pretrained DiT weights) applies to generator dit only")
-        return UNet3D(cfg.unet, num_classes)
-
-    if cfg.init:
-        from neurodit.models import load_init
-
-        model = load_init(cfg.init, preset, num_classes, seed=cfg.seed)
-    else:
-        model = build_dit(preset, num_classes)
-    disable_label_dropout(model)
-    return model
+def build_model(plan: RunPlan) -> torch.nn.Module:
+    """Step 3: the generator's network for the run's classes (+ the null class), fresh or from
+    ``cfg.init`` (``InputAdapter.build_model``: a DiT of the preset, or ``neurodit.models.unet3d.UNet3D``)."""
+    return plan.inputs.build_model(plan.cfg, plan.labels.num_classes)
 
 
-def build_inputs(plan: RunPlan, device: torch.device, rank: int = 0, vae=None):
-    """Step 4: the model inputs, computed once and cached in ``RUN_DIR/cache``.
-
-    (N, D, H, W) volumes -> (N, 1, S, S) mosaics [-> (N, 4, S/8, S/8) latents for latent presets];
-    ddpm3d: the volumes themselves, (N, 1, D, H, W) (nothing to compute, so nothing cached).
-    Returns ``(inputs on device, codec or None)``.
+def build_inputs(plan: RunPlan, device: torch.device, rank: int = 0, vae=None) -> torch.Tensor:
+    """Step 4: the raw model inputs (N, C, *spatial) on ``device`` (``InputAdapter.encode_raw`` of the
+    prepared volumes), computed once and cached in ``RUN_DIR/cache`` when the adapter says they are
+    worth it: (N, 1, S, S) mosaics [or (N, 4, S/8, S/8) latents: ``vae`` (tests) or the preset's];
+    (N, 1, D, H, W) volumes are not cached.
     """
-    from neurodit.models import LatentCodec, load_vae
-    from neurodit.tiling import volume_to_mosaic
-
-    preset, spec, prep = plan.preset, plan.spec, plan.prep
-    if plan.cfg.generator == "ddpm3d":
-        vols = torch.from_numpy(np.array(prep.volumes, dtype=np.float32))[:, None]  # (N, 1, D, H, W)
-        return vols.to(device), None
-    codec = None
-    if preset.space == "latent":
-        if vae is None:
-            if not preset.vae:
-                raise NeuroditError(f"preset '{preset.name}' is latent but names no vae")
-            vae = load_vae(preset.vae, preset.vae_subfolder)
-        codec = LatentCodec(vae.to(device), scale=preset.latent_scale)
+    adapter, prep = plan.inputs, plan.prep
+    adapter.attach_codec(device, vae)
+    identity = adapter.cache_identity()
+    if identity is None:
+        return adapter.encode_raw(prep.volumes).to(device)
     prep_meta = read_json(plan.prep_dir / "prepare.json")
-    key = cache_key(checksums=prep_meta.get("checksums"), n=len(prep), tiling=spec.to_dict(),
-                    space=preset.space, vae=preset.vae if vae is None else "given",
-                    scale=preset.latent_scale, vae_params=(sum(p.numel() for p in vae.parameters())
-                                                           if vae is not None else 0))
-
-    def build() -> torch.Tensor:
-        vols = np.asarray(prep.volumes, dtype=np.float32)  # (N, D, H, W) model range
-        mosaics = torch.from_numpy(np.ascontiguousarray(volume_to_mosaic(vols, spec)))[:, None]
-        if codec is None:
-            return mosaics  # (N, 1, S, S)
-        return codec.encode(mosaics.to(device)).cpu()  # (N, 4, S/8, S/8)
-
+    key = cache_key(checksums=prep_meta.get("checksums"), n=len(prep), **identity)
     name = "inputs.safetensors" if rank == 0 else f"inputs-{rank}.safetensors"
     cache_file = plan.run_dir / "cache" / name
-    inputs = load_or_build_inputs(cache_file, key, build).to(device)
-    if tuple(inputs.shape[1:]) != (preset.in_channels, preset.sample_size, preset.sample_size):
-        raise NeuroditError(f"cached inputs {tuple(inputs.shape)} do not fit preset '{preset.name}'",
-                            cache_file)
-    return inputs, codec
+    inputs = load_or_build_inputs(cache_file, key, lambda: adapter.encode_raw(prep.volumes)).to(device)
+    if tuple(inputs.shape[1:]) != adapter.input_shape:
+        raise NeuroditError(f"cached inputs {tuple(inputs.shape)} do not fit the network's input "
+                            f"{adapter.input_shape}", cache_file)
+    return inputs
+
+
+def standardize_inputs(plan: RunPlan, inputs: torch.Tensor, accelerator) -> torch.Tensor:
+    """Step 4b (``cfg.standardize`` pixel / highpass): fit the per-pixel standardizer on the raw inputs,
+    save it (``standardize.safetensors``) and return the standardized inputs; else the inputs as they are.
+    Every rank fits the same numbers from the same inputs."""
+    cfg = plan.cfg
+    if cfg.standardize == "none":
+        return inputs
+    inputs = plan.inputs.fit_standardizer(inputs, cfg.standardize, cfg.standardize_floor)
+    if accelerator.is_main_process:
+        save_standardizer(plan.run_dir, plan.inputs.standardizer)
+    return inputs
 
 
 def restore(accelerator, model, optimizer, lr_sched, ema,
@@ -404,9 +336,9 @@ def train_loop(cfg: TrainConfig, accelerator, model, optimizer, lr_sched, ema, p
     return seconds
 
 
-def export_run(plan: RunPlan, accelerator, model, ema, process: Diffusion, codec, *, mixed_precision: str,
+def export_run(plan: RunPlan, accelerator, model, ema, process: Diffusion, *, mixed_precision: str,
                inputs: torch.Tensor, targets: torch.Tensor, loss_rows: list[dict[str, Any]], start: int,
-               train_seconds: float, standardizer: Standardizer | None = None) -> None:
+               train_seconds: float) -> None:
     """Step 7: EMA weights as a diffusers folder (``model/``; ``UNet3D.save_pretrained`` writes the same
     layout with ``model.safetensors``), ``loss.csv``, previews, ``run.json``."""
     cfg, run_dir = plan.cfg, plan.run_dir
@@ -420,11 +352,10 @@ def export_run(plan: RunPlan, accelerator, model, ema, process: Diffusion, codec
     with atomic_dir(run_dir / "model", overwrite=True) as tmp:
         export.save_pretrained(tmp, safe_serialization=True)
     _write_loss_csv(run_dir / "loss.csv", loss_rows)
-    preview = render_previews(export.to(accelerator.device), plan.labels, cfg, process, run_dir, codec,
-                              mixed_precision=mixed_precision, real=inputs, real_ids=targets, spec=plan.spec,
-                              standardizer=standardizer)
-    write_run_info(run_dir, to_dict(cfg), cfg.seed, generator=cfg.generator, preset=plan.preset.to_dict(),
-                   labels=plan.labels.to_dict(),
+    preview = render_previews(export.to(accelerator.device), plan.labels, cfg, process, run_dir, plan.inputs,
+                              mixed_precision=mixed_precision, real=inputs, real_ids=targets)
+    write_run_info(run_dir, to_dict(cfg), cfg.seed, generator=cfg.generator,
+                   preset=plan.inputs.preset.to_dict(), labels=plan.labels.to_dict(),
                    steps_trained=steps_run, resumed_from=start, mixed_precision=mixed_precision,
                    train_seconds=round(train_seconds, 2),
                    seconds_per_step=round(train_seconds / steps_run, 4) if steps_run else None,
@@ -433,9 +364,9 @@ def export_run(plan: RunPlan, accelerator, model, ema, process: Diffusion, codec
                    processes=accelerator.num_processes)
 
 
-def train_dit(cfg: TrainConfig, *, vae=None) -> Path:
-    """Train ``cfg.generator`` (a DiT, or the ddpm3d UNet) per ``cfg`` and return RUN_DIR (layout in
-    docs/ARCHITECTURE.md, "Generative core").
+def train_diffusion(cfg: TrainConfig, *, vae=None) -> Path:
+    """Train the diffusion generator ``cfg.generator`` (the mosaic DiT, the ddpm3d UNet, any generator
+    with an input adapter) per ``cfg`` and return RUN_DIR (layout in docs/ARCHITECTURE.md, "Generative core").
 
     ``vae``: an ``AutoencoderKL`` to use for latent presets instead of loading ``preset.vae`` (tests pass
     a tiny one). Loss: ``neurodit.diffusion``; weights saved to ``model/`` are the EMA weights
@@ -449,16 +380,11 @@ def train_dit(cfg: TrainConfig, *, vae=None) -> Path:
         accelerator, mp = make_accelerator(cfg, plan.run_dir)
         torch.manual_seed(cfg.seed)  # model init; data/noise use per-step generators (_seeded)
         # the model (and any --init file) first: a bad --init leaves no started run folder behind
-        model = build_model(cfg, plan.preset, plan.labels.num_classes)
+        model = build_model(plan)
         set_up_run_folder(plan, accelerator)
         device = accelerator.device
-        inputs, codec = build_inputs(plan, device, accelerator.process_index, vae)
-        standardizer = None
-        if cfg.standardize != "none":  # every rank fits the same numbers from the same inputs
-            standardizer = fit_standardizer(inputs, cfg.standardize_floor, cfg.standardize)
-            if accelerator.is_main_process:
-                save_standardizer(plan.run_dir, standardizer)
-            inputs = standardizer.apply(inputs)  # (N, C, ...) model range -> standardized
+        inputs = build_inputs(plan, device, accelerator.process_index, vae)
+        inputs = standardize_inputs(plan, inputs, accelerator)  # (N, C, *spatial) network space
         targets = torch.from_numpy(plan.class_ids).to(device)
 
         process = create_diffusion(cfg.diffusion)
@@ -477,23 +403,20 @@ def train_dit(cfg: TrainConfig, *, vae=None) -> Path:
 
         seconds = train_loop(cfg, accelerator, model, optimizer, lr_sched, ema, process, inputs, targets,
                              plan.labels.null_class, start, loss_rows, plan.run_dir, pending)
-        export_run(plan, accelerator, model, ema, process, codec, mixed_precision=mp, inputs=inputs,
-                   targets=targets, loss_rows=loss_rows, start=start, train_seconds=seconds,
-                   standardizer=standardizer)
+        export_run(plan, accelerator, model, ema, process, mixed_precision=mp, inputs=inputs,
+                   targets=targets, loss_rows=loss_rows, start=start, train_seconds=seconds)
         accelerator.end_training()
     return plan.run_dir
 
 
 @torch.no_grad()
-def render_previews(model, labels: LabelSpec, cfg: TrainConfig, process: Diffusion, run_dir: Path, codec,
-                    *, mixed_precision: str, real: torch.Tensor, real_ids: torch.Tensor,
-                    spec=None, standardizer: Standardizer | None = None) -> dict[str, Any]:
-    """Sample ``preview_per_class`` mosaics per class and render them (and real ones) to samples/*.png.
-
-    Volume models (inputs (N, 1, D, H, W)) are tiled with ``spec`` for the same mosaic PNGs. ``real``
-    and the samples are in the model's (standardized, when ``standardizer``) space."""
+def render_previews(model, labels: LabelSpec, cfg: TrainConfig, process: Diffusion, run_dir: Path,
+                    adapter: InputAdapter, *, mixed_precision: str, real: torch.Tensor,
+                    real_ids: torch.Tensor) -> dict[str, Any]:
+    """Sample ``preview_per_class`` inputs per class and render them (and real ones) as mosaics to
+    samples/*.png (``adapter.preview_mosaics``: volume models' outputs are tiled, latents decoded).
+    ``real`` (N, C, *spatial) and the samples are in the network's (standardized, when the run is) space."""
     from neurodit.mosaic_files import save_mosaic_png
-    from neurodit.tiling import volume_to_mosaic
 
     if cfg.preview_per_class == 0:
         return {}
@@ -504,17 +427,11 @@ def render_previews(model, labels: LabelSpec, cfg: TrainConfig, process: Diffusi
     x = process.sample(model, ids, labels.null_class, shape, kind=cfg.sampler, steps=cfg.preview_steps,
                        guidance=cfg.guidance, generator=_seeded(cfg.seed, 0, 0, device),
                        autocast_dtype=autocast_dtype(mixed_precision))
-    def as_mosaic(v: torch.Tensor) -> torch.Tensor:  # (B, 1, D, H, W) -> (B, 1, M, M); mosaics as they are
-        return volume_to_mosaic(v[:, 0], spec)[:, None] if v.dim() == 5 else v
-
-    unstd = standardizer.invert if standardizer is not None else (lambda v: v)
-    x = as_mosaic(unstd(x))
-    mos = codec.decode(x) if codec is not None else x.clamp(-1, 1)  # (B, 1, M, M)
+    mos = adapter.preview_mosaics(x, clamp=True)  # (B, 1, M, M)
     # the same number of real mosaics per class, for a side-by-side look
     pick = torch.cat([torch.nonzero(real_ids == k)[: cfg.preview_per_class, 0]
                       for k in range(labels.num_classes)])
-    real_raw = unstd(real[pick])
-    real_mos = codec.decode(real_raw) if codec is not None else as_mosaic(real_raw)
+    real_mos = adapter.preview_mosaics(real[pick], clamp=False)
     titles = [labels.classes[int(k)] for k in ids]
     out = run_dir / "samples"
     save_mosaic_png(mos[:, 0].cpu(), out / "preview.png", vmin=-1.0, vmax=1.0, titles=titles)
@@ -524,5 +441,3 @@ def render_previews(model, labels: LabelSpec, cfg: TrainConfig, process: Diffusi
     return {"preview": str(out / "preview.png"), "real": str(out / "real.png"),
             "preview_mean_mse_to_real_mean": mse_to_mean}
 
-
-train_diffusion = train_dit  # the same loop for every diffusion generator
