@@ -110,8 +110,9 @@ def prepare_cmd(
 @command("split")
 def split_cmd(
     data_dir: Annotated[Path, typer.Argument(help="cohort folder to split (participants.tsv + NIfTI)")],
-    train_out: Annotated[Path, typer.Option(help="training cohort folder to write")],
-    heldout_out: Annotated[Path, typer.Option(help="held-out cohort folder to write")],
+    out: Annotated[Path | None, typer.Option(help="write OUT/train and OUT/heldout")] = None,
+    train_out: Annotated[Path | None, typer.Option(help="training cohort folder (instead of --out)")] = None,
+    heldout_out: Annotated[Path | None, typer.Option(help="held-out cohort folder (instead of --out)")] = None,
     heldout_fraction: Annotated[float, typer.Option(help="fraction of participants held out")] = 0.2,
     seed: Annotated[int, typer.Option(help="random seed: same seed, same split")] = 0,
     stratify: Annotated[str, typer.Option(help="label column whose classes keep their proportions "
@@ -121,6 +122,11 @@ def split_cmd(
     """Split a cohort by participant (all sessions on one side), stratified, into two cohort folders."""
     from neurodit.data.split import split_cohort
 
+    pair = (train_out, heldout_out)
+    if (out is not None and any(pair)) or (out is None and not all(pair)):
+        raise NeuroditError("give --out DIR, or both --train-out and --heldout-out", data_dir)
+    if out is not None:
+        train_out, heldout_out = out / "train", out / "heldout"
     train, held = split_cohort(data_dir, train_out, heldout_out, heldout_fraction=heldout_fraction, seed=seed,
                                stratify=stratify or None, overwrite=overwrite)
     typer.echo(f"split: wrote {train} and {held}")

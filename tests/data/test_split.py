@@ -93,3 +93,23 @@ def test_export_prepared_round_trips_to_model_range(make_tiny_cohort, tmp_path):
     # it is accepted again as input, on the same grid
     again = prepare(out, tmp_path / "prep2", shape=(16, 16, 16))
     np.testing.assert_allclose(load_prepared(again).volumes[0][prep.mask], prep.volumes[0][prep.mask], atol=1e-5)
+
+
+def test_split_command_out_dir_is_the_issue_contract(make_tiny_cohort, tmp_path):
+    """`neurodit split COHORT --out DIR --heldout-fraction F --seed S` writes DIR/train and DIR/heldout, the
+    same split as the function; mixing --out with --train-out, or half a pair, is one clear error."""
+    from typer.testing import CliRunner
+
+    from neurodit.cli import app
+
+    src = make_tiny_cohort(n=10)
+    res = CliRunner().invoke(app, ["split", str(src), "--out", str(tmp_path / "s"), "--heldout-fraction", "0.3",
+                                   "--seed", "2"])
+    assert res.exit_code == 0, res.output
+    split_cohort(src, tmp_path / "ft", tmp_path / "fh", heldout_fraction=0.3, seed=2)
+    for side, ref in (("train", "ft"), ("heldout", "fh")):
+        assert (tmp_path / "s" / side / "participants.tsv").read_text() == (tmp_path / ref / "participants.tsv").read_text()
+    for bad in (["--out", str(tmp_path / "x"), "--train-out", str(tmp_path / "y")], ["--train-out", str(tmp_path / "y")]):
+        res = CliRunner().invoke(app, ["split", str(src), *bad])
+        assert res.exit_code == 2 and "give --out DIR" in res.output
+    assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
