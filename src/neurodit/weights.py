@@ -1,7 +1,7 @@
 """The one way a weights file from a user enters neurodit: safetensors, or ``torch.load(weights_only=True)``.
 
 Every user-supplied weights file goes through here: ``--init`` checkpoints (``neurodit.models.pretrained``),
-the judge's encoders (``neurodit.metrics.features``: safetensors, or TorchScript checked to be a
+the judge's encoders (``neurodit.metrics.encoder``: safetensors, or TorchScript checked to be a
 TorchScript archive first), and diffusers model folders (run folders' ``model/``, ``--init`` folders).
 Pickles are never unpickled as objects: ``torch.load(weights_only=True)`` runs PyTorch's restricted
 unpickler, which refuses any global outside tensors, plain containers and the few types passed in
