@@ -241,7 +241,8 @@ def _reusable(eval_dir: Path, syn_dir: Path, n_syn: int, ref: _Reference, grid, 
     inputs = m.get("inputs") or {}
     if any(inputs.get(k) is None or Path(inputs[k]).resolve() != p.resolve() for k, p in given.items()):
         return "judged other folders"
-    if ref.resampled["real"] or ref.resampled["train"] or not Grid.from_dict(m["grid"]).same_as(grid):
+    if ref.resampled["real"] or ref.resampled["train"] or not m.get("grid") \
+            or not Grid.from_dict(m["grid"]).same_as(grid):
         return "another grid"
     if (m.get("n_real"), m.get("n_synthetic"), m.get("n_train")) != (len(ref.r_vols), n_syn, len(ref.t_vols)):
         return "other numbers of volumes"
