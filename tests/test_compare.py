@@ -4,7 +4,11 @@ resampled, mixed-grid inputs and shared participants refused, comparison.json sc
 from __future__ import annotations
 
 import base64
+import dataclasses
+import os
+import time
 
+import numpy as np
 import pytest
 from typer.testing import CliRunner
 
@@ -203,3 +207,122 @@ def test_shared_participants_and_bad_label_refused(cohorts, tmp_path):
     with pytest.raises(NeuroditError, match="unknown config key"):
         compare_config({"eval": {"nope": 1}})
     assert not list(tmp_path.iterdir())
+
+
+# ------------------------------------------------------------------ headlines claim only what was shown
+def _row(name, auc, auc_ci, gain=None, gain_ci=None, eligible=True, p=0.01):
+    """A comparison row as rank_rows reads it: one C2ST view, an optional downstream gain (its outcome as the
+    downstream verdict gives it when the Wilcoxon test agrees with the CI)."""
+    outcome = "no clear effect" if gain is None or gain_ci[0] <= 0 <= gain_ci[1] else "helped" if gain > 0 else "hurt"
+    down = None if gain is None else {"gain": gain, "ci95": list(gain_ci), "outcome": outcome, "real": 0.6,
+                                      "real_synthetic": 0.6 + gain, "p_wilcoxon": 0.5, "n_runs": 6}
+    return {"name": name, "label": name, "eligible": eligible, "downstream": down,
+            "quality": {"c2st": {"voxel": {"auc": auc, "auc_ci95": list(auc_ci), "p_value": p}},
+                        "c2st_worst_auc": auc},
+            "memorization": {"flagged": False}}
+
+
+def test_no_best_by_downstream_gain_where_every_ci_includes_zero():
+    from neurodit.compare import rank_rows
+
+    rows = [_row("a", 0.70, (0.60, 0.80), +0.018, (-0.060, 0.107)),
+            _row("b", 0.75, (0.65, 0.85), -0.010, (-0.090, 0.070))]
+    ranking, best, summary = rank_rows(rows)
+    assert ranking["downstream"] == ["a", "b"]  # the table's order stays, the claim goes
+    assert best == {"c2st": None, "downstream": None, "overall": None}
+    assert "best by downstream gain" not in summary.lower() and "best by the classifier" not in summary.lower()
+    assert "no generator clearly changes downstream accuracy" in summary
+    assert summary.startswith("No generator is clearly closest to real by the classifier test (lowest: a, "
+                              "worst-view C2ST AUC 0.70, 95% CI 0.60 to 0.80, p 0.01, overlapping b's 0.65 to 0.85)")
+
+
+def test_best_named_only_where_its_interval_shows_it():
+    from neurodit.compare import rank_rows
+
+    # a's gain CI lies above 0, b's includes it, c's lies below: a named best, c named as hurting
+    rows = [_row("a", 0.55, (0.45, 0.62), +0.080, (0.020, 0.140)),
+            _row("b", 0.90, (0.85, 0.95), +0.100, (-0.010, 0.210)),
+            _row("c", 0.95, (0.90, 1.00), -0.120, (-0.200, -0.040))]
+    _, best, summary = rank_rows(rows)
+    assert best == {"c2st": "a", "downstream": "a", "overall": "a"}
+    assert "best by downstream gain: a (+0.080, 95% CI +0.020 to +0.140)" in summary
+    assert "Best by the classifier test: a (worst-view C2ST AUC 0.55, 95% CI 0.45 to 0.62, p 0.01; its CI" in summary
+    assert "downstream accuracy lowered by c (-0.120" in summary
+    # two gains above 0 whose CIs overlap: neither is the best
+    _, best, summary = rank_rows([_row("a", 0.55, (0.45, 0.62), 0.08, (0.02, 0.14)),
+                                  _row("b", 0.90, (0.85, 0.95), 0.06, (0.01, 0.11))])
+    assert best["downstream"] is None and "best by downstream gain" not in summary
+    assert "raised by a (+0.080" in summary and "none clearly above the others" in summary
+    # overlapping AUC CIs, but only the leader passes the classifier test: named, and the sentence says why
+    _, best, summary = rank_rows([_row("a", 0.60, (0.40, 0.85), p=0.30), _row("b", 0.80, (0.60, 1.00))])
+    assert best["c2st"] == "a" and "no view tells it from real, a view tells every other" in summary
+    # one eligible row: reported, not called best
+    _, best, summary = rank_rows([_row("a", 0.55, (0.45, 0.62)), _row("b", 0.5, (0.4, 0.6), eligible=False)])
+    assert best["c2st"] is None and summary.startswith("One generator ranked by the classifier test: a")
+
+
+# ------------------------------------------------------------------ no work done twice
+def test_shared_real_arm_gives_the_numbers_of_training_it_again(tmp_path):
+    """The sex/real arm trained once and shared by every row's experiment: each row's results equal those
+    of an experiment that trains every arm itself (same seeds, folds, splits)."""
+    from neurodit.downstream import DownstreamConfig, run_experiment
+    from neurodit.downstream.experiment import SharedRuns
+    from neurodit.downstream.labelled import LabelledSet
+
+    def planted(n, seed, prefix, effect=0.4):  # 16^3 spheres, class 1 brighter in one block
+        rng = np.random.default_rng(seed)
+        labels = np.arange(n) % 2
+        vols = np.full((n, 16, 16, 16), -1.0, np.float32)
+        vols[:, 3:13, 3:13, 3:13] = -0.4 + 0.1 * rng.standard_normal((n, 10, 10, 10))
+        vols[labels == 1, 4:8, 4:8, 8:12] += effect
+        return LabelledSet(vols, labels, np.array([f"{prefix}-{i:03d}" for i in range(n)]), ("F", "M"), prefix)
+
+    cfg = DownstreamConfig(folds=2, seeds=2, epochs=2, patience=2, batch_size=8, n_boot=200, threads=1,
+                           shape=(16, 16, 16), arms=("sex/real", "sex/real+synthetic"))
+    source = planted(16, 0, "sub")
+    syns = [planted(8, 1, "syn"), planted(8, 2, "syn", effect=0.0)]
+    shared, tmp = SharedRuns(), tmp_path
+    for k, syn in enumerate(syns):
+        own = read_json(run_experiment(source, None, tmp / f"own{k}", syn, cfg) / "results.json")
+        got = read_json(run_experiment(source, None, tmp / f"shared{k}", syn, cfg, shared=shared) / "results.json")
+        assert got["arms"] == own["arms"] and got["comparisons"] == own["comparisons"]
+        # the second experiment trained only its real+synthetic models
+        assert got["timing"]["models_trained"] == (8 if k == 0 else 4) and own["timing"]["models_trained"] == 8
+    assert len(shared.runs) == 4  # (sex/real, seed, fold) for 2 seeds x 2 folds
+    shared.bind(source.subset(np.arange(12)), cfg)  # another source: nothing shared
+    assert not shared.runs
+
+
+@pytest.mark.slow  # uses the module's compare run, plus one evaluate and a compare of one reused row
+def test_compare_reuses_an_evaluation_with_its_inputs_and_settings(cmp_dir, cohorts, tmp_path):
+    from neurodit.compare.stage import _load_reference, _parse_inputs, _reusable
+    from neurodit.data.normalize import Normalization
+    from neurodit.metrics.evaluate import evaluate
+
+    fast = compare_config({**FAST, "run_downstream": False})
+    # the noise row, third in the module's comparison: each row is judged as a lone evaluate is seeded
+    ev = evaluate(cohorts["heldout6"], cohorts["noise"], tmp_path / "ev", train=cohorts["train6"],
+                  cfg=dataclasses.replace(fast.eval, calibrate=True))  # calibration changes no row number
+    cfg = compare_config({**FAST, "run_downstream": False, "reuse_eval": {str(cohorts["noise"]): str(ev)}})
+    data = read_comparison(compare([cohorts["noise"]], cohorts["heldout6"], cohorts["train6"], tmp_path / "c",
+                                   cfg=cfg))
+    assert data["eval_reuse"] == {"noise": {"from": str(ev), "reused": True, "why_not": None}}
+    before = next(r for r in read_comparison(cmp_dir)["rows"] if r["name"] == "noise")
+    row = data["rows"][0]
+    for key in ("quality", "diversity", "memorization", "verdicts"):
+        assert row[key] == before[key], key
+    assert read_json(tmp_path / "c" / "eval-noise" / "metrics.json") == read_json(ev / "metrics.json")
+    # other settings, folders or a later-written input: judged again, and said why
+    items = _parse_inputs([cohorts["noise"]], {})
+    ref = _load_reference(cohorts["heldout6"], cohorts["train6"], items[0]["grid"], fast, Normalization())
+    other = dataclasses.replace(fast.eval, max_pairs=41)
+    assert _reusable(ev, cohorts["noise"], 12, ref, items[0]["grid"], other) == "other settings: max_pairs"
+    assert _reusable(ev, cohorts["pca"], 12, ref, items[0]["grid"], fast.eval) == "judged other folders"
+    os.utime(cohorts["noise"] / "participants.tsv", (time.time() + 60, time.time() + 60))
+    try:
+        assert "changed after" in _reusable(ev, cohorts["noise"], 12, ref, items[0]["grid"], fast.eval)
+    finally:
+        os.utime(cohorts["noise"] / "participants.tsv")
+    with pytest.raises(NeuroditError, match="not a synthetic cohort input"):
+        compare([cohorts["noise"]], cohorts["heldout6"], cohorts["train6"], tmp_path / "d",
+                cfg=compare_config({**FAST, "reuse_eval": {str(cohorts["pca"]): str(ev)}}))

@@ -76,8 +76,12 @@ def test_demo_quick_end_to_end(tmp_path):
     assert summary.index(metrics["c2st"]["verdict"]) < summary.index("Calibration panel")  # page is unescaped
     # the generators side by side, each row labelled with its budget
     cmp = json.loads((out / "compare/comparison.json").read_text())
-    assert [r["label"] for r in cmp["rows"]] == ["dit", "pca", "ddpm3d"]
-    assert all(r["budget"] for r in cmp["rows"]) and "2 steps" in cmp["rows"][2]["budget"]
+    assert [r["label"] for r in cmp["rows"]] == ["dit", "pca"]  # no untrained row (the 3D UNet: --full only)
+    assert all(r["budget"] for r in cmp["rows"])
+    # the DiT's samples judged once: compare copied the evaluate stage's folder, numbers and all
+    assert cmp["eval_reuse"] == {"synthetic": {"from": str(out / "eval"), "reused": True, "why_not": None}}
+    assert json.loads((out / "compare/eval-synthetic/metrics.json").read_text()) == metrics
+    assert cmp["rows"][0]["quality"]["c2st"]["cnn"]["auc"] == metrics["c2st"]["views"]["cnn"]["auc"]
     assert cmp["summary"] in page
 
 
@@ -210,3 +214,14 @@ def test_every_printed_command_makes_the_demos_own_calls(tmp_path, monkeypatch):
         on_cli.clear()
         assert [c for c in calls if c[0] != "read"] == made, stage
         calls.clear()
+
+
+def test_untrained_generators_join_the_compare_in_full_only():
+    """The 3D UNet makes noise at any CPU budget the default demo can give it: its row is in --full only,
+    with a budget of the DiT's order (configs/demo/full.yaml)."""
+    from neurodit.demo import load_demo_config
+
+    for cfg in (load_demo_config(), load_demo_config(quick=True)):
+        assert cfg.compare_generators == ["pca"] and "ddpm3d" not in cfg.generator_budgets
+    full = load_demo_config(full=True)
+    assert full.compare_generators == ["pca", "ddpm3d"] and full.generator_budgets["ddpm3d"]["max_steps"] == 1500

@@ -257,7 +257,7 @@ def sample_cmd(
     scheduler: Annotated[str | None, typer.Option(help="ddim | dpm | ddpm (ddpm runs), euler | heun (flow "
                                                        "runs); default ddim / euler")] = None,
     seed: Annotated[int, typer.Option(help="same seed, same volumes")] = 0,
-    batch_size: Annotated[int, typer.Option(help="volumes per forward batch")] = 16,
+    batch_size: Annotated[int, typer.Option(help="volumes per forward batch")] = SAMPLING.batch_size,
     overwrite: Annotated[bool, typer.Option(help="replace a non-empty output folder")] = False,
 ):
     """Sample synthetic volumes from any generator's run (diffusion ones with classifier-free guidance)
@@ -417,6 +417,17 @@ def evaluate_cmd(
 
 
 # --------------------------------------------------------------------------- compare
+def _pairs(items: list[str] | None, flag: str, form: str, last: bool = False) -> list[tuple[str, str]]:
+    """``A=B`` option values as (A, B), split at the last ``=`` with ``last`` (a label may hold one)."""
+    out = []
+    for item in items or []:
+        if "=" not in item:
+            raise NeuroditError(f"{flag} '{item}' must look like {form}")
+        a, b = item.rsplit("=", 1) if last else item.split("=", 1)
+        out.append((a, b))
+    return out
+
+
 @command("compare")
 def compare_cmd(
     inputs: Annotated[list[Path], typer.Argument(help="synthetic cohort folders and/or training RUN folders")],
@@ -430,6 +441,9 @@ def compare_cmd(
     c2st_views: Annotated[str, typer.Option(help="comma-separated C2ST views: voxel,texture,cnn")]
     = "voxel,texture,cnn",
     downstream: Annotated[bool, typer.Option(help="run the downstream sex arms per input")] = True,
+    reuse_eval: Annotated[list[str] | None, typer.Option(help="SYN=EVAL_DIR (repeatable): an evaluation of the "
+                                                             "synthetic input SYN already written with these "
+                                                             "settings, reused instead of judging SYN again")] = None,
     seed: Annotated[int, typer.Option(help="seed of sampling, the judge and the downstream splits")] = 0,
     set_: Annotated[list[str] | None, typer.Option("--set", help="other settings, e.g. eval.max_pairs=200, "
                                                                  "downstream.folds=5")] = None,
@@ -439,14 +453,10 @@ def compare_cmd(
     from neurodit.compare import compare, compare_config
     from neurodit.config import parse_overrides
 
-    labels = {}
-    for item in label_as or []:
-        if "=" not in item:
-            raise NeuroditError(f"--label-as '{item}' must look like NAME=DIR")
-        name, folder = item.rsplit("=", 1)
-        labels[folder] = name
+    labels = {folder: name for name, folder in _pairs(label_as, "--label-as", "NAME=DIR", last=True)}
+    reuse = dict(_pairs(reuse_eval, "--reuse-eval", "SYN=EVAL_DIR"))
     views = [v.strip() for v in c2st_views.split(",") if v.strip()]
-    cfg = compare_config({"n": n, "seed": seed, "labels": labels, "run_downstream": downstream,
+    cfg = compare_config({"n": n, "seed": seed, "labels": labels, "run_downstream": downstream, "reuse_eval": reuse,
                           "eval": {"c2st_views": views, "seed": seed}, "downstream": {"seed": seed},
                           **{k: v for k, v in parse_overrides(set_).items()}})
     path = compare(inputs, real, train, out, cfg=cfg, overwrite=overwrite)

@@ -15,11 +15,15 @@ class SamplingDefaults:
 
     ``steps``: reverse steps of the sampler (DDIM / DPM-Solver++ / DDPM, or Euler / Heun for flow runs);
     ``guidance``: the classifier-free-guidance scale (Ho & Salimans 2022; 1 = conditional only, 0 =
-    unconditional).
+    unconditional); ``batch_size``: volumes per forward batch. 64, not 16: a tiny-p32 volume is 32 tokens,
+    so a batch of 16 (32 sequences with guidance) leaves the matmuls too small to use the cores; 64 volumes
+    of tiny-p32 sampled 1.4-2.3x faster than 4 batches of 16 on 2 AVX2 cores (10 flow steps, measured
+    interleaved 2026-12-05), peak RSS under 0.8 GB.
     """
 
     steps: int = 25
     guidance: float = 2.0
+    batch_size: int = 64
 
 
 SAMPLING = SamplingDefaults()

@@ -285,6 +285,8 @@ def _compare(r: _DemoRun) -> None:
     steps = {g: {k: v for k, v in c.generator_budgets.get(g, {}).items() if k == "max_steps"} for g in runs}
     # the DiT run of the train stage is the registry's default generator (train names none)
     labels = {str(d["synthetic"]): DEFAULT, **{str(run): g for g, run in runs.items()}}
+    # the evaluate stage judged the DiT's samples with these settings (calibration aside): not judged twice
+    reuse = {str(d["synthetic"]): str(d["eval"])}
 
     def run() -> str:
         for g, run_dir in runs.items():
@@ -298,7 +300,7 @@ def _compare(r: _DemoRun) -> None:
                             encoder_cache=str(d["cache"])),
             downstream=DownstreamConfig(folds=c.downstream_folds, seeds=c.downstream_seeds,
                                         epochs=c.downstream_epochs, seed=s, arms=COMPARE_ARMS),
-            labels=labels)
+            labels=labels, reuse_eval=reuse)
         compare([d["synthetic"], *runs.values()], d["real_heldout"], d["real_train"], d["compare"], cfg=ccfg,
                 overwrite=True)
         return read_comparison(d["compare"])["summary"]
@@ -315,6 +317,7 @@ def _compare(r: _DemoRun) -> None:
     r.stage("compare", f"{fits}neurodit compare " + " ".join(_q(p) for p in (d["synthetic"], *runs.values()))
             + f" --real {_q(d['real_heldout'])} --train {_q(d['real_train'])} --out {_q(d['compare'])} "
             f"--n {c.n_synthetic} --seed {s}" + "".join(f" --label-as {_q(f'{name}={p}')}" for p, name in labels.items())
+            + "".join(f" --reuse-eval {_q(f'{syn}={ev}')}" for syn, ev in reuse.items())
             + ("" if c.compare_downstream else " --no-downstream") + _set_flags(settings) + " --overwrite", run)
 
 

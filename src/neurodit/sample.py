@@ -41,7 +41,7 @@ from neurodit.runs import TrainedRun
 def sample_diffusion(run_dir: str | Path, n: int, out: str | Path, *,
                      label: dict[str, str] | list[str] | None = None, steps: int = SAMPLING.steps,
                      guidance: float = SAMPLING.guidance, scheduler: str | None = None, seed: int = 0,
-                     batch_size: int = 16, overwrite: bool = False, device: str | None = None, vae=None,
+                     batch_size: int = SAMPLING.batch_size, overwrite: bool = False, device: str | None = None, vae=None,
                      progress: bool = True) -> Path:
     """Write ``n`` synthetic volumes of the diffusion run RUN_DIR's model to the cohort folder ``out``;
     returns ``out``. (Any generator's run: ``neurodit.generators.base.sample``.)

@@ -82,7 +82,8 @@ def test_summary_c2st_first_then_calibration(page):
     assert lines[0] == VERDICT_C2ST
     assert lines[1].startswith("Calibration on this dataset: the classifier's AUC (best view; 0.5 = cannot tell "
                                "apart) is model 0.99, noise 1.00, mean 0.99, copy 0.50, pca 0.57.")
-    assert lines[1].endswith("The model is as easy to tell apart as the mean reference.")
+    assert lines[1].endswith("The model's AUC is nearest the mean reference's (0.99 vs 0.99; point estimates, "
+                             "not tested against each other).")
     summary = section(page, "summary")
     # the panel's table sits in the summary right after its sentence, before the downstream verdicts
     assert summary.index("Calibration on this dataset") < summary.index("<table>") < summary.index("Sex classifier")

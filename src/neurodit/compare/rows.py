@@ -82,38 +82,95 @@ def make_row(item: dict, metrics: dict, ds_results: dict | None, budget: str, co
             "eligible": not (mem["n_duplicates"] > 0 or div["zero_diversity"])}
 
 
+def _worst_view(row: dict) -> dict | None:
+    """The C2ST view that tells a row's volumes from real best ({auc, auc_ci95, p_value}), or None."""
+    views = row["quality"]["c2st"].values()
+    return max(views, key=lambda v: v["auc"]) if views else None
+
+
+def _told_apart(row: dict) -> bool:
+    """Some C2ST view tells the row's volumes from real (p < 0.05, the judge's own rule:
+    :func:`neurodit.metrics.c2st.c2st_report`)."""
+    return any(v["p_value"] < 0.05 for v in row["quality"]["c2st"].values())
+
+
+def _c2st_sentence(ranked: list[dict]) -> tuple[str | None, str]:
+    """(best name or None, clause) of the eligible rows ordered by worst-view C2ST AUC, lowest first.
+
+    A best is named only on a shown difference: the lowest worst-view AUC's 95 % CI lies wholly below the
+    runner-up's, or no view tells the leader from real while a view tells every other row apart."""
+    if not ranked:
+        return None, "no generator qualifies for the classifier test"
+    lead = ranked[0]
+    w = _worst_view(lead)
+    shown = (f"worst-view C2ST AUC {w['auc']:.2f}, 95% CI {w['auc_ci95'][0]:.2f} to {w['auc_ci95'][1]:.2f}, "
+             f"p {w['p_value']:.2g}")
+    if len(ranked) == 1:
+        return None, f"one generator ranked by the classifier test: {lead['label']} ({shown})"
+    w2 = _worst_view(ranked[1])
+    other = f"{ranked[1]['label']}'s {w2['auc_ci95'][0]:.2f} to {w2['auc_ci95'][1]:.2f}"
+    if w["auc_ci95"][1] < w2["auc_ci95"][0]:
+        return lead["name"], f"best by the classifier test: {lead['label']} ({shown}; its CI lies below {other})"
+    if not _told_apart(lead) and all(_told_apart(r) for r in ranked[1:]):
+        return lead["name"], (f"best by the classifier test: {lead['label']} ({shown}; no view tells it from "
+                              "real, a view tells every other ranked generator apart)")
+    return None, (f"no generator is clearly closest to real by the classifier test (lowest: {lead['label']}, "
+                  f"{shown}, overlapping {other})")
+
+
+def _gain_text(r: dict) -> str:
+    d = r["downstream"]
+    return f"{r['label']} ({d['gain']:+.3f}, 95% CI {d['ci95'][0]:+.3f} to {d['ci95'][1]:+.3f})"
+
+
+def _downstream_sentence(ranked: list[dict]) -> tuple[str | None, list[str]]:
+    """(best name or None, clauses) of the eligible rows with downstream results, largest gain first.
+
+    "helped" / "hurt" are the downstream experiment's own outcomes (:func:`neurodit.downstream.stats.verdict`:
+    the gain's bootstrap 95 % CI excludes 0 and the Wilcoxon p < 0.05). A best is named only where the
+    outcome is "helped" and, when other rows helped too, its CI lies above the next one's; rows that hurt are
+    named. Without either: no claim."""
+    helped = [r for r in ranked if r["downstream"]["outcome"] == "helped"]
+    hurt = [r for r in ranked if r["downstream"]["outcome"] == "hurt"]
+    best, parts = None, []
+    if helped:
+        lead = helped[0]
+        if len(helped) == 1 or lead["downstream"]["ci95"][0] > helped[1]["downstream"]["ci95"][1]:
+            best = lead["name"]
+            parts.append(f"best by downstream gain: {_gain_text(lead)} balanced accuracy")
+        else:
+            parts.append("downstream accuracy raised by " + ", ".join(map(_gain_text, helped))
+                         + ", none clearly above the others")
+    if hurt:
+        parts.append("downstream accuracy lowered by " + ", ".join(map(_gain_text, hurt)))
+    if ranked and not helped and not hurt:
+        parts.append("no generator clearly changes downstream accuracy")
+    return best, parts
+
+
 def rank_rows(rows: list[dict]) -> tuple[dict, dict, str]:
-    """(ranking, best, summary sentence) of comparison rows (see the module docstring)."""
+    """(ranking, best, summary sentence) of comparison rows.
+
+    The rankings order every row (the table shows them all); ``best`` names a row, and the summary calls it
+    best, only where the ranking rests on a shown difference (see :func:`_c2st_sentence`,
+    :func:`_downstream_sentence` and the module docstring of :mod:`neurodit.compare`); ``best["overall"]``
+    is the C2ST best (the overall ranking is the C2ST order with ineligible rows last)."""
     inf = float("inf")
 
     def c2st_key(r):
         w = r["quality"]["c2st_worst_auc"]
         return inf if w is None else w
 
-    def gain_key(r):
-        return -inf if r["downstream"] is None else r["downstream"]["gain"]
-
     by_c2st = sorted(rows, key=c2st_key)
-    by_gain = sorted([r for r in rows if r["downstream"] is not None], key=gain_key, reverse=True)
+    by_gain = sorted([r for r in rows if r["downstream"] is not None], key=lambda r: r["downstream"]["gain"],
+                     reverse=True)
     overall = [r for r in by_c2st if r["eligible"]] + [r for r in by_c2st if not r["eligible"]]
-    ok_c2st = [r for r in by_c2st if r["eligible"] and r["quality"]["c2st_worst_auc"] is not None]
-    ok_gain = [r for r in by_gain if r["eligible"]]
-    best = {"c2st": ok_c2st[0]["name"] if ok_c2st else None,
-            "downstream": ok_gain[0]["name"] if ok_gain else None,
-            "overall": overall[0]["name"] if overall and overall[0]["eligible"] else None}
-    parts = []
-    if ok_c2st:
-        r = ok_c2st[0]
-        parts.append(f"best by the classifier test: {r['label']} (worst-view C2ST AUC "
-                     f"{r['quality']['c2st_worst_auc']:.2f})")
-    if ok_gain:
-        r = ok_gain[0]
-        d = r["downstream"]
-        parts.append(f"best by downstream gain: {r['label']} ({d['gain']:+.3f} balanced accuracy, 95% CI "
-                     f"{d['ci95'][0]:+.3f} to {d['ci95'][1]:+.3f}, {d['outcome']})")
+    best_c2st, c2st_part = _c2st_sentence([r for r in by_c2st if r["eligible"] and _worst_view(r) is not None])
+    best_gain, gain_parts = _downstream_sentence([r for r in by_gain if r["eligible"]])
+    best = {"c2st": best_c2st, "downstream": best_gain, "overall": best_c2st}
     excluded = [r["label"] for r in rows if not r["eligible"]]
     flagged = [r["label"] for r in rows if r["eligible"] and r["memorization"]["flagged"]]
-    summary = ("; ".join(parts) or "no generator qualifies") + (
+    summary = "; ".join([c2st_part, *gain_parts]) + (
         f"; not ranked (copies of training subjects or zero diversity): {', '.join(excluded)}" if excluded else "") + (
         f"; memorization audit flags {', '.join(flagged)}" if flagged else "") + "."
     summary = summary[0].upper() + summary[1:]

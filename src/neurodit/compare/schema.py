@@ -46,15 +46,24 @@ differs they are resampled onto the synthetic grid by the data layer
                     and not zero diversity; a memorization flag alone is shown, not disqualifying)}]
     ranking       {c2st: [names, lowest worst-view AUC first], downstream: [names, largest gain first],
                    overall: [eligible names by worst-view C2ST AUC, then the others]}
-    best          {c2st, downstream, overall}: names among eligible rows (or null)
-    summary       one sentence: the best generator by C2ST and by downstream gain
+    best          {c2st, downstream, overall}: names among eligible rows, null where no difference was
+                   shown (the rule: :mod:`neurodit.compare`)
+    summary       one sentence: the best generator by C2ST and by downstream gain where shown, else that
+                   none is clearly better (and what it rests on: AUCs, gains and their 95 % CIs)
     figures       {comparison: "comparison.png"}
     timings_s     {name: {sample, eval, downstream}, floor, load}
+    eval_reuse    {name: {from (the EVAL_DIR given for its synthetic folder), reused (bool: copied in as
+                   eval-<name>, not judged again), why_not (null, or why it was judged again: other folders,
+                   settings, grid or counts, or an input written after it)}} for rows given one
+                   (``--reuse-eval SYN=EVAL_DIR``); a row judged here is seeded as a lone ``neurodit
+                   evaluate``, so a reused evaluation carries the numbers judging it again would give
 
 - ``comparison.md``: the Markdown table (:func:`neurodit.compare.render.comparison_markdown`);
 - ``comparison.png``: C2ST AUC per view and Fréchet distance per generator with the real-vs-real floor;
 - ``eval-<name>/``: each row's full EVAL_DIR (``metrics.json``, figures, ``run.json``);
-- ``downstream-<name>/``: each row's DS_DIR; ``syn-<name>/``: cohorts sampled here from RUN inputs;
+- ``downstream-<name>/``: each row's DS_DIR (its ``sex/real`` runs are the same for every row: trained for
+  the first row and shared, :class:`neurodit.downstream.experiment.SharedRuns`); ``syn-<name>/``: cohorts
+  sampled here from RUN inputs;
 - ``run.json``.
 
 ``label`` is what a reader sees for a row (``--label-as NAME=DIR``, else the folder name) and ``budget``

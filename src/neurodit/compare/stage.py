@@ -8,6 +8,7 @@ held-out set and training set with one set of settings, and write CMP_DIR (schem
 from __future__ import annotations
 
 import dataclasses
+import json
 import re
 import time
 from pathlib import Path
@@ -20,7 +21,7 @@ from neurodit.compare.rows import budget_and_cost, make_row, rank_rows, read_inf
 from neurodit.compare.schema import FIGURE_FILE, RESULT_FILE, SCHEMA, TABLE_FILE
 from neurodit.data.normalize import Normalization
 from neurodit.defaults import SAMPLING
-from neurodit.downstream.experiment import DownstreamConfig
+from neurodit.downstream.experiment import DownstreamConfig, SharedRuns
 from neurodit.errors import NeuroditError
 from neurodit.io import (
     atomic_dir,
@@ -54,6 +55,9 @@ class CompareConfig:
     sample_steps: int = SAMPLING.steps  # RUN inputs: sampler steps, guidance, scheduler
     sample_guidance: float = SAMPLING.guidance
     sample_scheduler: str | None = None  # None: each run's own sampler (ddim for ddpm runs, euler for flow)
+    # synthetic cohort folder -> an EVAL_DIR of it already written (``neurodit evaluate``): copied in as the
+    # row's evaluation, not judged again, when its inputs and settings are this comparison's (_reusable)
+    reuse_eval: dict[str, str] = dataclasses.field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if self.n < 2:
@@ -147,6 +151,16 @@ def _parse_inputs(inputs: list[Path], labels: dict[str, str]) -> list[dict]:
     return items
 
 
+def _check_reuse(items: list[dict], reuse_eval: dict[str, str]) -> None:
+    """NeuroditError when ``--reuse-eval`` names a folder that is not a synthetic input or no EVAL_DIR."""
+    synthetic = {i["path"].resolve() for i in items if i["kind"] == "synthetic"}
+    for syn, ev in reuse_eval.items():
+        if Path(syn).resolve() not in synthetic:
+            raise NeuroditError("--reuse-eval names a folder that is not a synthetic cohort input", syn)
+        if not Path(ev).is_dir():
+            raise NeuroditError("--reuse-eval: not an EVAL_DIR folder", ev)
+
+
 def _floor(real: np.ndarray, train: np.ndarray, first_metrics: dict, cfg: EvalConfig) -> dict:
     """Real held-out vs real training: the C2ST of two real sets, and the floors every eval already has."""
     from neurodit.data.mask import support_mask
@@ -209,25 +223,59 @@ def _synthetic_set(item: dict, tmp: Path, cfg: CompareConfig) -> tuple[Path, str
     return item["path"], str(item["path"]), item["volumes"], item["table"], run_info
 
 
-def _judge_row(item: dict, ref: _Reference, tmp: Path, out: Path, grid, cfg: CompareConfig,
-               ds_cfg: DownstreamConfig, norm: Normalization) -> tuple[dict, dict, dict]:
-    """(row, its metrics, its timings) of one input: sampled if a RUN, judged into ``eval-<name>`` by the
-    evaluate stage's writer, the downstream sex arms into ``downstream-<name>``."""
-    from neurodit.downstream import labelled_from_table, run_experiment
-    from neurodit.downstream.schema import read_results
+# EvalConfig fields that change no number of a row: an evaluation differing only in them is reused
+_REUSE_IGNORES = ("calibrate", "figures", "encoder_cache")
+
+
+def _reusable(eval_dir: Path, syn_dir: Path, n_syn: int, ref: _Reference, grid, cfg: EvalConfig) -> str | None:
+    """None when ``eval_dir`` judged ``syn_dir`` against this comparison's real and train folders, on
+    ``grid``, with ``cfg`` (but :data:`_REUSE_IGNORES`), after its inputs were last written; else why not."""
+    from neurodit.data.grid import Grid
+    from neurodit.metrics.schema import METRICS_FILE, read_metrics
+
+    try:
+        m, conf = read_metrics(eval_dir), read_json(eval_dir / "run.json").get("config") or {}
+    except NeuroditError as exc:
+        return f"unreadable ({exc})"
+    given = {"real": Path(ref.real), "synthetic": syn_dir, "train": Path(ref.train)}
+    inputs = m.get("inputs") or {}
+    if any(inputs.get(k) is None or Path(inputs[k]).resolve() != p.resolve() for k, p in given.items()):
+        return "judged other folders"
+    if ref.resampled["real"] or ref.resampled["train"] or not m.get("grid") \
+            or not Grid.from_dict(m["grid"]).same_as(grid):
+        return "another grid"
+    if (m.get("n_real"), m.get("n_synthetic"), m.get("n_train")) != (len(ref.r_vols), n_syn, len(ref.t_vols)):
+        return "other numbers of volumes"
+    want = {k: v for k, v in dataclasses.asdict(cfg).items() if k not in _REUSE_IGNORES}
+    # through JSON, as run.json stored it (tuples become lists)
+    if {k: conf.get(k) for k in want} != json.loads(json.dumps(want)):
+        return "other settings: " + ", ".join(k for k in want if conf.get(k) != json.loads(json.dumps(want[k])))
+    written = (eval_dir / METRICS_FILE).stat().st_mtime
+    if any((p / "participants.tsv").stat().st_mtime > written for p in given.values()):
+        return "an input folder changed after it was judged"
+    return None
+
+
+def _judge_eval(syn_dir: Path, shown: str, s_vols: np.ndarray, s_table, ref: _Reference,
+                ev_dir: Path, grid, cfg: CompareConfig) -> tuple[dict, dict | None]:
+    """(metrics, reuse record or None) of one row written into ``ev_dir``: the EVAL_DIR of
+    ``cfg.reuse_eval`` copied when :func:`_reusable`, else judged by the evaluate stage's writer, seeded as
+    a lone ``neurodit evaluate`` is (so a row's numbers do not depend on the rows before it)."""
+    import shutil
+
     from neurodit.metrics.evaluate import write_evaluation
+    from neurodit.metrics.schema import read_metrics
 
-    name, tm = item["name"], {}
-    t0 = time.perf_counter()
-    syn_dir, syn_rel, s_vols, s_table, run_info = _synthetic_set(item, tmp, cfg)
-    if item["kind"] == "run":
-        tm["sample"] = round(time.perf_counter() - t0, 3)
-    budget, cost = budget_and_cost(read_info(syn_dir / "run.json"), run_info, item["kind"])
-
-    t0 = time.perf_counter()
-    ev_dir = tmp / f"eval-{name}"
+    given = {Path(k).resolve(): v for k, v in cfg.reuse_eval.items()}.get(Path(syn_dir).resolve())
+    record = None
+    if given is not None:
+        why = _reusable(Path(given), Path(syn_dir), len(s_vols), ref, grid, cfg.eval)
+        record = {"from": str(given), "reused": why is None, "why_not": why}
+        if why is None:
+            shutil.copytree(given, ev_dir)
+            return read_metrics(ev_dir), record
     ev_dir.mkdir()
-    shown = str(syn_dir if item["kind"] == "synthetic" else out / syn_rel)
+    seed_everything(cfg.eval.seed)
     resampled = ref.resampled["real"] or ref.resampled["train"]
     # the synthetic ids checked against the real ones, the held-out set against the generator's training set
     metrics = write_evaluation(
@@ -237,6 +285,27 @@ def _judge_row(item: dict, ref: _Reference, tmp: Path, out: Path, grid, cfg: Com
         {"real": str(ref.real), "synthetic": shown, "train": str(ref.train)}, stage="compare",
         notes=["compare: real and train " + ("resampled onto the synthetic grid" if resampled
                                              else "on the synthetic grid")])
+    return metrics, record
+
+
+def _judge_row(item: dict, ref: _Reference, tmp: Path, out: Path, grid, cfg: CompareConfig,
+               ds_cfg: DownstreamConfig, norm: Normalization, shared) -> tuple[dict, dict, dict, dict | None]:
+    """(row, its metrics, its timings, its evaluation's reuse record or None) of one input: sampled if a
+    RUN, judged into ``eval-<name>`` (:func:`_judge_eval`), the downstream sex arms into
+    ``downstream-<name>``, the real-only arm's runs taken from ``shared`` when an earlier row trained them."""
+    from neurodit.downstream import labelled_from_table, run_experiment
+    from neurodit.downstream.schema import read_results
+
+    name, tm = item["name"], {}
+    t0 = time.perf_counter()
+    syn_dir, syn_rel, s_vols, s_table, run_info = _synthetic_set(item, tmp, cfg)
+    if item["kind"] == "run":
+        tm["sample"] = round(time.perf_counter() - t0, 3)
+    budget, cost = budget_and_cost(read_info(syn_dir / "run.json"), run_info, item["kind"])
+
+    t0 = time.perf_counter()
+    shown = str(syn_dir if item["kind"] == "synthetic" else out / syn_rel)
+    metrics, reuse = _judge_eval(syn_dir, shown, s_vols, s_table, ref, tmp / f"eval-{name}", grid, cfg)
     tm["eval"] = round(time.perf_counter() - t0, 3)
 
     ds_results, ds_rel = None, None
@@ -245,11 +314,11 @@ def _judge_row(item: dict, ref: _Reference, tmp: Path, out: Path, grid, cfg: Com
         syn_set = labelled_from_table(s_table, norm.to_model(s_vols).astype(np.float32), "sex",
                                       name=str(syn_dir / "participants.tsv"), synthetic=None)
         ds_rel = f"downstream-{name}"
-        run_experiment(ref.source, None, tmp / ds_rel, syn_set, ds_cfg,
+        run_experiment(ref.source, None, tmp / ds_rel, syn_set, ds_cfg, shared=shared,
                        inputs={"source": str(ref.real), "synthetic": shown, "grid": grid.to_dict()})
         ds_results = read_results(tmp / ds_rel)
         tm["downstream"] = round(time.perf_counter() - t0, 3)
-    return make_row(item, metrics, ds_results, budget, cost, syn_rel, ds_rel), metrics, tm
+    return make_row(item, metrics, ds_results, budget, cost, syn_rel, ds_rel), metrics, tm, reuse
 
 
 def compare(inputs: list[Path], real: str | Path, train: str | Path, out: str | Path, *,
@@ -259,12 +328,13 @@ def compare(inputs: list[Path], real: str | Path, train: str | Path, out: str | 
 
     Refused before anything is written: inputs on different grids, a held-out set sharing participants
     with the train set, folders that are neither cohorts nor runs, a ``--label-as`` folder not among the
-    inputs.
+    inputs, a ``reuse_eval`` folder not among the synthetic inputs.
     """
     cfg = cfg or CompareConfig()
     seed_everything(cfg.seed)
     t_load = time.perf_counter()
     items = _parse_inputs(list(inputs), cfg.labels)
+    _check_reuse(items, cfg.reuse_eval)
     grid = items[0]["grid"]
     norm = Normalization()
     ref = _load_reference(real, train, grid, cfg, norm)
@@ -272,11 +342,16 @@ def compare(inputs: list[Path], real: str | Path, train: str | Path, out: str | 
     timings: dict = {"load": round(time.perf_counter() - t_load, 3)}
     rows: list[dict] = []
     first_metrics = None
+    reused: dict[str, dict] = {}
+    shared = SharedRuns()  # the sex/real arm is the same for every row: trained for the first, reused after
     with atomic_dir(out, overwrite=overwrite) as tmp:
         for item in items:
-            row, metrics, timings[item["name"]] = _judge_row(item, ref, tmp, Path(out), grid, cfg, ds_cfg, norm)
+            row, metrics, timings[item["name"]], reuse = _judge_row(item, ref, tmp, Path(out), grid, cfg, ds_cfg,
+                                                                    norm, shared)
             rows.append(row)
             first_metrics = first_metrics or metrics
+            if reuse is not None:
+                reused[item["name"]] = reuse
 
         t0 = time.perf_counter()
         floor = _floor(ref.r_vols, ref.t_vols, first_metrics, cfg.eval)
@@ -286,7 +361,7 @@ def compare(inputs: list[Path], real: str | Path, train: str | Path, out: str | 
                 "resampled": ref.resampled, "grid": grid.to_dict(),
                 "n_real": len(ref.r_vols), "n_train": len(ref.t_vols), "config": dataclasses.asdict(cfg),
                 "floor": floor, "rows": rows, "ranking": ranking, "best": best, "summary": summary,
-                "figures": {"comparison": FIGURE_FILE}, "timings_s": timings}
+                "figures": {"comparison": FIGURE_FILE}, "timings_s": timings, "eval_reuse": reused}
         atomic_write_bytes(tmp / FIGURE_FILE, comparison_figure(data))
         atomic_write_text(tmp / TABLE_FILE, comparison_markdown(data))
         write_json(tmp / RESULT_FILE, data)

@@ -69,7 +69,9 @@ check the memorisation metrics of ``neurodit.metrics``.
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
+import json
 import os
 import time
 from collections.abc import Callable
@@ -124,16 +126,61 @@ def _per_participant(groups: np.ndarray, labels: np.ndarray, p: np.ndarray):
     return df.index.to_numpy(), df["y"].to_numpy(int), df["p"].to_numpy(float)
 
 
+class SharedRuns:
+    """The cross-validated runs of the arms that never see the synthetic set (``sex/real``), kept in memory
+    to be shared by several experiments on one source with one config (``neurodit compare``: one
+    experiment per generator, every one with the same real-only arm).
+
+    Exact reuse, not an approximation: every model is seeded by (seed, fold) alone
+    (:meth:`_Runner.fit`), and the folds and validation split come from the source and the seed only, so
+    the real-only arm trained again would give the same runs. Keyed by the source (a hash of its volumes,
+    labels and participants) and the config (``arms`` aside): another key empties it first.
+    """
+
+    ARMS = ("sex/real",)
+
+    def __init__(self) -> None:
+        self.key: str | None = None
+        self.runs: dict[tuple[str, int, int], tuple[dict[str, object], pd.DataFrame]] = {}
+
+    def bind(self, source: LabelledSet, cfg: DownstreamConfig) -> None:
+        """Use the runs stored for ``source`` and ``cfg``, forgetting those of any other key."""
+        h = hashlib.sha256()
+        for a in (source.volumes, source.labels, np.asarray(source.groups, dtype=str)):
+            h.update(np.ascontiguousarray(a).tobytes())
+        settings = {k: v for k, v in to_dict(cfg).items() if k != "arms"}  # which arms run: not the runs
+        h.update(json.dumps(settings, sort_keys=True, default=str).encode())
+        if h.hexdigest() != self.key:
+            self.key, self.runs = h.hexdigest(), {}
+
+
 class _Runner:
     """Holds the config and accumulates runs, predictions and counts while the experiment runs."""
 
-    def __init__(self, cfg: DownstreamConfig, progress: Callable[[str], None] | None):
+    def __init__(self, cfg: DownstreamConfig, progress: Callable[[str], None] | None,
+                 shared: SharedRuns | None = None):
         self.cfg = cfg
         self.device = _device(cfg.device)
         self.progress = progress or (lambda msg: None)
         self.runs: list[dict[str, object]] = []
         self.preds: list[pd.DataFrame] = []
         self.n_models = 0
+        self.shared = shared
+
+    def reuse(self, arm: str, seed: int, fold: int) -> bool:
+        """Add the shared run of (arm, seed, fold) if one is stored; whether it was."""
+        got = self.shared.runs.get((arm, seed, fold)) if self.shared is not None else None
+        if got is None:
+            return False
+        self.runs.append(dict(got[0]))
+        self.preds.append(got[1])
+        self.progress(f"{arm:24s} seed {seed} fold {fold}: shared run reused")
+        return True
+
+    def share(self, arm: str, seed: int, fold: int) -> None:
+        """Store the run just added for (arm, seed, fold) when that arm is shared."""
+        if self.shared is not None and arm in SharedRuns.ARMS:
+            self.shared.runs[(arm, seed, fold)] = (dict(self.runs[-1]), self.preds[-1])
 
     def fit(self, train: LabelledSet, val: LabelledSet, init_seed: int,
             source_state: dict[str, torch.Tensor] | None = None) -> tuple[torch.nn.Module, object]:
@@ -189,10 +236,13 @@ def _source_arms(r: _Runner, source: LabelledSet, synthetic: LabelledSet | None,
         arms = [a for a in arms if a[0] in r.cfg.wanted()]
     states = {}
     for arm, tr, va, n_syn in arms:
+        if test_idx is not None and r.reuse(arm, seed, fold):  # cross-validated runs only: no weights kept
+            continue
         model, fit = r.fit(tr, va, init_seed)
         if test_idx is not None:
             r.evaluate(model, fit, source.subset(test_idx), task="sex", arm=arm, seed=seed, fold=fold,
                        train=tr, val=va, n_syn=n_syn)
+            r.share(arm, seed, fold)
         else:
             r.progress(f"{arm:24s} seed {seed} full model for transfer (best epoch {fit.best_epoch}/"
                        f"{fit.epochs_run}, {fit.seconds:.1f} s)")
@@ -203,7 +253,7 @@ def _source_arms(r: _Runner, source: LabelledSet, synthetic: LabelledSet | None,
 def run_experiment(source: LabelledSet, target: LabelledSet | None, out: str | Path,
                    synthetic: LabelledSet | None = None, config: DownstreamConfig | None = None, *,
                    overwrite: bool = False, progress: Callable[[str], None] | None = None,
-                   inputs: dict[str, object] | None = None) -> Path:
+                   inputs: dict[str, object] | None = None, shared: SharedRuns | None = None) -> Path:
     """Run every arm over ``folds`` x ``seeds`` and write ``DS_DIR`` (see the module docstring).
 
     Args:
@@ -214,6 +264,8 @@ def run_experiment(source: LabelledSet, target: LabelledSet | None, out: str | P
             ``sex/real``, ``ad/scratch`` and ``ad/init-real`` arms run).
         config: :class:`DownstreamConfig`.
         inputs: extra provenance for ``run.json`` (e.g. input folders and grid).
+        shared: :class:`SharedRuns` to take the real-only arm's cross-validated runs from (and store them
+            in), for several experiments on one source and config; None trains every arm.
     Returns:
         the output folder.
     """
@@ -222,7 +274,9 @@ def run_experiment(source: LabelledSet, target: LabelledSet | None, out: str | P
     prev_threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads if cfg.threads > 0 else _auto_threads(cfg))
     t0 = time.perf_counter()
-    r = _Runner(cfg, progress)
+    if shared is not None:
+        shared.bind(source, cfg)
+    r = _Runner(cfg, progress, shared)
     try:
         with atomic_dir(out, overwrite=overwrite) as tmp:
             (tmp / "models").mkdir()

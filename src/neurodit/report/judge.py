@@ -133,7 +133,9 @@ def calibration(panel: dict) -> Rendered:
         refs = {k: a for k, a in known.items() if k != "model"}
         if "model" in known and refs:
             near = min(refs, key=lambda k: abs(refs[k] - known["model"]))
-            sentence += f" The model is as easy to tell apart as the {near} reference."
+            # what the nearness rests on: two point estimates (the panel tests no reference against the model)
+            sentence += (f" The model's AUC is nearest the {near} reference's ({known['model']:.2f} vs "
+                         f"{refs[near]:.2f}; point estimates, not tested against each other).")
     html = ("<h3>Calibration panel: what good and bad generators score on this dataset</h3>" + table
             + f'<ul class="muted">{legend}</ul>')
     return html, sentence
