@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import statistics
 import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -179,17 +178,21 @@ def _median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
     return ordered[(len(ordered) - 1) // 2]
 
 
-def bench(presets: list[str], generators: tuple[str, ...] = ("dit",), *, out: str | Path | None = None,
+def bench(presets: list[str], generators: tuple[str, ...] | None = None, *, out: str | Path | None = None,
           steps: int = 10, batch_size: int | None = None, sample_steps: int = SAMPLING.steps,
           loop_steps: int = 30, rounds: int = 2, run: str | Path | None = None, real: str | Path | None = None,
           sampler_n: int = 40, judge: bool = True, quick: bool = False,
           work: str | Path | None = None) -> dict[str, Any]:
     """Every figure of the module docstring in one dict (written as JSON to ``out``): ``machine``,
     ``results`` (one row per generator and preset), ``samplers`` (with ``run``, else a note) and ``judge``
-    (N and 4N volumes on the 32^3 grid, when ``judge``). ``quick``: smallest sizes (tests)."""
+    (N and 4N volumes on the 32^3 grid, when ``judge``); ``generators``: default the registry's default
+    generator. ``quick``: smallest sizes (tests)."""
     from neurodit.bench.evaluate import bench_evaluate_memory
     from neurodit.bench.machine import cpu_info
 
+    from neurodit.generators.registry import DEFAULT
+
+    generators = generators or (DEFAULT,)
     res: dict[str, Any] = {"machine": cpu_info()}
     with tempfile.TemporaryDirectory(prefix="neurodit-bench-", dir=work) as tmp:
         tmp_p = Path(tmp)

@@ -228,9 +228,8 @@ class MosaicInputs(InputAdapter):
     def load_model(self, folder: Path, device: torch.device) -> tuple[torch.nn.Module, int]:
         from diffusers import DiTTransformer2DModel
 
-        from neurodit.weights import load_model_folder
-
         from neurodit.models.dit import fit_attention
+        from neurodit.weights import load_model_folder
 
         model = fit_attention(load_model_folder(DiTTransformer2DModel, folder)).to(device).eval()
         return model, int(model.config.num_embeds_ada_norm)
