@@ -101,3 +101,18 @@ def test_bench_sampler_table_on_a_trained_run(tmp_path):
         assert row["s_per_volume"] > 0 and set(row["c2st_auc"]) == {"voxel", "texture", "cnn"}
         assert all(0 <= a <= 1 for a in row["c2st_auc"].values()) and row["frechet_ratio"] > 0
     assert [k for k, _ in SAMPLER_GRID["flow"]].count("heun") == 3 and network_calls("heun", 10) == 19
+
+
+@pytest.mark.slow
+def test_bench_evaluate_memory_quick_writes_rss_table(tmp_path):
+    """`bench --evaluate --eval-quick --eval-part memory`: one fresh evaluate() process per synthetic set
+    size, each with a positive peak RSS (no threshold here: the figures live in bench, README)."""
+    out = tmp_path / "eval_bench.json"
+    res = CliRunner().invoke(app, ["bench", "--evaluate", "--eval-quick", "--eval-part", "memory",
+                                   "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    data = json.loads(out.read_text())
+    rows = data["memory"]["rows"]
+    assert [r["n_synthetic"] for r in rows] == [2, 8] and all(r["vmhwm_mb"] > 50 for r in rows)
+    assert data["cpu"]["torch_cpu_capability"] and "time" not in data
+    assert "peak RSS" in res.output and "n_synthetic" in res.output
