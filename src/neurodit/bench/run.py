@@ -15,8 +15,10 @@ Timings live here, never in tests.
 
 from __future__ import annotations
 
+import contextlib
 import statistics
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -120,11 +122,11 @@ def _bound_text(fraction: float | None, shape_bound: dict | None, peak: float, p
     return "; ".join(parts)
 
 
-def bench_generator(generator: str, preset: str, work: Path, *, loop_steps: int = 30, rounds: int = 2,
+def bench_generator(generator: str, preset: str, work: Path, *, loop_steps: int = 30, rounds: int = 3,
                     steps: int = 10, batch_size: int | None = None, sample_steps: int = SAMPLING.steps,
                     device: torch.device | None = None) -> dict[str, Any]:
     """The loop and the bare step of ``generator`` on ``preset`` (module docstring, item 2); with
-    ``loop_steps`` 0 only the bare step of a fresh preset DiT (no data, no loop)."""
+    ``loop_steps`` 0 only the bare step of a fresh preset DiT (no data, no loop; the threads in use)."""
     from neurodit.bench.loop import prepared_phantom, time_loop
     from neurodit.models import load_preset
 
@@ -172,6 +174,14 @@ def bench_generator(generator: str, preset: str, work: Path, *, loop_steps: int 
     return row
 
 
+@contextlib.contextmanager
+def _restore_threads(n: int) -> Iterator[None]:
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
 def _median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The bare-step row whose seconds per step is the median of the rounds' (the lower middle one)."""
     ordered = sorted(rows, key=lambda b: b["s_per_step"])
@@ -180,7 +190,7 @@ def _median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def bench(presets: list[str], generators: tuple[str, ...] | None = None, *, out: str | Path | None = None,
           steps: int = 10, batch_size: int | None = None, sample_steps: int = SAMPLING.steps,
-          loop_steps: int = 30, rounds: int = 2, run: str | Path | None = None, real: str | Path | None = None,
+          loop_steps: int = 30, rounds: int = 3, run: str | Path | None = None, real: str | Path | None = None,
           sampler_n: int = 40, judge: bool = True, quick: bool = False,
           work: str | Path | None = None) -> dict[str, Any]:
     """Every figure of the module docstring in one dict (written as JSON to ``out``): ``machine``,
@@ -189,12 +199,12 @@ def bench(presets: list[str], generators: tuple[str, ...] | None = None, *, out:
     generator. ``quick``: smallest sizes (tests)."""
     from neurodit.bench.evaluate import bench_evaluate_memory
     from neurodit.bench.machine import cpu_info
-
     from neurodit.generators.registry import DEFAULT
 
     generators = generators or (DEFAULT,)
     res: dict[str, Any] = {"machine": cpu_info()}
-    with tempfile.TemporaryDirectory(prefix="neurodit-bench-", dir=work) as tmp:
+    threads = torch.get_num_threads()  # the bare steps run on the loop's choice; restored on exit
+    with tempfile.TemporaryDirectory(prefix="neurodit-bench-", dir=work) as tmp, _restore_threads(threads):
         tmp_p = Path(tmp)
         res["results"] = [bench_generator(g, p, tmp_p / f"{g}-{i}", loop_steps=loop_steps, rounds=rounds,
                                           steps=steps, batch_size=batch_size, sample_steps=sample_steps)
