@@ -271,10 +271,21 @@ def sample_cmd(
 
 @command("bench")
 def bench_cmd(
-    preset: Annotated[list[str], typer.Option(help="preset(s) to time (repeatable)")] = ["tiny"],  # noqa: B006
-    steps: Annotated[int, typer.Option(help="timed train steps per preset (after 2 warm-up steps)")] = 10,
-    batch_size: Annotated[int, typer.Option(help="mosaics per train step")] = 16,
+    preset: Annotated[list[str], typer.Option(help="preset(s) to time (repeatable)")] = ["tiny-p32"],  # noqa: B006
+    generator: Annotated[list[str] | None, typer.Option(help="diffusion generator(s) to time (repeatable; "
+                                                        "default: the default generator)")] = None,
+    steps: Annotated[int, typer.Option(help="timed bare steps per round (after 2 warm-up steps)")] = 10,
+    loop_steps: Annotated[int, typer.Option(help="steps of each real training loop (`neurodit train` on a "
+                                            "phantom cohort); 0: bare step of a fresh preset only")] = 30,
+    rounds: Annotated[int, typer.Option(help="loop / bare-step rounds (alternating; the ratio is their median)")] = 3,
+    batch_size: Annotated[int | None, typer.Option(help="samples per step (default: the recipe's)")] = None,
     sample_steps: Annotated[int, typer.Option(help="sampler steps per volume")] = SAMPLING.steps,
+    run: Annotated[Path | None, typer.Option(help="a trained RUN_DIR: time and judge each sampler at "
+                                             "several step counts on it")] = None,
+    real: Annotated[Path | None, typer.Option(help="with --run: held-out real cohort on the run's grid "
+                                              "for the judge's C2ST / Fréchet")] = None,
+    sampler_n: Annotated[int, typer.Option(help="with --run: volumes per sampler row")] = 40,
+    judge: Annotated[bool, typer.Option(help="the judge's seconds and peak RSS at N and 4N volumes")] = True,
     out: Annotated[Path | None, typer.Option(help="write the results as JSON here")] = None,
     evaluate: Annotated[bool, typer.Option("--evaluate", help="time `evaluate` on 100 synthetic vs 40 real "
                                            "phantom volumes at 6 mm and measure its peak RSS for N and 4N "
@@ -284,8 +295,9 @@ def bench_cmd(
     no_calibrate: Annotated[bool, typer.Option("--no-calibrate", help="with --evaluate: skip the --calibrate "
                                                "timing run")] = False,
 ):
-    """Time a train step (s/step, img/s) and sampling (s/volume) per preset on this machine; with
-    --evaluate, the judge's time and memory instead."""
+    """The training step against this machine's limit: matmul peak, bare step (FLOPs/s, fraction of
+    peak, memory), the real loop as a fraction of it, sampling s/volume; with --run, each sampler's
+    speed and quality; the judge's time and memory. With --evaluate, the judge's figures on larger sets."""
     if evaluate:
         from neurodit.bench import bench_evaluate, format_evaluate
 
@@ -295,10 +307,18 @@ def bench_cmd(
                              memory=eval_part != "time", calibrate=not no_calibrate)
         typer.echo(format_evaluate(res))
         return
-    from neurodit.bench import bench, format_table
+    from neurodit.bench import bench, format_report
+    from neurodit.generators.registry import DEFAULT, is_diffusion
 
-    results = bench(preset, steps=steps, batch_size=batch_size, sample_steps=sample_steps, out=out)
-    typer.echo(format_table(results))
+    gens = tuple(generator or [DEFAULT])
+    for g in gens:
+        if not is_diffusion(g):
+            raise NeuroditError(f"--generator {g}: bench times diffusion generators only")
+    if real is not None and run is None:
+        raise NeuroditError("--real needs --run")
+    res = bench(preset, gens, out=out, steps=steps, batch_size=batch_size, sample_steps=sample_steps,
+                loop_steps=loop_steps, rounds=rounds, run=run, real=real, sampler_n=sampler_n, judge=judge)
+    typer.echo(format_report(res))
 
 
 # --------------------------------------------------------------------------- demo

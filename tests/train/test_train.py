@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 
 import numpy as np
 import pandas as pd
@@ -30,6 +31,14 @@ def test_run_layout_and_model_loads(fast_cfg):
     assert list(loss["step"]) == [1, 2, 3] and np.isfinite(loss["loss"]).all()
     info = json.loads((run / "run.json").read_text())
     assert info["steps_trained"] == 3 and info["seed"] == 0 and "torch" in info["versions"]
+    # what `neurodit bench` reads: the steps after the first 2 (warm-up), the threads picked at start-up
+    steps = info["step_seconds"]
+    assert steps["n"] == 1 and 0 < steps["min"] == steps["median"] == steps["max"] and steps["first"] > 0
+    choice = info["thread_choice"]
+    assert info["threads"] == choice["threads"] >= 1 and choice["picked_by"] in ("timing", "one core")
+    cores = len(os.sched_getaffinity(0))
+    assert choice["threads"] in (1, cores) and (choice["picked_by"] == "one core" or
+                                                set(choice["trial_s"]) == {"1", str(cores)})
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-0000003"]
 
 
@@ -125,7 +134,9 @@ def test_label_dropout_is_ours_not_diffusers(fast_cfg, monkeypatch):
         return orig(self, hidden_states, timestep=timestep, class_labels=class_labels, **kw)
 
     monkeypatch.setattr(DiTTransformer2DModel, "forward", spy)
-    train_diffusion(fast_cfg("drop", max_steps=10, batch_size=16, preview_per_class=0, label_dropout=0.25))
+    # num_threads fixed: no start-up thread trial, whose forwards (on a copy) would count here
+    train_diffusion(fast_cfg("drop", max_steps=10, batch_size=16, preview_per_class=0, label_dropout=0.25,
+                             num_threads=1))
     train_calls = [s for s in seen if s[1]]
     assert len(train_calls) == 10
     assert all(p == [0.0, 0.0] for p, _, _ in train_calls)

@@ -216,21 +216,22 @@ class MosaicInputs(InputAdapter):
         the model (the loop drops labels itself, once per sample: diffusers' per-block dropout would let
         different blocks see different labels in one forward)."""
         from neurodit.models import build_dit, load_init
-        from neurodit.models.dit import disable_label_dropout
+        from neurodit.models.dit import disable_label_dropout, fit_attention
 
         if cfg.init:
             model = load_init(cfg.init, self.preset, num_classes, seed=cfg.seed)
         else:
             model = build_dit(self.preset, num_classes)
         disable_label_dropout(model)
-        return model
+        return fit_attention(model)
 
     def load_model(self, folder: Path, device: torch.device) -> tuple[torch.nn.Module, int]:
         from diffusers import DiTTransformer2DModel
 
+        from neurodit.models.dit import fit_attention
         from neurodit.weights import load_model_folder
 
-        model = load_model_folder(DiTTransformer2DModel, folder).to(device).eval()
+        model = fit_attention(load_model_folder(DiTTransformer2DModel, folder)).to(device).eval()
         return model, int(model.config.num_embeds_ada_norm)
 
 

@@ -31,6 +31,26 @@ def disable_label_dropout(model: DiTTransformer2DModel) -> DiTTransformer2DModel
     return model
 
 
+# Up to this many tokens the DiT's attention runs as plain matmul + softmax (diffusers' ``AttnProcessor``)
+# instead of torch's fused SDPA. Measured 2026-12-05 on 2 AVX-512 EPYC cores, 1 thread, bf16 autocast,
+# attention forward + backward of (16, 4 heads, T, 64): T 36: SDPA 11.4 ms, plain 2.0 ms; T 144: 40.7 vs
+# 29.8 ms; T 256: 68.5 vs 81.5 ms; T 1024: 543 vs 1472 ms (fp32 at T 36: 1.5 vs 1.7 ms). The tiny-p32
+# training step fell from 0.21 to 0.17 s (median; 0.19 to 0.11 s best).
+SHORT_ATTENTION_TOKENS = 144
+
+
+def fit_attention(model: DiTTransformer2DModel) -> DiTTransformer2DModel:
+    """Give a DiT with at most :data:`SHORT_ATTENTION_TOKENS` tokens the plain attention processor (in
+    place; returns ``model``); longer sequences keep SDPA. Weights and outputs are the same computation."""
+    from diffusers.models.attention_processor import AttnProcessor
+
+    cfg = model.config
+    if (cfg.sample_size // cfg.patch_size) ** 2 <= SHORT_ATTENTION_TOKENS:
+        for block in model.transformer_blocks:  # DiTTransformer2DModel has no set_attn_processor
+            block.attn1.set_processor(AttnProcessor())
+    return model
+
+
 def label_dropout_probs(model: DiTTransformer2DModel) -> list[float]:
     """Per-block label dropout probabilities (all 0.0 after ``disable_label_dropout``)."""
     return [float(b.norm1.emb.class_embedder.dropout_prob) for b in model.transformer_blocks]

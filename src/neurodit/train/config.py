@@ -51,7 +51,7 @@ class TrainConfig:
     ema_decay: float = 0.99  # cap of diffusers EMAModel's (1+step)/(10+step) warm-up
     label_dropout: float = 0.1  # p of replacing a sample's label by the null class (CFG)
     mixed_precision: str = "auto"  # auto: bf16 where the device supports it; fp32: none
-    num_threads: int = 0  # CPU intra-op threads; 0 = torch's default. 1 is ~4x faster on a busy CPU
+    num_threads: int = 0  # CPU intra-op threads; 0 = picked at start-up by timing all cores vs 1 (run.json)
     checkpoint_every: int = 0  # 0: only the final checkpoint
     keep_checkpoints: int = 2
     log_every: int = 10

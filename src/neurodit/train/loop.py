@@ -43,6 +43,7 @@ from neurodit.errors import NeuroditError
 from neurodit.generators.inputs import InputAdapter
 from neurodit.generators.registry import diffusion_names, get_generator, is_diffusion
 from neurodit.io import atomic_dir, atomic_write_text, read_json, write_run_info
+from neurodit.optim import adamw, bare_step, pick_threads
 from neurodit.runs import LabelSpec, is_run_folder, make_labels, write_run_files
 from neurodit.standardize import save_standardizer
 from neurodit.train import checkpoint as ckpt_io
@@ -231,6 +232,22 @@ def standardize_inputs(plan: RunPlan, inputs: torch.Tensor, accelerator) -> torc
     return inputs
 
 
+def choose_threads(cfg: TrainConfig, model: torch.nn.Module, process: Diffusion, inputs: torch.Tensor,
+                   targets: torch.Tensor, mixed_precision: str) -> dict[str, Any]:
+    """Step 4c: the CPU intra-op threads of the run: ``cfg.num_threads`` when set, else the faster of all
+    cores and 1 thread by timing a few bare steps (``neurodit.optim.pick_threads``) of a copy of the
+    network on the first batch (B, C, *spatial), so the run's model, optimiser and random streams are
+    untouched. Returns what ``run.json`` records as ``thread_choice``."""
+    if cfg.num_threads > 0 or inputs.device.type != "cpu":
+        return {"threads": torch.get_num_threads(), "picked_by": "config" if cfg.num_threads else "device"}
+    trial = copy.deepcopy(model)
+    pick = torch.arange(cfg.batch_size, device=inputs.device) % inputs.shape[0]
+    with torch.random.fork_rng():
+        step = bare_step(trial, process, inputs[pick], targets[pick], autocast_dtype(mixed_precision),
+                         adamw(trial.parameters(), lr=cfg.lr))
+        return pick_threads(step)
+
+
 def restore(accelerator, model, optimizer, lr_sched, ema,
             plan: RunPlan) -> tuple[int, list[dict[str, Any]], list[float]]:
     """Step 5: load the newest valid checkpoint (model, optimiser, LR scheduler, EMA, RNG, loss rows;
@@ -280,9 +297,11 @@ def save_checkpoint(accelerator, model, optimizer, lr_sched, ema, run_dir: Path,
 
 def train_loop(cfg: TrainConfig, accelerator, model, optimizer, lr_sched, ema, process: Diffusion,
                inputs: torch.Tensor, targets: torch.Tensor, null_class: int, start: int,
-               loss_rows: list[dict[str, Any]], run_dir: Path, pending: list[float] | None = None) -> float:
+               loss_rows: list[dict[str, Any]], run_dir: Path,
+               pending: list[float] | None = None) -> tuple[float, list[float]]:
     """Step 6: optimiser steps ``start`` .. ``cfg.max_steps`` (appending to ``loss_rows``, saving
-    checkpoints); returns the seconds spent. ``inputs`` (N, C, S, S) mosaics or (N, 1, D, H, W)
+    checkpoints); returns the seconds spent and each step's seconds (checkpoint saves excluded: what
+    ``neurodit bench`` sets against the bare step). ``inputs`` (N, C, S, S) mosaics or (N, 1, D, H, W)
     volumes, ``targets`` (N,) class ids; ``pending``: losses of the current log window (from a
     checkpoint between two log steps).
 
@@ -295,10 +314,11 @@ def train_loop(cfg: TrainConfig, accelerator, model, optimizer, lr_sched, ema, p
     device, rank, n = accelerator.device, accelerator.process_index, inputs.shape[0]
     world = accelerator.num_processes
     model.train()
-    t_start, recent = time.time(), list(pending or [])
+    t_start, recent, step_s = time.time(), list(pending or []), []
     bar = tqdm(range(start, cfg.max_steps), initial=start, total=cfg.max_steps, desc="train",
                disable=not accelerator.is_local_main_process)
     for step in bar:
+        t_step = time.perf_counter()
         for micro in range(cfg.grad_accum):
             gen = _seeded(cfg.seed, step, micro_batch_index(micro, rank, world), device)
             with accelerator.accumulate(model):
@@ -326,6 +346,7 @@ def train_loop(cfg: TrainConfig, accelerator, model, optimizer, lr_sched, ema, p
             loss_rows.append({"step": done, "loss": mean_loss, "lr": lr})
             accelerator.log({"train/loss": mean_loss, "train/lr": lr}, step=done)
             bar.set_postfix(loss=f"{mean_loss:.4f}")
+        step_s.append(time.perf_counter() - t_step)
         if cfg.checkpoint_every and done % cfg.checkpoint_every == 0 and done < cfg.max_steps:
             save_checkpoint(accelerator, model, optimizer, lr_sched, ema, run_dir, done, loss_rows,
                             cfg.keep_checkpoints, pending=recent)
@@ -333,14 +354,16 @@ def train_loop(cfg: TrainConfig, accelerator, model, optimizer, lr_sched, ema, p
     if cfg.max_steps > start:
         save_checkpoint(accelerator, model, optimizer, lr_sched, ema, run_dir, cfg.max_steps, loss_rows,
                         cfg.keep_checkpoints, pending=recent)
-    return seconds
+    return seconds, step_s
 
 
 def export_run(plan: RunPlan, accelerator, model, ema, process: Diffusion, *, mixed_precision: str,
                inputs: torch.Tensor, targets: torch.Tensor, loss_rows: list[dict[str, Any]], start: int,
-               train_seconds: float) -> None:
+               train_seconds: float, step_seconds: list[float] | None = None,
+               thread_choice: dict[str, Any] | None = None) -> None:
     """Step 7: EMA weights as a diffusers folder (``model/``; ``UNet3D.save_pretrained`` writes the same
-    layout with ``model.safetensors``), ``loss.csv``, previews, ``run.json``."""
+    layout with ``model.safetensors``), ``loss.csv``, previews, ``run.json`` (with the precision and
+    threads the loop ran with and its step times: :func:`step_time_summary`)."""
     cfg, run_dir = plan.cfg, plan.run_dir
     if not accelerator.is_main_process:
         return
@@ -361,7 +384,19 @@ def export_run(plan: RunPlan, accelerator, model, ema, process: Diffusion, *, mi
                    seconds_per_step=round(train_seconds / steps_run, 4) if steps_run else None,
                    final_loss=loss_rows[-1]["loss"] if loss_rows else None,
                    num_params=sum(p.numel() for p in export.parameters()), previews=preview,
-                   processes=accelerator.num_processes)
+                   processes=accelerator.num_processes, threads=torch.get_num_threads(),
+                   thread_choice=thread_choice,
+                   step_seconds=step_time_summary(step_seconds or []))
+
+
+def step_time_summary(step_s: list[float], warmup: int = 2) -> dict[str, Any] | None:
+    """Median, min and max of the loop's step seconds after the first ``warmup`` steps (allocator and
+    kernel set-up), and the first step's: ``neurodit bench`` reads the median as the loop's speed."""
+    if not step_s:
+        return None
+    steady = step_s[warmup:] or step_s
+    return {"median": round(float(np.median(steady)), 4), "min": round(min(steady), 4),
+            "max": round(max(steady), 4), "first": round(step_s[0], 4), "n": len(steady)}
 
 
 def train_diffusion(cfg: TrainConfig, *, vae=None) -> Path:
@@ -388,7 +423,8 @@ def train_diffusion(cfg: TrainConfig, *, vae=None) -> Path:
         targets = torch.from_numpy(plan.class_ids).to(device)
 
         process = create_diffusion(cfg.diffusion)
-        optimizer = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        threads = choose_threads(cfg, model, process, inputs, targets, mp)
+        optimizer = adamw(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         # accelerate steps a prepared scheduler once per process per optimiser step: s // world is the
         # optimiser step, so N processes follow the 1-process schedule exactly
         warm, world = max(1, cfg.warmup_steps), accelerator.num_processes
@@ -401,10 +437,11 @@ def train_diffusion(cfg: TrainConfig, *, vae=None) -> Path:
             accelerator.init_trackers("neurodit", config={k: v for k, v in to_dict(cfg).items()
                                                           if isinstance(v, (int, float, str, bool))})
 
-        seconds = train_loop(cfg, accelerator, model, optimizer, lr_sched, ema, process, inputs, targets,
+        seconds, step_s = train_loop(cfg, accelerator, model, optimizer, lr_sched, ema, process, inputs, targets,
                              plan.labels.null_class, start, loss_rows, plan.run_dir, pending)
         export_run(plan, accelerator, model, ema, process, mixed_precision=mp, inputs=inputs,
-                   targets=targets, loss_rows=loss_rows, start=start, train_seconds=seconds)
+                   targets=targets, loss_rows=loss_rows, start=start, train_seconds=seconds,
+                   step_seconds=step_s, thread_choice=threads)
         accelerator.end_training()
     return plan.run_dir
 

@@ -1,10 +1,6 @@
-"""``neurodit bench``: time one train step and sampling per preset on this machine.
-
-Timings live here, never in tests. For each preset: a randomly initialised DiT (``build_dit``) on
-random inputs of the preset's shape (no data needed), AdamW + the diffusion loss under the same
-mixed precision ``train`` would use; then classifier-free-guided DDIM sampling of one batch. Latent
-presets time the DiT only (the SD VAE needs hub weights; its cost is reported as not measured).
-"""
+"""``neurodit bench --evaluate`` and the judge's part of ``neurodit bench``: the judge's (``evaluate``)
+seconds per family and its peak RSS at N and 4N synthetic volumes, each whole ``evaluate()`` in a fresh
+process (its own high-water mark). Timings live here, never in tests."""
 
 from __future__ import annotations
 
@@ -13,86 +9,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
-from neurodit.defaults import SAMPLING
 from neurodit.io import package_versions, write_json
 
 
-def bench_preset(name: str, steps: int = 10, batch_size: int = 16, sample_steps: int = SAMPLING.steps,
-                 sample_batch: int = 4, guidance: float = SAMPLING.guidance, device: str | None = None) -> dict[str, Any]:
-    """Seconds per train step, images/s and sampling seconds per volume for preset ``name``."""
-    from neurodit.diffusion import DiffusionConfig, autocast_dtype, create_diffusion, mixed_precision_for
-    from neurodit.models import build_dit, load_preset
-
-    dev = torch.device(device or ("cuda" if torch.cuda.is_available() else "cpu"))
-    preset = load_preset(name)
-    mp = mixed_precision_for("auto", dev.type)
-    dtype = autocast_dtype(mp)
-    torch.manual_seed(0)
-    model = build_dit(preset, 2, dit_init=False).to(dev).train()
-    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    process = create_diffusion(DiffusionConfig(prediction_type="v_prediction"))
-    shape = (preset.in_channels, preset.sample_size, preset.sample_size)
-    x = torch.randn((batch_size, *shape), device=dev).clamp(-1, 1)
-    y = torch.randint(0, 3, (batch_size,), device=dev)
-
-    def one_step() -> None:
-        with torch.autocast(dev.type, dtype=dtype, enabled=dtype is not None):
-            loss = process.loss(model, x, y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-
-    def sync() -> None:
-        if dev.type == "cuda":
-            torch.cuda.synchronize()
-
-    for _ in range(2):  # warm-up (allocator, kernels)
-        one_step()
-    sync()
-    t0 = time.perf_counter()
-    for _ in range(steps):
-        one_step()
-    sync()
-    step_s = (time.perf_counter() - t0) / steps
-    model.eval()
-    labels = torch.arange(sample_batch, device=dev) % 2
-    sync()
-    t0 = time.perf_counter()
-    process.sample(model, labels, 2, shape, kind="ddim", steps=sample_steps, guidance=guidance,
-                   autocast_dtype=dtype)
-    sync()
-    sample_s = (time.perf_counter() - t0) / sample_batch
-    return {
-        "preset": name, "device": str(dev), "threads": torch.get_num_threads(), "mixed_precision": mp,
-        "mosaic": preset.mosaic_size, "tokens": preset.num_tokens,
-        "params_M": round(sum(p.numel() for p in model.parameters()) / 1e6, 2),
-        "batch_size": batch_size, "train_s_per_step": round(step_s, 4),
-        "train_img_per_s": round(batch_size / step_s, 2), "sample_steps": sample_steps,
-        "guidance": guidance, "sample_s_per_volume": round(sample_s, 4),
-        "vae": "not timed" if preset.space == "latent" else "n/a",
-    }
-
-
-def bench(presets: list[str], steps: int = 10, batch_size: int = 16, sample_steps: int = SAMPLING.steps,
-          out: str | Path | None = None) -> list[dict[str, Any]]:
-    """Run ``bench_preset`` for each preset; optionally write ``{"results": [...], "versions"}`` JSON."""
-    results = [bench_preset(p, steps=steps, batch_size=batch_size, sample_steps=sample_steps) for p in presets]
-    if out is not None:
-        write_json(out, {"results": results, "versions": package_versions()})
-    return results
-
-
-def format_table(results: list[dict[str, Any]]) -> str:
-    cols = ["preset", "device", "mixed_precision", "mosaic", "tokens", "params_M", "batch_size",
-            "train_s_per_step", "train_img_per_s", "sample_s_per_volume"]
-    rows = [cols] + [[str(r[c]) for c in cols] for r in results]
-    widths = [max(len(r[i]) for r in rows) for i in range(len(cols))]
-    return "\n".join("  ".join(v.ljust(w) for v, w in zip(r, widths, strict=True)) for r in rows)
-
-
-# --------------------------------------------------------------------------- evaluate (issue 10)
 def _write_real_cohort(vols: Any, table: Any, affine: Any, out: Path) -> Path:
     """A cohort folder (input format) of ``vols`` (N, D, H, W) mm²/s with ``table``'s id/sex/age rows."""
     from neurodit.data.cohort import write_participants
@@ -130,29 +50,13 @@ def _child_eval(real: Path, syn: Path, train: Path, out: Path, cfg: dict) -> dic
     import subprocess
     import sys
 
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]),
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[2]),
                                                         os.environ.get("PYTHONPATH", "")])}
     args = json.dumps({"real": str(real), "syn": str(syn), "train": str(train), "out": str(out), "cfg": cfg})
     proc = subprocess.run([sys.executable, "-c", _CHILD, args], capture_output=True, text=True, env=env)
     if proc.returncode != 0:
         raise RuntimeError(f"evaluate child failed:\n{proc.stderr[-3000:]}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
-
-
-def cpu_info() -> dict[str, Any]:
-    """CPU model (lscpu), core count and torch's CPU capability (the SIMD level its kernels use)."""
-    import os
-    import subprocess
-
-    model = None
-    try:
-        out = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        model = next((ln.split(":", 1)[1].strip() for ln in out.splitlines() if ln.startswith("Model name")), None)
-    except (OSError, subprocess.SubprocessError):
-        pass
-    return {"cpu_model": model, "cpus": os.cpu_count(), "affinity": len(os.sched_getaffinity(0)),
-            "torch_cpu_capability": torch.backends.cpu.get_cpu_capability(),
-            "torch_threads": torch.get_num_threads()}
 
 
 def bench_evaluate_time(work: Path, n_train: int = 160, n_real: int = 40, n_syn: int = 100,
@@ -238,6 +142,8 @@ def bench_evaluate(out: str | Path | None = None, work: str | Path | None = None
     """``neurodit bench --evaluate``: :func:`bench_evaluate_time` and :func:`bench_evaluate_memory`, with
     the CPU; ``quick``: tiny sizes (a smoke run, numbers not meaningful). Writes JSON to ``out``."""
     import tempfile
+
+    from neurodit.bench.machine import cpu_info
 
     res: dict[str, Any] = {"cpu": cpu_info()}
     with tempfile.TemporaryDirectory(prefix="neurodit-bench-", dir=work) as tmp:
