@@ -41,7 +41,8 @@ def _fraction(gflops: float, peak: dict[str, float | None], mixed_precision: str
     """Which peak a step's precision is held against (bf16 autocast: the bf16 peak where measured) and the
     fraction of it."""
     kind = "bf16" if mixed_precision == "bf16" and peak.get("bf16") else "fp32"
-    return kind, (round(gflops / peak[kind], 3) if peak.get(kind) else None)
+    # 3 significant digits, not 3 decimals: a test-sized network runs at ~1e-4 of the peak, not 0
+    return kind, (float(f"{gflops / peak[kind]:.3g}") if peak.get(kind) else None)
 
 
 def dit_matmul_bound(subj: StepSubject, peak_kind: str) -> dict[str, Any] | None:
@@ -150,7 +151,8 @@ def bench_generator(generator: str, preset: str, work: Path, *, loop_steps: int 
     flops = analytic / 1e9 if analytic else bare["counted_gflop_per_step"]
     bare.update(model_gflop_per_step=round(flops, 3), model_gflops=round(flops / bare["s_per_step"], 1),
                 flops_source="hand count (DiT)" if analytic else "FlopCounterMode")
-    peak_kind, fraction = _fraction(bare["model_gflops"], limit["peak_gflops"], bare["mixed_precision"])
+    # the unrounded rate: model_gflops is rounded to 0.1 for printing
+    peak_kind, fraction = _fraction(flops / bare["s_per_step"], limit["peak_gflops"], bare["mixed_precision"])
     shape_bound = dit_matmul_bound(subj, peak_kind)
     prof = step_profile(subj)
     row = {"generator": generator, "preset": preset, "device": str(device), "threads": bare["threads"],
