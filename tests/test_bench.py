@@ -59,7 +59,8 @@ def test_bench_loop_ratio_and_judge(tmp_path):
     same run, the threads the loop chose, and the judge at N and 4N volumes."""
     out = tmp_path / "bench.json"
     res = CliRunner().invoke(app, ["bench", "--preset", str(_preset(tmp_path)), "--steps", "3", "--batch-size", "2",
-                                   "--sample-steps", "2", "--loop-steps", "4", "--rounds", "2", "--out", str(out)])
+                                   "--sample-steps", "2", "--loop-steps", "4", "--rounds", "2", "--no-judge-2mm",
+                                   "--out", str(out)])
     assert res.exit_code == 0, res.output
     data = json.loads(out.read_text())
     _check_machine(data)
@@ -73,6 +74,7 @@ def test_bench_loop_ratio_and_judge(tmp_path):
     rows = data["judge"]["rows"]
     assert [x["n_synthetic"] for x in rows] == [10, 40] and all(x["vmhwm_mb"] > 50 for x in rows)
     assert "loop speed / bare speed" in res.output and "judge on 32x32x32" in res.output
+    assert "judge_2mm" not in data and set(data["sections_s"]) == {"generators", "judge"}
 
 
 @pytest.mark.slow
@@ -101,6 +103,23 @@ def test_bench_sampler_table_on_a_trained_run(tmp_path):
         assert row["s_per_volume"] > 0 and set(row["c2st_auc"]) == {"voxel", "texture", "cnn"}
         assert all(0 <= a <= 1 for a in row["c2st_auc"].values()) and row["frechet_ratio"] > 0
     assert [k for k, _ in SAMPLER_GRID["flow"]].count("heun") == 3 and network_calls("heun", 10) == 19
+    assert table["reference"] is None  # no 250-step row in this grid: nothing to hold the rows against
+
+
+def test_sampler_rows_held_against_the_250_step_one():
+    """Each judged row's gap is its largest C2ST AUC difference from the 250-step row; the cheap rows (<= 25
+    calls) within 0.03 in every view are named, the others not."""
+    from neurodit.bench.samplers import against_reference
+
+    def row(kind, steps, calls, voxel, texture, cnn):
+        return {"sampler": kind, "steps": steps, "network_calls": calls,
+                "c2st_auc": {"voxel": voxel, "texture": texture, "cnn": cnn}}
+
+    rows = [row("ddpm", 250, 250, 0.70, 0.90, 0.80), row("dpm", 10, 10, 0.72, 0.92, 0.85),
+            row("dpm", 20, 20, 0.69, 0.93, 0.81), row("ddim", 50, 50, 0.70, 0.90, 0.80)]
+    res = against_reference(rows)
+    assert res["reference"] == "ddpm 250" and res["cheap_within_tolerance"] == ["dpm 20"]
+    assert [r["auc_gap"] for r in rows] == [0.0, 0.05, 0.03, 0.0]  # ddim 50: no gap, but 50 calls is not cheap
 
 
 @pytest.mark.slow

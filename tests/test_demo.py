@@ -30,6 +30,9 @@ def test_demo_quick_end_to_end(tmp_path):
 
     demo = json.loads((out / "demo.json").read_text())
     assert set(demo["timings_s"]) == set(STAGES)
+    # downstream ran as a child process beside evaluate and compare (its own log), and finished before the report
+    assert demo["overlapped"] == ["downstream"] and (out / "downstream.log").is_file()
+    assert 0 < demo["wall_s"] <= sum(demo["timings_s"].values()) + 5
     # every printed command is a valid call of the CLI: its options parse (the data stages' commands
     # are run for real in test_demo_data_commands_recreate_its_folders)
     group = typer.main.get_command(app)
@@ -197,7 +200,10 @@ def test_every_printed_command_makes_the_demos_own_calls(tmp_path, monkeypatch):
         module = importlib.import_module(module_name)  # (neurodit.data re-exports functions over module names)
         monkeypatch.setattr(module, attr, recorder(name, signature_of or getattr(module, attr), result, normalise))
 
-    r = demo._DemoRun(demo.load_demo_config(quick=True, overrides={"seed": 3}), tmp_path / "demo", lambda line: None)
+    # overlap off: the downstream stage is called here, not in a child process the recorders cannot reach (the
+    # child runs this very printed command: test_demo_quick_end_to_end, test_a_failed_child_stage_names_its_log)
+    cfg = demo.load_demo_config(quick=True, overrides={"seed": 3, "overlap": False})
+    r = demo._DemoRun(cfg, tmp_path / "demo", lambda line: None)
     r.d["real_train"].mkdir(parents=True)
     (r.d["real_train"] / "sub-0001_md.nii.gz").touch()  # the volume tile picks
     for step in (demo._phantoms, demo._split, demo._prepare, demo._tile, demo._train, demo._sample,
@@ -214,6 +220,19 @@ def test_every_printed_command_makes_the_demos_own_calls(tmp_path, monkeypatch):
         on_cli.clear()
         assert [c for c in calls if c[0] != "read"] == made, stage
         calls.clear()
+
+
+def test_a_failed_child_stage_names_its_log(tmp_path):
+    """A stage run beside the others fails the demo with one line naming the stage, its exit code and its log."""
+    from neurodit.demo import _DemoRun, load_demo_config
+    from neurodit.errors import NeuroditError
+
+    r = _DemoRun(load_demo_config(quick=True), tmp_path, lambda line: None)
+    child = r.start("downstream", f"neurodit downstream --source {tmp_path / 'missing'} --out {tmp_path / 'ds'}",
+                    "never printed")
+    with pytest.raises(NeuroditError, match=r"the downstream stage failed \(exit 2\).*downstream\.log"):
+        child.join()
+    assert "downstream" not in r.timings and not (tmp_path / "ds").exists()
 
 
 def test_untrained_generators_join_the_compare_in_full_only():

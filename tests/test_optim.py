@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from neurodit.diffusion import DiffusionConfig, create_diffusion
-from neurodit.optim import adamw, bare_step, pick_threads, time_calls, usable_cores
+from neurodit.optim import adamw, bare_step, pick_fastest, pick_threads, time_calls, usable_cores
 
 
 @pytest.fixture
@@ -64,3 +64,24 @@ def test_bare_step_lowers_the_loss_and_pick_threads_chooses(restore_threads):
         assert choice["trial_s"][str(choice["threads"])] == min(choice["trial_s"].values())
     big = pick_threads(step, max_step_s=0.0)  # a "large" step: all cores, untried
     assert big["threads"] == cores == torch.get_num_threads() and big["trial_s"] == {}
+
+
+def test_pick_fastest_takes_the_lowest_median():
+    """Every candidate is called once untimed, then once a round in turn; the lowest median wins."""
+    import time
+
+    calls = {"slow": 0, "fast": 0}
+
+    def make(name, seconds):
+        def step():
+            calls[name] += 1
+            time.sleep(seconds)
+        return step
+
+    res = pick_fastest({"slow": make("slow", 0.02), "fast": make("fast", 0.002)}, rounds=3)
+    assert res["pick"] == "fast" and res["picked_by"] == "timing" and calls == {"slow": 4, "fast": 4}
+    assert res["trial_s"]["slow"] > res["trial_s"]["fast"] > 0
+    # a preferred candidate stays unless another beats it by more than the margin
+    near = pick_fastest({"a": make("slow", 0.010), "b": make("fast", 0.009)}, rounds=3, prefer="a", margin=0.5)
+    assert near["pick"] == "a"
+    assert pick_fastest({"a": make("slow", 0.02), "b": make("fast", 0.002)}, prefer="a")["pick"] == "b"

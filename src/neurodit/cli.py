@@ -254,8 +254,8 @@ def sample_cmd(
     steps: Annotated[int, typer.Option(help="sampler steps")] = SAMPLING.steps,
     guidance: Annotated[float, typer.Option(
         help="classifier-free guidance scale (1 = none)")] = SAMPLING.guidance,
-    scheduler: Annotated[str | None, typer.Option(help="ddim | dpm | ddpm (ddpm runs), euler | heun (flow "
-                                                       "runs); default ddim / euler")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="ddim | dpm | ddpm (ddpm runs), euler | heun | ab2 | dpm "
+                                                       "(flow runs); default: the run's own")] = None,
     seed: Annotated[int, typer.Option(help="same seed, same volumes")] = 0,
     batch_size: Annotated[int, typer.Option(help="volumes per forward batch")] = SAMPLING.batch_size,
     overwrite: Annotated[bool, typer.Option(help="replace a non-empty output folder")] = False,
@@ -277,7 +277,7 @@ def bench_cmd(
     steps: Annotated[int, typer.Option(help="timed bare steps per round (after 2 warm-up steps)")] = 10,
     loop_steps: Annotated[int, typer.Option(help="steps of each real training loop (`neurodit train` on a "
                                             "phantom cohort); 0: bare step of a fresh preset only")] = 30,
-    rounds: Annotated[int, typer.Option(help="loop / bare-step rounds (alternating; the ratio is their median)")] = 3,
+    rounds: Annotated[int, typer.Option(help="loop / bare-step rounds (alternating; the ratio is their median)")] = 2,
     batch_size: Annotated[int | None, typer.Option(help="samples per step (default: the recipe's)")] = None,
     sample_steps: Annotated[int, typer.Option(help="sampler steps per volume")] = SAMPLING.steps,
     run: Annotated[Path | None, typer.Option(help="a trained RUN_DIR: time and judge each sampler at "
@@ -286,10 +286,13 @@ def bench_cmd(
                                               "for the judge's C2ST / Fréchet")] = None,
     sampler_n: Annotated[int, typer.Option(help="with --run: volumes per sampler row")] = 40,
     judge: Annotated[bool, typer.Option(help="the judge's seconds and peak RSS at N and 4N volumes")] = True,
+    judge_2mm: Annotated[bool, typer.Option(help="with --judge: also on the phantom's native 2 mm grid "
+                                            "(99x117x95)")] = True,
     out: Annotated[Path | None, typer.Option(help="write the results as JSON here")] = None,
-    evaluate: Annotated[bool, typer.Option("--evaluate", help="time `evaluate` on 100 synthetic vs 40 real "
-                                           "phantom volumes at 6 mm and measure its peak RSS for N and 4N "
-                                           "synthetic volumes at 96x112x96 (minutes), instead of the presets")] = False,
+    evaluate: Annotated[bool, typer.Option("--evaluate", help="the judge at native resolution: time `evaluate` "
+                                           "on 40 synthetic + 40 real + 40 train phantom volumes at 2 mm "
+                                           "(99x117x95) and measure its peak RSS for N and 4N synthetic volumes "
+                                           "there (minutes), instead of the presets")] = False,
     eval_quick: Annotated[bool, typer.Option("--eval-quick", help="with --evaluate: tiny sizes (smoke run)")] = False,
     eval_part: Annotated[str, typer.Option(help="with --evaluate: time, memory or both")] = "both",
     no_calibrate: Annotated[bool, typer.Option("--no-calibrate", help="with --evaluate: skip the --calibrate "
@@ -317,7 +320,8 @@ def bench_cmd(
     if real is not None and run is None:
         raise NeuroditError("--real needs --run")
     res = bench(preset, gens, out=out, steps=steps, batch_size=batch_size, sample_steps=sample_steps,
-                loop_steps=loop_steps, rounds=rounds, run=run, real=real, sampler_n=sampler_n, judge=judge)
+                loop_steps=loop_steps, rounds=rounds, run=run, real=real, sampler_n=sampler_n, judge=judge,
+                    judge_2mm=judge_2mm)
     typer.echo(format_report(res))
 
 

@@ -15,6 +15,9 @@ close the synthetic volumes come to them.
 from __future__ import annotations
 
 import shlex
+import subprocess
+import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -60,6 +63,10 @@ class DemoConfig:
     # labelled in the comparison; --full gives the undertrained ones a fair budget
     generator_budgets: dict[str, dict[str, Any]] = field(default_factory=dict)
     compare_downstream: bool = True  # the sex arms per generator (source: the held-out real subjects)
+    # the downstream stage runs its printed command in a child process beside evaluate and compare: all three
+    # train small networks on one thread each, so on 2 cores the two lines of work take the time of the longer
+    # (issue 19); False runs the stages one after the other in this process
+    overlap: bool = True
 
 
 def load_demo_config(quick: bool = False, overrides: dict[str, Any] | None = None, full: bool = False) -> DemoConfig:
@@ -129,10 +136,54 @@ class _DemoRun:
         self.echo(f"[{name}] {summary} ({self.timings[name]:.1f} s)")
         self.echo(f"    re-run: {command}")
 
-    def write_summary(self, quick: bool) -> None:
+    def start(self, name: str, command: str, summary: str) -> _Child:
+        """Run ``command`` (one ``neurodit ...`` call, as printed) in a child Python process, its output in
+        ``out/<name>.log``; :meth:`_Child.join` waits for it and records the stage like :meth:`stage`."""
+        log = self.out / f"{name}.log"
+        argv = [sys.executable, "-m", "neurodit.cli", *shlex.split(command)[1:]]
+        self.echo(f"[{name}] started beside the next stages (log: {log})")
+        return _Child(self, name, command, summary, log, argv)
+
+    def write_summary(self, quick: bool, wall_s: float | None = None) -> None:
         write_json(self.out / "demo.json", {"config": to_dict(self.cfg), "quick": quick, "timings_s": self.timings,
+                                            "wall_s": wall_s, "overlapped": ["downstream"] if self.cfg.overlap else [],
                                             "commands": self.commands,
                                             "folders": {k: str(v) for k, v in self.d.items()}})
+
+
+class _Child:
+    """A stage running as a child process (:meth:`_DemoRun.start`); its seconds are its own, from start to exit,
+    measured by a watcher thread (not the time the demo waited for it)."""
+
+    def __init__(self, r: _DemoRun, name: str, command: str, summary: str, log: Path, argv: list[str]):
+        self.r, self.name, self.command, self.summary, self.log = r, name, command, summary, log
+        self.seconds = 0.0
+        t0 = time.perf_counter()
+        with open(log, "w") as f:  # the child keeps its own handle; progress bars go to the log
+            self.proc = subprocess.Popen(argv, stdout=f, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+
+        def watch() -> None:
+            self.proc.wait()
+            self.seconds = time.perf_counter() - t0
+
+        self.watcher = threading.Thread(target=watch, daemon=True)
+        self.watcher.start()
+
+    def join(self) -> None:
+        self.watcher.join()
+        if self.proc.returncode != 0:
+            lines = [ln for ln in self.log.read_text(errors="replace").splitlines() if ln.strip()]
+            raise NeuroditError(f"the {self.name} stage failed (exit {self.proc.returncode}): "
+                                f"{lines[-1] if lines else 'no output'}; its log: {self.log}")
+        self.r.timings[self.name] = round(self.seconds, 1)
+        self.r.commands[self.name] = self.command
+        self.r.echo(f"[{self.name}] {self.summary} ({self.seconds:.1f} s, beside evaluate and compare)")
+        self.r.echo(f"    re-run: {self.command}")
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
 
 
 def _phantoms(r: _DemoRun) -> None:
@@ -254,21 +305,28 @@ def _evaluate(r: _DemoRun) -> None:
             "--overwrite", run)
 
 
-def _downstream(r: _DemoRun) -> None:
+def _downstream(r: _DemoRun) -> _Child | None:
+    """The downstream stage; with ``overlap`` it starts as a child process (joined by the caller) and
+    returns its handle."""
     from neurodit.downstream import run_downstream
 
     c, d = r.cfg, r.d
+    summary = f"six arms x {c.downstream_folds} folds x {c.downstream_seeds} seeds in {d['downstream']}"
 
     def run() -> str:
         run_downstream(d["real_train"], d["adni_grid"], d["downstream"], synthetic=d["synthetic"],
                        folds=c.downstream_folds, seeds=c.downstream_seeds, shape=r.shape,
                        epochs=c.downstream_epochs, seed=c.seed, overwrite=True)
-        return f"six arms x {c.downstream_folds} folds x {c.downstream_seeds} seeds in {d['downstream']}"
+        return summary
 
-    r.stage("downstream", f"neurodit downstream --source {_q(d['real_train'])} --synthetic {_q(d['synthetic'])} "
-            f"--target {_q(d['adni_grid'])} --out {_q(d['downstream'])} --folds {c.downstream_folds} "
-            f"--seeds {c.downstream_seeds} --shape {r.shape_arg} --epochs {c.downstream_epochs} --seed {c.seed} "
-            "--overwrite", run)
+    command = (f"neurodit downstream --source {_q(d['real_train'])} --synthetic {_q(d['synthetic'])} "
+               f"--target {_q(d['adni_grid'])} --out {_q(d['downstream'])} --folds {c.downstream_folds} "
+               f"--seeds {c.downstream_seeds} --shape {r.shape_arg} --epochs {c.downstream_epochs} --seed {c.seed} "
+               "--overwrite")
+    if c.overlap:
+        return r.start("downstream", command, summary)
+    r.stage("downstream", command, run)
+    return None
 
 
 def _compare(r: _DemoRun) -> None:
@@ -329,17 +387,28 @@ def run_demo(out: str | Path, quick: bool = False, overrides: dict[str, Any] | N
     cfg = load_demo_config(quick, overrides, full=full)
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    t0 = time.perf_counter()
     r = _DemoRun(cfg, out, echo)
-    for step in (_phantoms, _split, _prepare, _tile, _train, _sample, _evaluate, _downstream):
+    for step in (_phantoms, _split, _prepare, _tile, _train, _sample):
         step(r)
-    if cfg.compare:
-        _compare(r)
+    # downstream needs the synthetic cohort only; evaluate and compare go on beside it (overlap)
+    child = _downstream(r)
+    try:
+        _evaluate(r)
+        if cfg.compare:
+            _compare(r)
+        if child is not None:
+            child.join()
+    finally:
+        if child is not None:
+            child.kill()  # a stage that failed here leaves no orphan training in the background
     r.write_summary(quick)
     write_run_info(out, to_dict(cfg), cfg.seed, quick=quick, timings_s=r.timings)
     report = out / "report.html"
     r.stage("report", f"neurodit report {_q(out)} --out {_q(report)}", lambda: f"{build_report([out], report)}")
-    r.write_summary(quick)
-    echo(f"demo: done in {sum(r.timings.values()):.0f} s; open {report}")
+    wall = time.perf_counter() - t0
+    r.write_summary(quick, wall_s=round(wall, 1))
+    echo(f"demo: done in {wall:.0f} s wall; open {report}")
     return report
 
 

@@ -9,6 +9,7 @@
 - :func:`pick_threads`: the fastest intra-op thread count for a step, by timing it: on a CPU shared with
   other jobs one thread can beat all cores several times over (``neurodit.train.loop.process_settings``),
   on an idle one the cores win; only a measurement tells which holds now.
+- :func:`pick_fastest`: the fastest of several ways to run one step (precisions), by timing them in turn.
 """
 
 from __future__ import annotations
@@ -66,6 +67,25 @@ def time_calls(fn: Callable[[], Any], n: int, warmup: int = 1) -> list[float]:
 
 def usable_cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def pick_fastest(steps: dict[str, Callable[[], Any]], rounds: int = 3, prefer: str | None = None,
+                 margin: float = 0.1) -> dict[str, Any]:
+    """Time each of ``steps`` (name -> one step) once per round, in turn (a change in the machine's load hits
+    every candidate), after one untimed call each; return ``{"pick": the name of the lowest median,
+    "trial_s": {name: median seconds}, "picked_by": "timing"}``. ``prefer`` stays the pick unless another
+    is faster by more than ``margin`` (a fraction): near-equal candidates do not flip from run to run."""
+    for step in steps.values():
+        step()
+    trial: dict[str, list[float]] = {name: [] for name in steps}
+    for _ in range(rounds):
+        for name, step in steps.items():
+            trial[name] += time_calls(step, 1, warmup=0)
+    medians = {name: statistics.median(t) for name, t in trial.items()}
+    pick = min(medians, key=medians.get)
+    if prefer in medians and medians[pick] * (1 + margin) >= medians[prefer]:
+        pick = prefer
+    return {"pick": pick, "trial_s": {k: round(v, 4) for k, v in medians.items()}, "picked_by": "timing"}
 
 
 def pick_threads(step: Callable[[], Any], rounds: int = 3, max_step_s: float = 2.0) -> dict[str, Any]:

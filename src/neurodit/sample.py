@@ -52,8 +52,8 @@ def sample_diffusion(run_dir: str | Path, n: int, out: str | Path, *,
     (DDPM draws its step noise from one generator per batch, so it is reproducible for a fixed batch
     size). Launched over several processes, the batches are sharded (module docstring); the volumes
     are the same as with one process.
-    ``scheduler``: ddim / dpm / ddpm for ddpm runs, euler / heun for flow runs; None = the run's
-    default (ddim, euler).
+    ``scheduler``: ddim / dpm / ddpm for ddpm runs, euler / heun / ab2 / dpm for flow runs; None = the
+    run's own sampler (its training config's ``sampler``).
     """
     from tqdm.auto import tqdm
 

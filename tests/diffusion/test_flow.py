@@ -62,7 +62,7 @@ def test_logit_normal_timesteps_have_the_sd3_distribution():
     assert abs(float(logit.mean())) < 0.03 and abs(float(logit.std()) - 1.0) < 0.03
 
 
-@pytest.mark.parametrize("kind", ["euler", "heun"])
+@pytest.mark.parametrize("kind", ["euler", "heun", "ab2", "dpm"])
 def test_oracle_velocity_integrates_to_x0(kind):
     # for a single point x0 the exact velocity at x_t is (x_t - x0) / t: the ODE lands on x0 exactly
     x0 = torch.tensor([[0.7, -0.3]])
@@ -76,6 +76,46 @@ def test_oracle_velocity_integrates_to_x0(kind):
     out = proc.sample(Oracle(), torch.zeros(3, dtype=torch.long), 2, (2,), kind=kind, steps=5, guidance=1.0,
                       generator=torch.Generator().manual_seed(0))
     assert torch.allclose(out, x0.expand(3, 2), atol=1e-5)
+
+
+class GaussianOracle(torch.nn.Module):
+    """The exact velocity of the straight path for data N(mu, s^2) per coordinate: v = (x - E[x0 | x_t]) / t,
+    E[x0 | x_t] = mu + (1 - t) s^2 / ((1 - t)^2 s^2 + t^2) (x_t - (1 - t) mu). Its ODE maps noise z to mu + s z."""
+
+    mu, s = 0.7, 0.2
+
+    def forward(self, x, timestep, class_labels):
+        t = (timestep / 1000.0).view(-1, 1)
+        x0 = self.mu + (1 - t) * self.s ** 2 / ((1 - t) ** 2 * self.s ** 2 + t ** 2) * (x - (1 - t) * self.mu)
+        return (x - x0) / t
+
+
+def _gaussian_error(kind: str, steps: int, shift: float) -> float:
+    z = torch.randn(2048, 2, generator=torch.Generator().manual_seed(0))
+    proc = create_diffusion(DiffusionConfig(objective="flow"))
+    out = proc.sample(GaussianOracle(), torch.zeros(2048, dtype=torch.long), 2, (2,), kind=kind, steps=steps,
+                      guidance=1.0, init=z, shift=shift)
+    return float((out - (GaussianOracle.mu + GaussianOracle.s * z)).abs().max())
+
+
+def test_second_order_samplers_beat_euler_on_a_curved_path():
+    """On a path that bends (narrow Gaussian data), at 25 steps the one-call second-order samplers land
+    closer than Euler (measured max error, uniform grid: euler 0.080, heun 0.013, ab2 0.011, dpm 0.0014);
+    more steps converge. (Where a grid should be dense depends on where the path bends: this narrow toy
+    bends near the data, the demo DiT's near the noise, hence SAMPLING.flow_shift 3 there.)"""
+    err = {k: _gaussian_error(k, 25, 1.0) for k in ("euler", "heun", "ab2", "dpm")}
+    assert err["dpm"] < err["ab2"] < 0.2 * err["euler"] and err["heun"] < 0.2 * err["euler"]
+    assert _gaussian_error("heun", 250, 1.0) < 1e-3 and _gaussian_error("euler", 250, 1.0) < 0.2 * err["euler"]
+
+
+def test_flow_time_grid_shift():
+    from neurodit.diffusion.flow import flow_time_grid
+
+    assert flow_time_grid(4, 1.0) == [1.0, 0.75, 0.5, 0.25, 0.0]
+    g = flow_time_grid(4, 3.0)  # t = 3u / (1 + 2u): denser near the noise end
+    assert g[0] == 1.0 and g[-1] == 0.0 and abs(g[2] - 0.75) < 1e-12 and all(a > b for a, b in zip(g, g[1:]))
+    with pytest.raises(NeuroditError, match="shift"):
+        flow_time_grid(4, 0.0)
 
 
 @pytest.fixture

@@ -39,6 +39,11 @@ def test_run_layout_and_model_loads(fast_cfg):
     cores = len(os.sched_getaffinity(0))
     assert choice["threads"] in (1, cores) and (choice["picked_by"] == "one core" or
                                                 set(choice["trial_s"]) == {"1", str(cores)})
+    # the precision: timed (bf16 against fp32) where the CPU's torch kernels have bf16, else why not
+    prec = info["precision_choice"]
+    assert prec["precision"] == info["mixed_precision"] in ("bf16", "no")
+    assert (set(prec["trial_s"]) == {"bf16", "no"} and prec["trial_s"][prec["precision"]] == min(prec["trial_s"].values())
+            if prec["picked_by"] == "timing" else prec["precision"] == "no" or prec["picked_by"] == "config")
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-0000003"]
 
 
@@ -52,12 +57,15 @@ def test_grid_mismatch_names_prepare_shape(phantom_prep, tmp_path):
 
 
 def test_resume_continues_step_count_and_matches_uninterrupted(fast_cfg):
-    full = train_diffusion(fast_cfg("full", max_steps=4))
-    part = train_diffusion(fast_cfg("part", max_steps=2, checkpoint_every=1))
+    # one precision for both runs: under `auto` each fresh run times its own (run.json precision_choice)
+    full = train_diffusion(fast_cfg("full", max_steps=4, mixed_precision="fp32"))
+    part = train_diffusion(fast_cfg("part", max_steps=2, checkpoint_every=1, mixed_precision="fp32"))
+    # `auto` on resume: no new trial, the checkpoint's precision goes on
     resumed = train_diffusion(fast_cfg("part", max_steps=4, resume=True))
     assert resumed == part
     info = json.loads((part / "run.json").read_text())
     assert info["resumed_from"] == 2 and info["steps_trained"] == 2
+    assert info["precision_choice"] == {"precision": "no", "picked_by": "resume: the checkpoint's"}
     assert list(pd.read_csv(part / "loss.csv")["step"]) == [1, 2, 3, 4]
     # per-step seeding + saved optimiser/EMA state: the resumed run equals the uninterrupted one
     a = DiTTransformer2DModel.from_pretrained(full / "model").state_dict()
@@ -134,9 +142,9 @@ def test_label_dropout_is_ours_not_diffusers(fast_cfg, monkeypatch):
         return orig(self, hidden_states, timestep=timestep, class_labels=class_labels, **kw)
 
     monkeypatch.setattr(DiTTransformer2DModel, "forward", spy)
-    # num_threads fixed: no start-up thread trial, whose forwards (on a copy) would count here
+    # threads and precision fixed: no start-up trials, whose forwards (on a copy) would count here
     train_diffusion(fast_cfg("drop", max_steps=10, batch_size=16, preview_per_class=0, label_dropout=0.25,
-                             num_threads=1))
+                             num_threads=1, mixed_precision="fp32"))
     train_calls = [s for s in seen if s[1]]
     assert len(train_calls) == 10
     assert all(p == [0.0, 0.0] for p, _, _ in train_calls)
@@ -230,12 +238,12 @@ def test_train_steps_run_one_by_one(fast_cfg):
 
 def test_demo_recipe_is_standardized_flow_and_its_sampler_follows_a_changed_objective():
     """configs/train/tiny-p32.yaml (the demo recipe, docs/RECIPES.md part 2): rectified flow with t
-    shifted to the noise end on per-pixel standardized mosaics, sampled with euler; switching the
+    shifted to the noise end on per-pixel standardized mosaics, sampled with ab2; switching the
     objective to ddpm without naming a sampler samples with ddim, and a named wrong one is an error."""
     from neurodit.train import resolve_train_config
 
     cfg = resolve_train_config(None, None, preset="tiny-p32")
-    assert (cfg.diffusion.objective, cfg.sampler, cfg.standardize) == ("flow", "euler", "highpass")
+    assert (cfg.diffusion.objective, cfg.sampler, cfg.standardize) == ("flow", "ab2", "highpass")
     assert (cfg.diffusion.logit_mean, cfg.diffusion.logit_std, cfg.diffusion.snr_gamma) == (1.0, 1.0, None)
     ddpm = resolve_train_config(None, None, preset="tiny-p32", objective="ddpm")
     assert (ddpm.diffusion.objective, ddpm.sampler) == ("ddpm", "ddim")

@@ -12,6 +12,8 @@ import numpy as np
 
 from neurodit.io import package_versions, write_json
 
+NATIVE_2MM = (99, 117, 95)  # the phantom's MNI grid at 2 mm (neurodit.data.phantom): no resampling
+
 
 def _write_real_cohort(vols: Any, table: Any, affine: Any, out: Path) -> Path:
     """A cohort folder (input format) of ``vols`` (N, D, H, W) mm²/s with ``table``'s id/sex/age rows."""
@@ -59,12 +61,12 @@ def _child_eval(real: Path, syn: Path, train: Path, out: Path, cfg: dict) -> dic
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def bench_evaluate_time(work: Path, n_train: int = 160, n_real: int = 40, n_syn: int = 100,
-                        voxel_size: float = 6.0, calibrate: bool = True, seed: int = 0) -> dict[str, Any]:
-    """(a) of issue 10's performance check: ``evaluate`` (default EvalConfig: C2ST 3 views, features,
+def bench_evaluate_time(work: Path, n_train: int = 40, n_real: int = 40, n_syn: int = 40,
+                        voxel_size: float = 2.0, calibrate: bool = True, seed: int = 0) -> dict[str, Any]:
+    """The judge at native resolution (issue 19): ``evaluate`` (default EvalConfig: C2ST 3 views, features,
     morphometry) of ``n_syn`` PCA-Gaussian samples vs ``n_real`` held-out phantom subjects with ``n_train``
-    training subjects at ``voxel_size`` mm (6 mm: 33x39x32 voxels), in a fresh encoder cache (run
-    "fresh": the encoder is trained), again with it cached ("cached"), and with ``--calibrate``."""
+    training subjects at ``voxel_size`` mm (2 mm: the phantom's 99x117x95 grid), in a fresh encoder cache
+    (run "fresh": the encoder is trained), again with it cached ("cached"), and with ``--calibrate``."""
     from neurodit.data.cohort import load_volumes, read_cohort
     from neurodit.data.phantom import make_phantom_cohort
     from neurodit.generators.reference import write_reference_samples
@@ -98,11 +100,12 @@ def bench_evaluate_time(work: Path, n_train: int = 160, n_real: int = 40, n_syn:
             "n_synthetic": n_syn, "setup_s": round(setup_s, 2), "runs": runs}
 
 
-def bench_evaluate_memory(work: Path, ns: tuple[int, ...] = (8, 32), n_fixed: int = 8,
-                          shape: tuple[int, int, int] = (96, 112, 96), seed: int = 0,
-                          cfg: dict | None = None) -> dict[str, Any]:
+def bench_evaluate_memory(work: Path, ns: tuple[int, ...] = (10, 40), n_fixed: int = 10,
+                          shape: tuple[int, int, int] = NATIVE_2MM, seed: int = 0,
+                          cfg: dict | None = None, voxel_size: float = 2.0) -> dict[str, Any]:
     """(b): peak RSS of one whole ``evaluate()`` in a fresh subprocess for each synthetic set size in
-    ``ns`` (real and train fixed at ``n_fixed`` phantom subjects each), on the 2 mm grid ``shape``. The
+    ``ns`` (real and train fixed at ``n_fixed`` phantom subjects each, drawn at ``voxel_size`` mm), on the
+    grid ``shape`` (2 mm voxels). The
     own encoder is trained once beforehand (cached), so every child does the same work apart from N;
     ``cfg``: EvalConfig overrides (the defaults keep pairs, permutations and CNN epochs small)."""
     from neurodit.data.cohort import load_volumes, read_cohort
@@ -113,8 +116,8 @@ def bench_evaluate_memory(work: Path, ns: tuple[int, ...] = (8, 32), n_fixed: in
 
     cfg = {"max_pairs": 20, "permutations": 100, "bootstrap": 100, "coherence_pairs": 10,
            "c2st_permutations": 20, "c2st_cnn_epochs": 1, "encoder_cache": str(work / "cache"), **(cfg or {})}
-    grid = make_grid(shape=shape, voxel_size=2.0)
-    ph = make_phantom_cohort("camcan", 2 * n_fixed, work / "phantom", seed=seed, voxel_size=2.0)
+    grid = make_grid(shape=shape, voxel_size=voxel_size)  # 2 mm: the native grid; 6 mm at 32^3 covers the brain
+    ph = make_phantom_cohort("camcan", 2 * n_fixed, work / "phantom", seed=seed, voxel_size=voxel_size)
     cohort = read_cohort(ph)
     vols, _ = load_volumes(cohort, grid)
     table = cohort.table

@@ -9,7 +9,9 @@
    of the peak and, for the DiT, what bounds it (the model's own matmul shape timed alone).
 3. With ``--run``: sampling seconds per volume and the judge's C2ST AUC and Fréchet ratio per sampler
    and step count (:mod:`neurodit.bench.samplers`).
-4. The judge's seconds and peak RSS at N and 4N synthetic volumes (:mod:`neurodit.bench.evaluate`).
+4. The judge's seconds and peak RSS at N and 4N synthetic volumes on the 32^3 grid and on the phantom's
+   native 2 mm grid (99x117x95), each ``evaluate()`` in a fresh process (:mod:`neurodit.bench.evaluate`).
+5. The bench's own seconds per part (``sections_s``): what a run of it costs, and where.
 Timings live here, never in tests.
 """
 
@@ -18,6 +20,7 @@ from __future__ import annotations
 import contextlib
 import statistics
 import tempfile
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -35,6 +38,8 @@ from neurodit.bench.step import (
 )
 from neurodit.defaults import SAMPLING
 from neurodit.io import package_versions, write_json
+
+JUDGE_2MM_N = 5  # N of the 2 mm judge rows (N and 4N synthetic volumes; N real, N train)
 
 
 def _fraction(gflops: float, peak: dict[str, float | None], mixed_precision: str) -> tuple[str, float | None]:
@@ -184,6 +189,15 @@ def _restore_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(n)
 
 
+@contextlib.contextmanager
+def _timed(sections: dict[str, float], name: str) -> Iterator[None]:
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        sections[name] = time.perf_counter() - t0
+
+
 def _median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The bare-step row whose seconds per step is the median of the rounds' (the lower middle one)."""
     ordered = sorted(rows, key=lambda b: b["s_per_step"])
@@ -192,39 +206,51 @@ def _median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
 
 def bench(presets: list[str], generators: tuple[str, ...] | None = None, *, out: str | Path | None = None,
           steps: int = 10, batch_size: int | None = None, sample_steps: int = SAMPLING.steps,
-          loop_steps: int = 30, rounds: int = 3, run: str | Path | None = None, real: str | Path | None = None,
-          sampler_n: int = 40, judge: bool = True, quick: bool = False,
+          loop_steps: int = 30, rounds: int = 2, run: str | Path | None = None, real: str | Path | None = None,
+          sampler_n: int = 40, judge: bool = True, judge_2mm: bool = True, quick: bool = False,
           work: str | Path | None = None) -> dict[str, Any]:
     """Every figure of the module docstring in one dict (written as JSON to ``out``): ``machine``,
     ``results`` (one row per generator and preset), ``samplers`` (with ``run``, else a note) and ``judge``
     (N and 4N volumes on the 32^3 grid, when ``judge``); ``generators``: default the registry's default
     generator. ``quick``: smallest sizes (tests)."""
-    from neurodit.bench.evaluate import bench_evaluate_memory
+    from neurodit.bench.evaluate import NATIVE_2MM, bench_evaluate_memory
     from neurodit.bench.machine import cpu_info
     from neurodit.generators.registry import DEFAULT
 
     generators = generators or (DEFAULT,)
     res: dict[str, Any] = {"machine": cpu_info()}
+    sections: dict[str, float] = {}
     threads = torch.get_num_threads()  # the bare steps run on the loop's choice; restored on exit
     with tempfile.TemporaryDirectory(prefix="neurodit-bench-", dir=work) as tmp, _restore_threads(threads):
         tmp_p = Path(tmp)
-        res["results"] = [bench_generator(g, p, tmp_p / f"{g}-{i}", loop_steps=loop_steps, rounds=rounds,
-                                          steps=steps, batch_size=batch_size, sample_steps=sample_steps)
-                          for g in generators for i, p in enumerate(presets)]
+        with _timed(sections, "generators"):
+            res["results"] = [bench_generator(g, p, tmp_p / f"{g}-{i}", loop_steps=loop_steps, rounds=rounds,
+                                              steps=steps, batch_size=batch_size, sample_steps=sample_steps)
+                              for g in generators for i, p in enumerate(presets)]
         res["machine"]["peak_gflops"] = res["results"][0]["peak_gflops"]
         res["machine"]["peak_threads"] = res["results"][0]["peak_threads"]
         res["machine"]["peak_matmul_n"] = res["results"][0]["peak_matmul_n"]
         if run is not None:
             from neurodit.bench.samplers import bench_samplers
 
-            res["samplers"] = bench_samplers(run, real, tmp_p / "samplers", n=sampler_n, quick=quick)
+            with _timed(sections, "samplers"):
+                res["samplers"] = bench_samplers(run, real, tmp_p / "samplers", n=sampler_n, quick=quick)
         else:
             res["samplers"] = {"note": "skipped: pass --run RUN_DIR (a trained run, e.g. demo_out/run) and "
                                        "--real HELDOUT_DIR for the sampler table"}
         if judge:
             n = 4 if quick else 10
-            res["judge"] = bench_evaluate_memory(tmp_p / "judge", ns=(n, 4 * n), n_fixed=n, shape=(32, 32, 32),
-                                                 cfg={"features": False} if quick else None)
+            with _timed(sections, "judge"):
+                # drawn at 6 mm and resampled (the demo's phantoms are drawn at 4 mm): 2 mm phantoms cost seconds
+                res["judge"] = bench_evaluate_memory(tmp_p / "judge", ns=(n, 4 * n), n_fixed=n, shape=(32, 32, 32),
+                                                     voxel_size=6.0, cfg={"features": False} if quick else None)
+            # the native grid: 4 MB a volume, where a judge that held every volume's copies would show it
+            n2, shape2 = (2, (24, 28, 24)) if quick else (JUDGE_2MM_N, NATIVE_2MM)
+            if judge_2mm:
+                with _timed(sections, "judge_2mm"):
+                    res["judge_2mm"] = bench_evaluate_memory(tmp_p / "judge2mm", ns=(n2, 4 * n2), n_fixed=n2,
+                                                             shape=shape2, cfg={"features": False} if quick else None)
+    res["sections_s"] = {k: round(v, 1) for k, v in sections.items()}
     res["versions"] = package_versions()
     if out is not None:
         write_json(out, res)
@@ -260,11 +286,20 @@ def format_report(res: dict[str, Any]) -> str:
             auc = " ".join(f"{v} {a}" for v, a in (row.get("c2st_auc") or {}).items())
             lines.append(f"  {row['sampler']:<6}{row['steps']:>4} steps {row['network_calls']:>4} calls "
                          f"{row['s_per_volume']:.3f} s/volume  C2ST AUC {auc or '-'}  "
-                         f"Fréchet ratio {row.get('frechet_ratio', '-')}")
+                         f"Fréchet ratio {row.get('frechet_ratio', '-')}"
+                         + (f"  gap to {s['reference']} {row['auc_gap']}" if "auc_gap" in row else ""))
+        if s.get("reference"):
+            cheap = ", ".join(s["cheap_within_tolerance"]) or "none"
+            lines.append(f"  at most {s['few_calls']} calls and every C2ST AUC within {s['tolerance']} of "
+                         f"{s['reference']}: {cheap}")
     if s.get("note"):
         lines.append(f"samplers: {s['note']}")
-    if "judge" in res:
-        j = res["judge"]
-        lines.append(f"judge on {'x'.join(map(str, j['shape']))}: " + "; ".join(
-            f"{r['n_synthetic']} synthetic {r['seconds']} s, peak RSS {r['vmhwm_mb']} MB" for r in j["rows"]))
+    for key in ("judge", "judge_2mm"):
+        if key in res:
+            j = res[key]
+            lines.append(f"judge on {'x'.join(map(str, j['shape']))} ({j['n_real']} real, {j['n_train']} train): "
+                         + "; ".join(f"{r['n_synthetic']} synthetic {r['seconds']} s, peak RSS {r['vmhwm_mb']} MB"
+                                     for r in j["rows"]))
+    if res.get("sections_s"):
+        lines.append("bench seconds: " + ", ".join(f"{k} {v}" for k, v in res["sections_s"].items()))
     return "\n".join(lines)

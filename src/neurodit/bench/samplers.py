@@ -3,8 +3,12 @@ volume and the judge's C2ST AUC (every view) and Fréchet ratio (Fréchet distan
 ``neurodit.metrics``). The curve a user picks a sampler from.
 
 The rows depend on the run's objective: ddpm runs get DDPM 250, DDIM 50, DPM-Solver++ 10 and 20; flow runs
-Euler and Heun at 10, 25 and 50 steps (Heun calls the network twice a step but the last: 2 * steps - 1
-evaluations). Every row samples the same seeds, so rows differ only by the sampler.
+Euler at 250 (the reference), 10, 25 and 50 steps, Heun at 10, 25 and 50 (Heun calls the network twice a
+step but the last: 2 * steps - 1 evaluations), and the one-call second-order AB2 and DPM-Solver++(2M) at 12
+and 25, all on the run's time grid (``SAMPLING.flow_shift``). Every row samples the same seeds, so rows differ only by the
+sampler. Each row's ``auc_gap`` is its largest C2ST AUC difference from the 250-step row over the views; a
+sampler of at most :data:`FEW_CALLS` network calls within :data:`AUC_TOLERANCE` of it in every view is a
+cheap sampler that loses nothing the judge sees (``cheap_within_tolerance``).
 """
 
 from __future__ import annotations
@@ -17,7 +21,11 @@ from neurodit.errors import NeuroditError
 from neurodit.io import read_json
 
 SAMPLER_GRID = {"ddpm": (("ddpm", 250), ("ddim", 50), ("dpm", 10), ("dpm", 20)),
-                "flow": (("euler", 10), ("euler", 25), ("euler", 50), ("heun", 10), ("heun", 25), ("heun", 50))}
+                "flow": (("euler", 250), ("euler", 10), ("euler", 25), ("euler", 50), ("heun", 10), ("heun", 25),
+                         ("heun", 50), ("ab2", 12), ("ab2", 25), ("dpm", 12), ("dpm", 25))}
+REFERENCE_STEPS = 250  # the many-step row every other row is held against
+FEW_CALLS = 25  # "cheap": at most this many network calls per sample
+AUC_TOLERANCE = 0.03  # C2ST AUC within this of the reference, in every view
 
 
 def network_calls(kind: str, steps: int) -> int:
@@ -80,4 +88,21 @@ def bench_samplers(run_dir: str | Path, real: str | Path | None, work: Path, *, 
         rows.append(row)
     note = None if real else "no --real cohort: seconds only (pass held-out real volumes on the run's grid)"
     return {"run": str(run_dir), "objective": objective, "guidance": guidance, "n": n, "real": str(real) if real else None,
-            "floor_set": "the run's training volumes" if train else None, "rows": rows, "note": note}
+            "floor_set": "the run's training volumes" if train else None, "rows": rows, "note": note,
+            **against_reference(rows)}
+
+
+def against_reference(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Set each row's ``auc_gap`` (largest |C2ST AUC - the reference row's| over the views) and name the cheap
+    rows (at most :data:`FEW_CALLS` calls) within :data:`AUC_TOLERANCE` in every view; empty without a
+    judged reference row."""
+    ref = next((r for r in rows if r["steps"] == REFERENCE_STEPS and r.get("c2st_auc")), None)
+    if ref is None:
+        return {"reference": None, "cheap_within_tolerance": []}
+    for r in rows:
+        if r.get("c2st_auc"):
+            r["auc_gap"] = round(max(abs(a - ref["c2st_auc"][v]) for v, a in r["c2st_auc"].items()), 3)
+    cheap = [f"{r['sampler']} {r['steps']}" for r in rows
+             if r is not ref and r["network_calls"] <= FEW_CALLS and r.get("auc_gap", 1.0) <= AUC_TOLERANCE]
+    return {"reference": f"{ref['sampler']} {ref['steps']}", "tolerance": AUC_TOLERANCE, "few_calls": FEW_CALLS,
+            "cheap_within_tolerance": cheap}

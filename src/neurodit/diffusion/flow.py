@@ -5,8 +5,12 @@ Liu et al. 2023 (rectified flow), Lipman et al. 2023 (flow matching) and Esser e
 noise); the network regresses the velocity dx_t/dt = eps - x0. Timesteps are drawn logit-normal,
 t = sigmoid(m + s n) with n ~ N(0, 1) (SD3's best setting m = 0, s = 1), which spends the training
 on the middle of the path where the velocity is hardest to predict. Sampling integrates the ODE
-dx/dt = v(x, t) from t = 1 to t = 0 with Euler or Heun steps and classifier-free guidance on the
-velocity, v = v_u + g (v_c - v_u) (Ho & Salimans 2022). SiT (Ma et al. 2024) trains DiT's unchanged
+dx/dt = v(x, t) from t = 1 to t = 0 with Euler, Heun, second-order Adams-Bashforth steps in t (``ab2``: one
+network call a step, the previous step's velocity for the second order) or DPM-Solver++(2M) (``dpm``; Lu et
+al. 2022): the straight path is a diffusion with alpha = 1 - t, sigma = t, its data prediction is
+x - t v, and the solver steps in lambda = log(alpha / sigma), where one step is exact for a constant data
+prediction (Euler is DPM-Solver++'s first order here), and classifier-free guidance on the velocity, v = v_u + g (v_c - v_u) (Ho &
+Salimans 2022). SiT (Ma et al. 2024) trains DiT's unchanged
 network this way.
 
 The network sees ``timestep = t * num_train_timesteps`` (float, (B,)): the same numeric range as the
@@ -17,6 +21,7 @@ input rank: (B, C, H, W) mosaics or (B, C, D, H, W) volumes.
 from __future__ import annotations
 
 import contextlib
+import math
 from collections.abc import Callable
 
 import torch
@@ -26,7 +31,7 @@ from neurodit.diffusion.objective import predict
 from neurodit.diffusion.schedule import DiffusionConfig
 from neurodit.errors import NeuroditError
 
-FLOW_SAMPLERS = ("euler", "heun")
+FLOW_SAMPLERS = ("euler", "heun", "ab2", "dpm")
 
 
 def logit_normal_t(b: int, cfg: DiffusionConfig, generator: torch.Generator | None = None,
@@ -60,12 +65,15 @@ def flow_sample(model: torch.nn.Module, labels: torch.Tensor, null_class: int, s
                 cfg: DiffusionConfig, *, kind: str = "euler", steps: int = SAMPLING.steps,
                 guidance: float = SAMPLING.guidance,
                 generator: torch.Generator | None = None, autocast_dtype: torch.dtype | None = None,
-                progress: Callable | None = None, init: torch.Tensor | None = None) -> torch.Tensor:
-    """Integrate dx/dt = v from t = 1 (noise) to t = 0 in ``steps`` uniform steps for class ids
-    ``labels`` (B,); returns (B, *shape) float32 in the model range.
+                progress: Callable | None = None, init: torch.Tensor | None = None,
+                shift: float = SAMPLING.flow_shift) -> torch.Tensor:
+    """Integrate dx/dt = v from t = 1 (noise) to t = 0 in ``steps`` steps on :func:`flow_time_grid`
+    (``shift``) for class ids ``labels`` (B,); returns (B, *shape) float32 in the model range.
 
-    ``kind``: ``euler`` (one network call per step) or ``heun`` (Heun's 2nd-order method: two calls
-    per step, Euler on the last one, as in Karras et al. 2022). ``guidance`` 1 = conditional only;
+    ``kind``: ``euler`` (one network call per step), ``heun`` (Heun's 2nd-order method: two calls
+    per step, Euler on the last one, as in Karras et al. 2022) or ``ab2`` (2nd-order Adams-Bashforth on
+    the step grid: one call per step, Euler on the first) or ``dpm`` (DPM-Solver++(2M) in lambda, one call
+    per step; module docstring). ``guidance`` 1 = conditional only;
     ``init``: the starting noise (B, *shape), drawn from ``generator`` when None.
     """
     if kind not in FLOW_SAMPLERS:
@@ -89,13 +97,57 @@ def flow_sample(model: torch.nn.Module, labels: torch.Tensor, null_class: int, s
             v = uncond + guidance * (cond - uncond)
         return v
 
-    grid = torch.linspace(1.0, 0.0, steps + 1).tolist()
+    grid = flow_time_grid(steps, shift)
     pairs = list(zip(grid[:-1], grid[1:], strict=True))
+    prev: tuple[torch.Tensor, float] | None = None  # ab2 / dpm: the last step's velocity or x0, its step size
     for t, t_next in (progress(pairs) if progress else pairs):
-        d = velocity(x, t)
-        x_euler = x + (t_next - t) * d
+        d, h = velocity(x, t), t_next - t
+        if kind == "dpm":
+            x, prev = _dpm_step(x, d, t, t_next, prev)
+            continue
         if kind == "heun" and t_next > 0:
-            x = x + (t_next - t) * 0.5 * (d + velocity(x_euler, t_next))
+            x = x + h * 0.5 * (d + velocity(x + h * d, t_next))
+        elif kind == "ab2" and prev is not None:
+            # x' = x + h [(1 + r/2) d - (r/2) d_prev], r = h / h_prev: exact for a velocity linear in t
+            r = h / prev[1]
+            x = x + h * ((1 + 0.5 * r) * d - 0.5 * r * prev[0])
         else:
-            x = x_euler
+            x = x + h * d
+        prev = (d, h)
     return x
+
+
+def flow_time_grid(steps: int, shift: float = SAMPLING.flow_shift) -> list[float]:
+    """``steps + 1`` times from 1 (noise) to 0 (data): u uniform, t = shift u / (1 + (shift - 1) u) (Esser et
+    al. 2024, SD3's timestep shift): shift 1 is uniform, shift > 1 puts more steps near the noise end, where
+    the trained path's velocity bends most (the recipe trains there most too: logit-normal m 1)."""
+    if steps < 1 or shift <= 0:
+        raise NeuroditError(f"flow sampling needs steps >= 1 and shift > 0, got {steps} and {shift}")
+    u = torch.linspace(1.0, 0.0, steps + 1, dtype=torch.float64)
+    return (shift * u / (1 + (shift - 1) * u)).tolist()
+
+
+def _lambda(t: float) -> float:
+    """log(alpha / sigma) of the straight path at t (alpha = 1 - t, sigma = t); +-inf at the ends."""
+    return math.inf if t <= 0 else -math.inf if t >= 1 else math.log((1 - t) / t)
+
+
+def _dpm_step(x: torch.Tensor, v: torch.Tensor, t: float, t_next: float,
+              prev: tuple[torch.Tensor, float] | None) -> tuple[torch.Tensor, tuple[torch.Tensor, float]]:
+    """One DPM-Solver++(2M) step from t to t_next given the velocity ``v`` at (x, t) and ``prev`` = (the
+    last step's data prediction, its lambda step h); returns (x at t_next, this step's (x0, h)).
+
+    x0 = x - t v; first order x' = (sigma'/sigma) x - alpha' (e^-h - 1) D with h = lambda' - lambda and
+    D = x0; second order D = (1 + 1/(2r)) x0 - 1/(2r) x0_prev, r = h_prev / h (Lu et al. 2022, Alg. 2).
+    At t_next = 0 the step lands on D; from t = 1 (sigma' / sigma x = t' x) it is Euler."""
+    x0 = x - t * v
+    h = _lambda(t_next) - _lambda(t)
+    if t_next <= 0:
+        return x0, (x0, h)
+    d = x0
+    if prev is not None and math.isfinite(prev[1]) and math.isfinite(h):
+        r = prev[1] / h
+        d = (1 + 0.5 / r) * x0 - (0.5 / r) * prev[0]
+    # alpha' (e^-h - 1) = alpha sigma'/sigma - alpha' (finite also from t = 1, where alpha = 0)
+    x = (t_next / t) * x - ((1 - t) * t_next / t - (1 - t_next)) * d
+    return x, (x0, h)

@@ -75,12 +75,13 @@ class FlowMatching:
     def sample(self, model: torch.nn.Module, labels: torch.Tensor, null_class: int, shape: tuple[int, ...],
                *, kind: str = "euler", steps: int = SAMPLING.steps, guidance: float = SAMPLING.guidance,
                generator: torch.Generator | None = None, autocast_dtype: torch.dtype | None = None,
-               progress: Callable | None = None, init: torch.Tensor | None = None) -> torch.Tensor:
-        """Guided Euler / Heun samples (B, *shape) in the model range (see ``flow_sample``)."""
+               progress: Callable | None = None, init: torch.Tensor | None = None,
+               shift: float = SAMPLING.flow_shift) -> torch.Tensor:
+        """Guided Euler / Heun / AB2 / DPM-Solver++ samples (B, *shape) in the model range (``flow_sample``)."""
         kind = _check_kind(kind or self.samplers[0], self.samplers, "flow")
         return flow_sample(model, labels, null_class, shape, self.cfg, kind=kind, steps=steps,
                            guidance=guidance, generator=generator, autocast_dtype=autocast_dtype,
-                           progress=progress, init=init)
+                           progress=progress, init=init, shift=shift)
 
 
 def create_diffusion(cfg: DiffusionConfig | None = None) -> Diffusion | FlowMatching:

@@ -111,8 +111,10 @@ def verify(ckpt: Path) -> str | None:
 
 
 def save(ckpt: Path, *, model: torch.nn.Module, optimizer, lr_sched, ema, step: int,
-         loss_rows: list[dict[str, Any]], run_dir: Path, pending: list[float] | None = None) -> Path:
-    """Write checkpoint ``ckpt`` (main process only; ``model`` unwrapped) atomically; returns ``ckpt``."""
+         loss_rows: list[dict[str, Any]], run_dir: Path, pending: list[float] | None = None,
+         mixed_precision: str | None = None) -> Path:
+    """Write checkpoint ``ckpt`` (main process only; ``model`` unwrapped) atomically; returns ``ckpt``.
+    ``mixed_precision`` (accelerate's name) is kept in ``state.json``: a resumed run goes on in it."""
     with atomic_dir(ckpt, overwrite=True) as tmp:
         save_file({k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()},
                   str(tmp / "model.safetensors"))
@@ -127,9 +129,14 @@ def save(ckpt: Path, *, model: torch.nn.Module, optimizer, lr_sched, ema, step: 
         (tmp / "loss.json").write_text(json.dumps({"rows": loss_rows, "pending": list(pending or [])}))
         write_json(tmp / STATE_FILE, {
             "format": FORMAT, "step": int(step), "ema_optimization_step": int(ema.optimization_step),
-            "lr_scheduler": lr_sched.state_dict(),
+            "lr_scheduler": lr_sched.state_dict(), "mixed_precision": mixed_precision,
             "files": {name: sha256_file(tmp / name) for name in CHECKPOINT_FILES}})
     return ckpt
+
+
+def saved_precision(ckpt: Path) -> str | None:
+    """The precision checkpoint ``ckpt`` was trained in (None for a checkpoint older than the record)."""
+    return read_json(ckpt / STATE_FILE).get("mixed_precision")
 
 
 def load(ckpt: Path, *, model: torch.nn.Module, optimizer, lr_sched,

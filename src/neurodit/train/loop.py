@@ -11,7 +11,8 @@ Checkpoints and resume: ``neurodit.train.checkpoint`` (bit-identical resume afte
 ``train_diffusion`` is a short sequence of named steps, each a function of its own (and testable alone):
 :func:`plan_run` (inputs checked, run folder cleared or resumed) -> :func:`set_up_run_folder`
 (``neurodit.runs.write_run_files``) -> :func:`build_model` -> :func:`build_inputs` (the cache) ->
-:func:`standardize_inputs` -> :func:`restore` (last checkpoint) -> :func:`train_loop` ->
+:func:`standardize_inputs` -> :func:`choose_step_settings` (threads and precision, timed) ->
+:func:`make_accelerator` -> :func:`restore` (last checkpoint) -> :func:`train_loop` ->
 :func:`export_run` (EMA weights, previews, ``run.json``). The process (loss, samplers; ddpm or flow) is
 ``neurodit.diffusion``; process-wide torch settings are restored on exit (:func:`process_settings`).
 Nothing here branches on the generator's name: what differs between generators (the network, its
@@ -43,7 +44,7 @@ from neurodit.errors import NeuroditError
 from neurodit.generators.inputs import InputAdapter
 from neurodit.generators.registry import diffusion_names, get_generator, is_diffusion
 from neurodit.io import atomic_dir, atomic_write_text, read_json, write_run_info
-from neurodit.optim import adamw, bare_step, pick_threads
+from neurodit.optim import adamw, bare_step, pick_fastest, pick_threads
 from neurodit.runs import LabelSpec, is_run_folder, make_labels, write_run_files
 from neurodit.standardize import save_standardizer
 from neurodit.train import checkpoint as ckpt_io
@@ -168,13 +169,28 @@ def plan_run(cfg: TrainConfig) -> RunPlan:
                    labels=labels, class_ids=class_ids, checkpoints=ckpts)
 
 
-def make_accelerator(cfg: TrainConfig, run_dir: Path):
-    """The accelerate ``Accelerator`` (precision from ``mixed_precision_for``) and that precision."""
+def process_state():
+    """accelerate's ``PartialState`` (device, process index, main process): what the steps before the
+    precision is chosen need; :func:`make_accelerator` then builds on the same state."""
+    from accelerate import PartialState
+
+    return PartialState(cpu=not torch.cuda.is_available())
+
+
+def make_accelerator(cfg: TrainConfig, run_dir: Path, mp: str | None = None):
+    """The accelerate ``Accelerator`` and its precision: ``mp`` (accelerate's name, from
+    :func:`choose_step_settings`), else ``mixed_precision_for`` the configured choice."""
     from accelerate import Accelerator
     from accelerate.utils import ProjectConfiguration
 
+    from accelerate.state import AcceleratorState
+
     device_cpu = not torch.cuda.is_available()
-    mp = mixed_precision_for(cfg.mixed_precision, "cpu" if device_cpu else "cuda")
+    mp = mp or mixed_precision_for(cfg.mixed_precision, "cpu" if device_cpu else "cuda")
+    # accelerate keeps one precision per process; a second run in this process (compare, bench, tests) may
+    # have timed another: the finished run's precision state is dropped (the process state is kept)
+    if AcceleratorState._shared_state and AcceleratorState().mixed_precision != mp:
+        AcceleratorState._reset_state()
     accelerator = Accelerator(
         mixed_precision=mp, gradient_accumulation_steps=cfg.grad_accum, cpu=device_cpu,
         log_with="tensorboard",
@@ -232,20 +248,61 @@ def standardize_inputs(plan: RunPlan, inputs: torch.Tensor, accelerator) -> torc
     return inputs
 
 
-def choose_threads(cfg: TrainConfig, model: torch.nn.Module, process: Diffusion, inputs: torch.Tensor,
-                   targets: torch.Tensor, mixed_precision: str) -> dict[str, Any]:
-    """Step 4c: the CPU intra-op threads of the run: ``cfg.num_threads`` when set, else the faster of all
-    cores and 1 thread by timing a few bare steps (``neurodit.optim.pick_threads``) of a copy of the
-    network on the first batch (B, C, *spatial), so the run's model, optimiser and random streams are
-    untouched. Returns what ``run.json`` records as ``thread_choice``."""
-    if cfg.num_threads > 0 or inputs.device.type != "cpu":
-        return {"threads": torch.get_num_threads(), "picked_by": "config" if cfg.num_threads else "device"}
+def _resumed_precision(plan: RunPlan) -> str | None:
+    """The precision recorded by the newest checkpoint a resumed run may go on from (None: a fresh run, or
+    no record; :func:`restore` itself decides which checkpoint is sound)."""
+    if not plan.cfg.resume:
+        return None
+    for _, ckpt in reversed(_checkpoints(plan.run_dir)):
+        try:
+            return ckpt_io.saved_precision(ckpt)
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+def choose_step_settings(cfg: TrainConfig, model: torch.nn.Module, process: Diffusion, inputs: torch.Tensor,
+                         targets: torch.Tensor, world: int = 1,
+                         resumed: str | None = None) -> tuple[dict[str, Any], dict[str, Any]]:
+    """Step 4c: the CPU intra-op threads and the precision of the run, each by timing a few bare steps
+    of a copy of the network on the first batch (B, C, *spatial), so the run's model, optimiser and
+    random streams are untouched. Returns what ``run.json`` records as ``thread_choice`` and
+    ``precision_choice`` (the latter's ``precision`` in accelerate's names: ``no`` = fp32).
+
+    Threads: ``cfg.num_threads`` when set, else the faster of all cores and 1 (``neurodit.optim.pick_threads``).
+    Precision: with ``mixed_precision: auto`` on a CPU whose torch kernels have bf16 (AVX-512 / AMX), bf16
+    and fp32 timed at the chosen threads (``neurodit.optim.pick_fastest``: bf16 stays unless fp32 is more
+    than 10 % faster, so that near-equal timings do not flip a run's numerics; an AVX-512 CPU without native
+    bf16 emulates it, and there fp32 wins); elsewhere no trial: a set
+    precision is the user's, a CPU held to AVX2 kernels emulates bf16 (2.4 GFLOP/s against 220 fp32 on
+    the 2-core EPYC, ``neurodit bench``), a GPU gets ``mixed_precision_for``'s choice, and ``world`` > 1
+    processes keep it too (each would time its own and they must agree). ``resumed``: the precision of the
+    checkpoint a resumed run goes on from, kept (a resumed run equals the uninterrupted one)."""
+    cpu = inputs.device.type == "cpu"
+    candidate = mixed_precision_for(cfg.mixed_precision, inputs.device.type)
     trial = copy.deepcopy(model)
     pick = torch.arange(cfg.batch_size, device=inputs.device) % inputs.shape[0]
-    with torch.random.fork_rng():
-        step = bare_step(trial, process, inputs[pick], targets[pick], autocast_dtype(mixed_precision),
+
+    def step_at(mp: str):
+        return bare_step(trial, process, inputs[pick], targets[pick], autocast_dtype(mp),
                          adamw(trial.parameters(), lr=cfg.lr))
-        return pick_threads(step)
+
+    with torch.random.fork_rng():
+        if cfg.num_threads > 0 or not cpu:
+            threads = {"threads": torch.get_num_threads(), "picked_by": "config" if cfg.num_threads else "device"}
+        else:
+            threads = pick_threads(step_at(candidate))
+        if resumed is not None:
+            precision = {"precision": resumed, "picked_by": "resume: the checkpoint's"}
+        elif cpu and cfg.mixed_precision == "auto" and candidate != "no" and world == 1:
+            timed = pick_fastest({candidate: step_at(candidate), "no": step_at("no")}, prefer=candidate)
+            precision = {"precision": timed.pop("pick"), **timed}
+        else:
+            why = ("config" if cfg.mixed_precision != "auto" else "device" if not cpu
+                   else "several processes" if world > 1
+                   else "no bf16 kernels on this CPU (torch capability " + torch.backends.cpu.get_cpu_capability() + ")")
+            precision = {"precision": candidate, "picked_by": why}
+    return threads, precision
 
 
 def restore(accelerator, model, optimizer, lr_sched, ema,
@@ -288,11 +345,29 @@ def save_checkpoint(accelerator, model, optimizer, lr_sched, ema, run_dir: Path,
     final = run_dir / "checkpoints" / f"step-{step:07d}"
     if accelerator.is_main_process:
         ckpt_io.save(final, model=accelerator.unwrap_model(model), optimizer=optimizer, lr_sched=lr_sched,
-                     ema=ema, step=step, loss_rows=loss_rows, pending=pending or [], run_dir=run_dir)
+                     ema=ema, step=step, loss_rows=loss_rows, pending=pending or [], run_dir=run_dir,
+                     mixed_precision=accelerator.mixed_precision)
         for _, old in _checkpoints(run_dir)[:-keep]:
             shutil.rmtree(old, ignore_errors=True)
         _write_loss_csv(run_dir / "loss.csv", loss_rows)
     accelerator.wait_for_everyone()
+
+
+def ema_step(ema, parameters: Iterator[torch.nn.Parameter]) -> None:
+    """diffusers ``EMAModel.step`` (its decay schedule and step count, so its checkpoints and ``copy_to`` are
+    unchanged) as one fused lerp over all tensors, s <- s + (1 - decay) (p - s): 1.5 ms against 4.4 ms a step
+    for the tiny-p32 DiT on 2 AVX2 cores (``_foreach_lerp_``; diffusers' loop and its ``foreach`` path
+    allocate a difference per tensor: 4.4 / 5.0 ms)."""
+    params = list(parameters)
+    ema.optimization_step += 1
+    decay = ema.get_decay(ema.optimization_step)
+    ema.cur_decay_value = decay
+    pairs = [(s, p.detach()) for s, p in zip(ema.shadow_params, params, strict=True) if p.requires_grad]
+    frozen = [(s, p.detach()) for s, p in zip(ema.shadow_params, params, strict=True) if not p.requires_grad]
+    if pairs:
+        torch._foreach_lerp_([s for s, _ in pairs], [p for _, p in pairs], 1.0 - decay)
+    for s, p in frozen:
+        s.copy_(p)
 
 
 def train_loop(cfg: TrainConfig, accelerator, model, optimizer, lr_sched, ema, process: Diffusion,
@@ -337,7 +412,7 @@ def train_loop(cfg: TrainConfig, accelerator, model, optimizer, lr_sched, ema, p
                 lr_sched.step()
                 optimizer.zero_grad(set_to_none=True)
             recent.append(float(accelerator.reduce(loss.detach(), "mean")))
-        ema.step(accelerator.unwrap_model(model).parameters())
+        ema_step(ema, accelerator.unwrap_model(model).parameters())
         done = step + 1
         if done % cfg.log_every == 0 or done == cfg.max_steps:
             mean_loss = float(np.mean(recent))
@@ -360,7 +435,7 @@ def train_loop(cfg: TrainConfig, accelerator, model, optimizer, lr_sched, ema, p
 def export_run(plan: RunPlan, accelerator, model, ema, process: Diffusion, *, mixed_precision: str,
                inputs: torch.Tensor, targets: torch.Tensor, loss_rows: list[dict[str, Any]], start: int,
                train_seconds: float, step_seconds: list[float] | None = None,
-               thread_choice: dict[str, Any] | None = None) -> None:
+               thread_choice: dict[str, Any] | None = None, precision_choice: dict[str, Any] | None = None) -> None:
     """Step 7: EMA weights as a diffusers folder (``model/``; ``UNet3D.save_pretrained`` writes the same
     layout with ``model.safetensors``), ``loss.csv``, previews, ``run.json`` (with the precision and
     threads the loop ran with and its step times: :func:`step_time_summary`)."""
@@ -385,7 +460,7 @@ def export_run(plan: RunPlan, accelerator, model, ema, process: Diffusion, *, mi
                    final_loss=loss_rows[-1]["loss"] if loss_rows else None,
                    num_params=sum(p.numel() for p in export.parameters()), previews=preview,
                    processes=accelerator.num_processes, threads=torch.get_num_threads(),
-                   thread_choice=thread_choice,
+                   thread_choice=thread_choice, precision_choice=precision_choice,
                    step_seconds=step_time_summary(step_seconds or []))
 
 
@@ -412,18 +487,21 @@ def train_diffusion(cfg: TrainConfig, *, vae=None) -> Path:
 
     plan = plan_run(cfg)
     with process_settings(cfg.num_threads):
-        accelerator, mp = make_accelerator(cfg, plan.run_dir)
+        state = process_state()  # the Accelerator itself waits for the precision (step 4c)
         torch.manual_seed(cfg.seed)  # model init; data/noise use per-step generators (_seeded)
         # the model (and any --init file) first: a bad --init leaves no started run folder behind
         model = build_model(plan)
-        set_up_run_folder(plan, accelerator)
-        device = accelerator.device
-        inputs = build_inputs(plan, device, accelerator.process_index, vae)
-        inputs = standardize_inputs(plan, inputs, accelerator)  # (N, C, *spatial) network space
+        set_up_run_folder(plan, state)
+        device = state.device
+        inputs = build_inputs(plan, device, state.process_index, vae)
+        inputs = standardize_inputs(plan, inputs, state)  # (N, C, *spatial) network space
         targets = torch.from_numpy(plan.class_ids).to(device)
 
         process = create_diffusion(cfg.diffusion)
-        threads = choose_threads(cfg, model, process, inputs, targets, mp)
+        resumed = _resumed_precision(plan)
+        threads, precision = choose_step_settings(cfg, model, process, inputs, targets, state.num_processes,
+                                                  resumed)
+        accelerator, mp = make_accelerator(cfg, plan.run_dir, precision["precision"])
         optimizer = adamw(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         # accelerate steps a prepared scheduler once per process per optimiser step: s // world is the
         # optimiser step, so N processes follow the 1-process schedule exactly
@@ -441,7 +519,7 @@ def train_diffusion(cfg: TrainConfig, *, vae=None) -> Path:
                              plan.labels.null_class, start, loss_rows, plan.run_dir, pending)
         export_run(plan, accelerator, model, ema, process, mixed_precision=mp, inputs=inputs,
                    targets=targets, loss_rows=loss_rows, start=start, train_seconds=seconds,
-                   step_seconds=step_s, thread_choice=threads)
+                   step_seconds=step_s, thread_choice=threads, precision_choice=precision)
         accelerator.end_training()
     return plan.run_dir
 
