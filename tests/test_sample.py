@@ -74,3 +74,30 @@ def test_label_selection_and_errors(run_dir, tmp_path):
     assert not (tmp_path / "x").exists() and not (tmp_path / "y").exists()
     res = CliRunner().invoke(app, ["sample", str(tmp_path), "--n", "1", "--out", str(tmp_path / "z")])
     assert res.exit_code == 2 and "not a finished neurodit run" in res.output
+
+
+def test_no_scheduler_samples_with_the_runs_own_sampler(run_dir, tmp_path):
+    """Without --scheduler a run samples with the sampler its training config names (a flow run of the
+    tiny-p32 recipe: ab2), not the objective's default; a sampler of the other objective falls back to it."""
+    import json
+
+    from neurodit.runs import TrainedRun
+
+    cfg_file = run_dir / "train_config.yaml"
+    original = cfg_file.read_text()
+    try:
+        for objective, named, expected in (("flow", "heun", "heun"), ("flow", "ddim", "euler"), ("ddpm", "dpm", "dpm")):
+            cfg = yaml.safe_load(original)
+            cfg["sampler"] = named
+            cfg["diffusion"]["objective"] = objective
+            cfg_file.write_text(yaml.safe_dump(cfg))
+            assert TrainedRun(run_dir).sampler == expected
+        cfg = yaml.safe_load(original)  # this run: ddpm, whose default is ddim
+        cfg["sampler"] = "dpm"
+        cfg_file.write_text(yaml.safe_dump(cfg))
+        out = tmp_path / "syn"
+        res = CliRunner().invoke(app, ["sample", str(run_dir), "--n", "2", "--out", str(out), "--steps", "2"])
+        assert res.exit_code == 0, res.output
+        assert json.loads((out / "run.json").read_text())["config"]["scheduler"] == "dpm"
+    finally:
+        cfg_file.write_text(original)

@@ -214,6 +214,16 @@ class TrainedRun:
                                 f"lists {self.labels.num_classes}", self.path / "model")
 
     @property
+    def sampler(self) -> str:
+        """The sampler the run was trained to be sampled with (its config's ``sampler``, where it belongs to
+        the run's objective), else the objective's default (``default_sampler``)."""
+        from neurodit.diffusion import DDPM_SAMPLERS, FLOW_SAMPLERS, default_sampler
+
+        named = self.train_config.get("sampler")
+        own = FLOW_SAMPLERS if self.diffusion.objective == "flow" else DDPM_SAMPLERS
+        return named if named in own else default_sampler(self.diffusion)
+
+    @property
     def spec(self):
         """The run's ``TilingSpec`` (``tiling.json``)."""
         return self.inputs.spec

@@ -33,7 +33,7 @@ import torch
 
 from neurodit.data.synthetic import SYN_PREFIX, label_columns, parse_label, write_synthetic_cohort
 from neurodit.defaults import SAMPLING
-from neurodit.diffusion import SAMPLERS, create_diffusion, default_sampler
+from neurodit.diffusion import SAMPLERS, create_diffusion
 from neurodit.errors import NeuroditError
 from neurodit.runs import TrainedRun
 
@@ -71,7 +71,7 @@ def sample_diffusion(run_dir: str | Path, n: int, out: str | Path, *,
     classes = run.labels.select(wanted) if wanted else list(range(run.labels.num_classes))
     class_of = [classes[i % len(classes)] for i in range(n)]
     process = create_diffusion(run.diffusion)
-    scheduler = scheduler or default_sampler(run.diffusion)
+    scheduler = scheduler or run.sampler  # the run's own (its training config), not the objective's default
     autocast = torch.bfloat16 if run.device.type == "cuda" and torch.cuda.is_bf16_supported() else None
 
     state = shard_state()

@@ -113,7 +113,7 @@ def test_flow_time_grid_shift():
 
     assert flow_time_grid(4, 1.0) == [1.0, 0.75, 0.5, 0.25, 0.0]
     g = flow_time_grid(4, 3.0)  # t = 3u / (1 + 2u): denser near the noise end
-    assert g[0] == 1.0 and g[-1] == 0.0 and abs(g[2] - 0.75) < 1e-12 and all(a > b for a, b in zip(g, g[1:]))
+    assert g[0] == 1.0 and g[-1] == 0.0 and abs(g[2] - 0.75) < 1e-12 and all(a > b for a, b in zip(g, g[1:], strict=False))
     with pytest.raises(NeuroditError, match="shift"):
         flow_time_grid(4, 0.0)
 

@@ -41,7 +41,7 @@ class StepSubject:
 def subject_from_run(run_dir: str | Path, device: torch.device, batch_size: int | None = None) -> StepSubject:
     """The network, objective, batch size and precision of a trained run (``neurodit.runs.TrainedRun``):
     the bare step then does the work of that run's loop, step for step."""
-    from neurodit.diffusion import create_diffusion, default_sampler
+    from neurodit.diffusion import create_diffusion
     from neurodit.io import read_json
     from neurodit.runs import TrainedRun
 
@@ -52,7 +52,7 @@ def subject_from_run(run_dir: str | Path, device: torch.device, batch_size: int 
                        input_shape=tuple(run.input_shape), num_classes=run.labels.num_classes,
                        batch_size=batch_size or int(cfg.get("batch_size", 16)),
                        mixed_precision=info.get("mixed_precision", "no"),
-                       sampler=cfg.get("sampler") or default_sampler(run.diffusion), source=f"run {run.path}")
+                       sampler=run.sampler, source=f"run {run.path}")
 
 
 def subject_from_preset(name: str, device: torch.device, batch_size: int = 16) -> StepSubject:

@@ -181,9 +181,8 @@ def make_accelerator(cfg: TrainConfig, run_dir: Path, mp: str | None = None):
     """The accelerate ``Accelerator`` and its precision: ``mp`` (accelerate's name, from
     :func:`choose_step_settings`), else ``mixed_precision_for`` the configured choice."""
     from accelerate import Accelerator
-    from accelerate.utils import ProjectConfiguration
-
     from accelerate.state import AcceleratorState
+    from accelerate.utils import ProjectConfiguration
 
     device_cpu = not torch.cuda.is_available()
     mp = mp or mixed_precision_for(cfg.mixed_precision, "cpu" if device_cpu else "cuda")
