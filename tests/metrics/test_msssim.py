@@ -118,3 +118,14 @@ def test_bootstrap_ci_brackets_mean_and_shrinks():
     assert lo < small.mean() < hi
     lo2, hi2 = bootstrap_ci(big)
     assert (hi2 - lo2) < (hi - lo) / 5
+
+
+def test_msssim_pairs_are_budgeted_in_voxels():
+    """Up to 64^3 voxels a volume every group gets max_pairs; a 2 mm volume (34x the voxels of 32^3) fewer,
+    in proportion, never under 100 (or max_pairs where that is fewer)."""
+    from neurodit.metrics.families import pairs_for
+
+    assert pairs_for((32, 32, 32), 500) == 500 and pairs_for((64, 64, 64), 300) == 300
+    assert pairs_for((99, 117, 95), 500) == 119 and pairs_for((80, 80, 80), 500) == 256
+    assert pairs_for((182, 218, 182), 500) == 100  # 1 mm: the floor
+    assert pairs_for((99, 117, 95), 60) == 60

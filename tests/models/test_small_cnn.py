@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from neurodit.models.small_cnn import MIN_SIDE, SmallCNN
+from neurodit.models.small_cnn import MIN_SIDE, SmallCNN, input_pool
 
 
 @pytest.mark.parametrize(("use", "kwargs", "n_outputs", "width", "n_params"), [
@@ -32,3 +32,28 @@ def test_narrower_stages_and_smallest_grid():
     assert [type(m).__name__ for m in net.features] == ["Convolution"] * 3  # two stride-2 blocks + the last
     assert net(torch.zeros(2, 1, 8, 8, 8)).shape == (2, 3)
     assert SmallCNN()(torch.zeros(1, 1, MIN_SIDE, MIN_SIDE, MIN_SIDE)).shape == (1, 2)
+
+
+def test_large_volumes_are_pooled_to_the_working_grid():
+    assert input_pool((32, 32, 32)) == 1 and input_pool((64, 64, 64)) == 1
+    assert input_pool((99, 117, 95)) == 2 and input_pool((182, 218, 182)) == 4  # 2 mm, 1 mm MNI
+    torch.manual_seed(0)
+    pooled = SmallCNN(n_outputs=1, in_pool=2)
+    x = torch.randn(2, 1, 34, 36, 33)
+    # the pooled network is the plain one on the 2x average-pooled input (ceil mode: odd sides keep their edge)
+    plain = SmallCNN(n_outputs=1)
+    plain.load_state_dict(_shifted(pooled.state_dict()))
+    ref = plain(torch.nn.functional.avg_pool3d(x, 2, ceil_mode=True))
+    torch.testing.assert_close(pooled(x), ref, rtol=1e-5, atol=1e-6)
+    assert len(list(pooled.parameters())) == len(list(plain.parameters()))
+
+
+def _shifted(state: dict) -> dict:
+    """The pooled network's weights under the plain network's names (its pool layer shifts the block index)."""
+    out = {}
+    for k, v in state.items():
+        parts = k.split(".")
+        if parts[0] == "features":
+            parts[1] = str(int(parts[1]) - 1)
+        out[".".join(parts)] = v
+    return out

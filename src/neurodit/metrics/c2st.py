@@ -231,7 +231,7 @@ def _cnn_scores(vols_model: np.ndarray, y: np.ndarray, fold_of: np.ndarray, epoc
     import torch
 
     from neurodit.models.fit import batched_outputs, fit_network
-    from neurodit.models.small_cnn import MIN_SIDE, SmallCNN
+    from neurodit.models.small_cnn import MIN_SIDE, SmallCNN, input_pool
 
     if min(vols_model.shape[1:]) < MIN_SIDE:
         raise NeuroditError(f"C2ST cnn view needs >= {MIN_SIDE} voxels a side, got {vols_model.shape[1:]}")
@@ -245,7 +245,7 @@ def _cnn_scores(vols_model: np.ndarray, y: np.ndarray, fold_of: np.ndarray, epoc
     for k in np.unique(fold_of):
         torch.manual_seed(seed + int(k))  # the fold's initial weights
         tr, te = torch.from_numpy(np.flatnonzero(fold_of != k)), np.flatnonzero(fold_of == k)
-        net = SmallCNN(n_outputs=1)
+        net = SmallCNN(n_outputs=1, in_pool=input_pool(vols_model.shape[1:]))  # 2 mm: pooled to 4 mm first
         fit_network(net, len(tr), lambda b, tr=tr: (x_all[tr[b]], yt[tr[b]]), bce, epochs=epochs,
                     batch_size=batch, lr=lr, weight_decay=1e-2, seed=seed + int(k), what="C2ST CNN")
         scores[te] = torch.cat([out[:, 0] for out in batched_outputs(net, vols_model[te], batch_size=64)]).numpy()

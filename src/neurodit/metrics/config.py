@@ -24,8 +24,9 @@ class EvalConfig:
     figures: bool = True
     # torch threads while evaluating (restored after): the metrics are many small tensor ops, and on
     # the shared 2-core machines one thread was 5-9x faster than two (MS-SSIM of 1500 pairs of 32^3:
-    # 4.8 s vs 42 s wall at load 10); 0 keeps torch's setting
-    threads: int = 1
+    # 4.8 s vs 42 s wall at load 10); -1: that one thread up to 64^3 voxels a volume, all cores above (a
+    # 2 mm volume's convolutions are large enough to share); 0 keeps torch's setting
+    threads: int = -1
     c2st: bool = True  # classifier two-sample test (neurodit.metrics.c2st)
     c2st_real: str = "heldout"  # real side of the C2ST: "heldout" (REAL_DIR) | "train+heldout"
     c2st_views: tuple[str, ...] = ("voxel", "texture", "cnn")
@@ -45,9 +46,9 @@ class EvalConfig:
         if self.protocol not in ("ours", "paper"):
             raise NeuroditError(f"unknown protocol '{self.protocol}' (use ours or paper)")
         if self.max_pairs < 1 or self.permutations < 0 or self.bootstrap < 1 or self.coherence_pairs < 1 \
-                or self.threads < 0:
-            raise NeuroditError("max_pairs, bootstrap and coherence_pairs must be >= 1, permutations and "
-                                "threads >= 0")
+                or self.threads < -1:
+            raise NeuroditError("max_pairs, bootstrap and coherence_pairs must be >= 1, permutations >= 0 and "
+                                "threads >= -1")
         from neurodit.metrics.c2st import VIEWS
 
         if self.c2st_real not in ("heldout", "train+heldout"):

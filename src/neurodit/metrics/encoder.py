@@ -71,7 +71,8 @@ class EncoderNet(nn.Module):
             from neurodit.models.small_cnn import SmallCNN
 
             self.net = SmallCNN(in_channels=1, n_outputs=int(arch["n_outputs"]),
-                                channels=tuple(int(c) for c in arch["channels"]), last=int(arch["dim"]))
+                                channels=tuple(int(c) for c in arch["channels"]), last=int(arch["dim"]),
+                                in_pool=int(arch.get("in_pool", 1)))
         elif name == "resnet":
             from monai.networks.nets import resnet
 
@@ -306,7 +307,7 @@ def train_encoder(volumes_mm2s: np.ndarray, table: Any, mask: np.ndarray | None,
     ``encoder.json`` and ``run.json`` atomically; returns the loaded :class:`Encoder` (kind "own").
     """
     from neurodit.models.fit import fit_network
-    from neurodit.models.small_cnn import MIN_SIDE
+    from neurodit.models.small_cnn import MIN_SIDE, input_pool
 
     n = len(volumes_mm2s)
     if n < 2 or np.ndim(volumes_mm2s) != 4:
@@ -331,6 +332,9 @@ def train_encoder(volumes_mm2s: np.ndarray, table: Any, mask: np.ndarray | None,
     targets = _targets(batch, n, table, cfg.recon_side)
     seed_everything(seed)
     arch = {"name": "small", "channels": list(cfg.channels), "dim": cfg.dim, "n_outputs": 3 + 2 * cfg.recon_side ** 3}
+    pool = input_pool(np.shape(volumes_mm2s)[1:])
+    if pool > 1:  # large grids: the network pools its input first (small_cnn.WORK_SIDE); part of the saved arch
+        arch["in_pool"] = pool
     net = EncoderNet(arch)
 
     def load_batch(idx: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:

@@ -118,6 +118,7 @@ from neurodit.metrics.verdicts import (
     mmd_verdict,
 )
 from neurodit.metrics.volumes import DiskVolumes, ModelRange, is_lazy
+from neurodit.optim import usable_cores
 
 
 @dataclasses.dataclass
@@ -226,10 +227,11 @@ def evaluate_arrays(real: np.ndarray, synthetic: np.ndarray, train: np.ndarray |
             out["timings_s"]["calibration"] = round(time.perf_counter() - t0, 3)
         return out
 
-    if cfg.threads <= 0:
+    if cfg.threads == 0:
         return run()
     old_threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads)
+    big = int(np.prod(real.shape[1:])) > 64 ** 3
+    torch.set_num_threads(cfg.threads if cfg.threads > 0 else (usable_cores() if big else 1))
     try:
         return run()
     finally:

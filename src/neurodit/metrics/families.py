@@ -32,13 +32,31 @@ def strip_arrays(d: dict) -> dict:
     return {k: v for k, v in d.items() if k not in ("_arrays", "values")}
 
 
+# MS-SSIM pairs are budgeted in voxels: up to 64^3 voxels a volume ``max_pairs`` per group; above it fewer,
+# in proportion, but never under MIN_PAIRS (a 2 mm pair costs 34x a 32^3 one: 500 pairs a group took 65 s of
+# a 125 s `evaluate` of 40 + 40 + 40 volumes at 2 mm on 2 AVX2 cores; the CI says what fewer pairs cost)
+PAIR_VOXELS = 64 ** 3
+MIN_PAIRS = 100
+
+
+def pairs_for(shape: tuple[int, ...], max_pairs: int) -> int:
+    """MS-SSIM pairs per group for volumes of ``shape``: ``max_pairs`` up to :data:`PAIR_VOXELS` voxels, then
+    scaled down by the volume's size, at least :data:`MIN_PAIRS` (or ``max_pairs`` where that is fewer)."""
+    voxels = int(np.prod(shape))
+    if voxels <= PAIR_VOXELS:
+        return max_pairs
+    return min(max_pairs, max(MIN_PAIRS, int(max_pairs * PAIR_VOXELS / voxels)))
+
+
 def msssim_family(r_m, s_m, settings: MSSSIMSettings, max_pairs: int, seed: int, bootstrap: int) -> tuple[dict, dict]:
     """(pairwise results with their ``values``, the ``msssim`` section) for real-real, real-syn, syn-syn
-    pairs of the (N, D, H, W) model-range sets ``r_m``, ``s_m`` (group i seeded ``seed + i``)."""
+    pairs of the (N, D, H, W) model-range sets ``r_m``, ``s_m`` (group i seeded ``seed + i``); at most
+    :func:`pairs_for` ``max_pairs`` pairs a group (``pairs_per_group`` in the section)."""
+    max_pairs = pairs_for(r_m.shape[1:], max_pairs)
     ms = {k: pairwise_msssim(a, b, settings, max_pairs, seed + i, bootstrap)
           for i, (k, a, b) in enumerate((("real_real", r_m, None), ("real_syn", r_m, s_m),
                                          ("syn_syn", s_m, None)))}
-    msssim = {k: strip_arrays(v) for k, v in ms.items()} | settings.to_dict()
+    msssim = {k: strip_arrays(v) for k, v in ms.items()} | settings.to_dict() | {"pairs_per_group": max_pairs}
     # diversity beyond the mean: synthetic pairs more alike than the most alike real pair (near-duplicates)
     rr_max = float(ms["real_real"]["values"].max()) if len(ms["real_real"]["values"]) else float("nan")
     msssim["syn_syn_above_real_max"] = float((ms["syn_syn"]["values"] > rr_max).mean()) \

@@ -12,12 +12,24 @@ Input ``(B, 1, D, H, W)`` volumes in model range [-1, 1], every side >= :data:`M
 
 from __future__ import annotations
 
+import math
+
 import torch
 from monai.networks.blocks import Convolution
 from torch import nn
 
 # Smallest side (voxels) the network accepts: four stride-2 blocks, 16 -> 1 voxel.
 MIN_SIDE = 16
+# Largest side the network works at: bigger volumes are average-pooled by an integer factor first
+# (:func:`input_pool`), so a 2 mm grid (99x117x95) costs the convolutions of a 4 mm one: 8x fewer FLOPs
+# (issue 19: the judge at native resolution). Volumes of up to 64 a side (the demo's 32^3) are unchanged.
+WORK_SIDE = 64
+
+
+def input_pool(shape: tuple[int, ...]) -> int:
+    """The average-pooling factor that brings a volume of ``shape`` (D, H, W) to at most :data:`WORK_SIDE`
+    voxels a side (1: unchanged)."""
+    return max(1, math.ceil(max(shape) / WORK_SIDE))
 
 
 class SmallCNN(nn.Module):
@@ -33,12 +45,14 @@ class SmallCNN(nn.Module):
         channels: output channels of the stride-2 blocks; one further stride-1 block widens the last
             stage to ``last`` channels where the volume is smallest, so parameters are cheap in FLOPs.
         last: channels of the final stride-1 block, the width of :meth:`embed`.
+        in_pool: average-pool the input by this factor first (:func:`input_pool`; 1 = none).
     """
 
     def __init__(self, in_channels: int = 1, n_outputs: int = 2,
-                 channels: tuple[int, ...] = (8, 16, 32, 64), last: int = 96):
+                 channels: tuple[int, ...] = (8, 16, 32, 64), last: int = 96, in_pool: int = 1):
         super().__init__()
-        blocks: list[nn.Module] = []
+        self.in_pool = int(in_pool)
+        blocks: list[nn.Module] = [nn.AvgPool3d(self.in_pool, ceil_mode=True)] if self.in_pool > 1 else []
         c = in_channels
         for i, out in enumerate(channels):
             # (B, c, S, S, S) -> (B, out, S/2, S/2, S/2). InstanceNorm on the first three blocks only: the
