@@ -42,8 +42,13 @@ def test_run_layout_and_model_loads(fast_cfg):
     # the precision: timed (bf16 against fp32) where the CPU's torch kernels have bf16, else why not
     prec = info["precision_choice"]
     assert prec["precision"] == info["mixed_precision"] in ("bf16", "no")
-    assert (set(prec["trial_s"]) == {"bf16", "no"} and prec["trial_s"][prec["precision"]] == min(prec["trial_s"].values())
-            if prec["picked_by"] == "timing" else prec["precision"] == "no" or prec["picked_by"] == "config")
+    if prec["picked_by"] == "timing":  # bf16 stays unless fp32 is more than 10 % faster
+        trial = prec["trial_s"]
+        assert set(trial) == {"bf16", "no"}
+        if abs(trial["no"] * 1.1 - trial["bf16"]) > 2e-4:  # the recorded medians are rounded to 0.1 ms
+            assert (prec["precision"] == "no") == (trial["no"] * 1.1 < trial["bf16"])
+    else:
+        assert prec["precision"] == "no" or prec["picked_by"] == "config"
     assert [p.name for p in (run / "checkpoints").iterdir()] == ["step-0000003"]
 
 
