@@ -129,3 +129,24 @@ def test_msssim_pairs_are_budgeted_in_voxels():
     assert pairs_for((99, 117, 95), 500) == 119 and pairs_for((80, 80, 80), 500) == 256
     assert pairs_for((182, 218, 182), 500) == 100  # 1 mm: the floor
     assert pairs_for((99, 117, 95), 60) == 60
+
+
+def test_a_disk_set_is_converted_to_model_range_once_and_equals_the_lazy_view(tmp_path):
+    """``model_range_on_disk``: the same floats as ``ModelRange`` read volume by volume, in a scratch file
+    removed with the set."""
+    import gc
+
+    from neurodit.data.normalize import Normalization
+    from neurodit.metrics.volumes import DiskVolumes, ModelRange, model_range_on_disk
+
+    rng = np.random.default_rng(0)
+    vols = (rng.random((5, 6, 7, 8)) * 3e-3).astype(np.float32)
+    np.save(tmp_path / "v.npy", vols)
+    disk = DiskVolumes(tmp_path / "v.npy")
+    conv = model_range_on_disk(disk, Normalization())
+    np.testing.assert_array_equal(conv[:], ModelRange(disk, Normalization())[:])
+    assert conv.shape == vols.shape and conv[2].shape == (6, 7, 8)
+    scratch = conv.path.parent
+    del conv
+    gc.collect()
+    assert not scratch.exists()

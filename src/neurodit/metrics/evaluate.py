@@ -104,6 +104,7 @@ from neurodit.metrics.families import (
     memorization_family,
     mmd_family,
     msssim_family,
+    pairs_for,
     strip_arrays,
     tissue_family,
 )
@@ -117,7 +118,7 @@ from neurodit.metrics.verdicts import (
     memorization_verdict,
     mmd_verdict,
 )
-from neurodit.metrics.volumes import DiskVolumes, ModelRange, is_lazy
+from neurodit.metrics.volumes import DiskVolumes, ModelRange, is_lazy, model_range_on_disk
 from neurodit.optim import usable_cores
 
 
@@ -142,7 +143,10 @@ def _as_set(x):
 
 
 def _to_model(x, norm: Normalization):
-    """Model range of a set: a full converted copy in memory, or a lazy view of an on-disk set."""
+    """Model range of a set: a full converted copy in memory, a converted scratch copy of an on-disk set, or
+    a lazy view of another lazy set (a memmap)."""
+    if isinstance(x, DiskVolumes):
+        return model_range_on_disk(x, norm)
     return ModelRange(x, norm) if is_lazy(x) else norm.to_model(x)
 
 
@@ -296,7 +300,9 @@ def _evaluate_arrays(real, synthetic, train, cfg: EvalConfig, norm, fig_dir, ids
         return out
 
     with _timed(timings, "coherence"):
-        coh = coherence_report(s.r_m, s.s_m, s.mask, axis=2, max_pairs=cfg.coherence_pairs, seed=cfg.seed)
+        # pairs budgeted in voxels as MS-SSIM's (families.pairs_for): 60 a group at 32^3, 20 at 2 mm
+        coh = coherence_report(s.r_m, s.s_m, s.mask, axis=2, seed=cfg.seed,
+                               max_pairs=pairs_for(s.r_m.shape[1:], cfg.coherence_pairs, floor=20))
     with _timed(timings, "tissue"):
         tissue, r_vals, s_vals = tissue_family(s.real, s.synthetic, s.mask, rng)
     out = {

@@ -39,13 +39,14 @@ PAIR_VOXELS = 64 ** 3
 MIN_PAIRS = 100
 
 
-def pairs_for(shape: tuple[int, ...], max_pairs: int) -> int:
-    """MS-SSIM pairs per group for volumes of ``shape``: ``max_pairs`` up to :data:`PAIR_VOXELS` voxels, then
-    scaled down by the volume's size, at least :data:`MIN_PAIRS` (or ``max_pairs`` where that is fewer)."""
+def pairs_for(shape: tuple[int, ...], max_pairs: int, floor: int = MIN_PAIRS) -> int:
+    """Pairs per group for volumes of ``shape``: ``max_pairs`` up to :data:`PAIR_VOXELS` voxels, then scaled
+    down by the volume's size, at least ``floor`` (or ``max_pairs`` where that is fewer). MS-SSIM uses the
+    default floor; the reformat-SSIM coherence pairs a floor of 20."""
     voxels = int(np.prod(shape))
     if voxels <= PAIR_VOXELS:
         return max_pairs
-    return min(max_pairs, max(MIN_PAIRS, int(max_pairs * PAIR_VOXELS / voxels)))
+    return min(max_pairs, max(floor, int(max_pairs * PAIR_VOXELS / voxels)))
 
 
 def msssim_family(r_m, s_m, settings: MSSSIMSettings, max_pairs: int, seed: int, bootstrap: int) -> tuple[dict, dict]:
