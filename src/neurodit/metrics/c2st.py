@@ -236,6 +236,9 @@ def _cnn_scores(vols_model: np.ndarray, y: np.ndarray, fold_of: np.ndarray, epoc
     if min(vols_model.shape[1:]) < MIN_SIDE:
         raise NeuroditError(f"C2ST cnn view needs >= {MIN_SIDE} voxels a side, got {vols_model.shape[1:]}")
     x_all = torch.from_numpy(np.ascontiguousarray(vols_model, dtype=np.float32))[:, None]  # (N, 1, D, H, W)
+    pool = input_pool(vols_model.shape[1:])
+    if pool > 1:  # the network's working grid (small_cnn.WORK_SIDE), pooled once for all folds and epochs
+        x_all = torch.nn.functional.avg_pool3d(x_all, pool, ceil_mode=True)  # (N, 1, D/p, H/p, W/p)
     yt = torch.from_numpy(y.astype(np.float32))
     scores = np.empty(len(y))
 
@@ -245,10 +248,10 @@ def _cnn_scores(vols_model: np.ndarray, y: np.ndarray, fold_of: np.ndarray, epoc
     for k in np.unique(fold_of):
         torch.manual_seed(seed + int(k))  # the fold's initial weights
         tr, te = torch.from_numpy(np.flatnonzero(fold_of != k)), np.flatnonzero(fold_of == k)
-        net = SmallCNN(n_outputs=1, in_pool=input_pool(vols_model.shape[1:]))  # 2 mm: pooled to 4 mm first
+        net = SmallCNN(n_outputs=1)
         fit_network(net, len(tr), lambda b, tr=tr: (x_all[tr[b]], yt[tr[b]]), bce, epochs=epochs,
                     batch_size=batch, lr=lr, weight_decay=1e-2, seed=seed + int(k), what="C2ST CNN")
-        scores[te] = torch.cat([out[:, 0] for out in batched_outputs(net, vols_model[te], batch_size=64)]).numpy()
+        scores[te] = torch.cat([out[:, 0] for out in batched_outputs(net, x_all[te, 0], batch_size=64)]).numpy()
     return scores
 
 

@@ -336,14 +336,25 @@ def train_encoder(volumes_mm2s: np.ndarray, table: Any, mask: np.ndarray | None,
     if pool > 1:  # large grids: the network pools its input first (small_cnn.WORK_SIDE); part of the saved arch
         arch["in_pool"] = pool
     net = EncoderNet(arch)
+    body = net.net
+    pooled = None
+    if pool > 1:
+        # the network's first op, done once: 30 epochs then read (N, 1, D/p, H/p, W/p) from memory instead of
+        # full-resolution volumes from disk (at 2 mm 27x smaller; the random shift moves p-voxel steps)
+        pooled = torch.cat([body.pool_in(batch(np.arange(i, min(i + 8, n)))) for i in range(0, n, 8)])
+        body.pool_in = nn.Identity()
 
     def load_batch(idx: torch.Tensor) -> tuple[torch.Tensor, np.ndarray]:
         rows = np.sort(idx.numpy())  # ascending rows: sequential reads of an on-disk set
-        return batch(rows), rows
+        return (batch(rows) if pooled is None else pooled[rows]), rows
 
     # the training forward is the SmallCNN's own: its head on the pooled features
-    fit = fit_network(net.net, n, load_batch, targets.loss, epochs=cfg.epochs, batch_size=cfg.batch_size,
-                      lr=cfg.lr, weight_decay=cfg.weight_decay, seed=seed, augment=random_shift, what="encoder")
+    try:
+        fit = fit_network(body, n, load_batch, targets.loss, epochs=cfg.epochs, batch_size=cfg.batch_size,
+                          lr=cfg.lr, weight_decay=cfg.weight_decay, seed=seed, augment=random_shift, what="encoder")
+    finally:
+        if pooled is not None:
+            body.pool_in = nn.AvgPool3d(pool, ceil_mode=True)
 
     sex = targets.sex
     objective = (["pooled input and gradient reconstruction"] + (["sex"] if targets.use_sex else [])
