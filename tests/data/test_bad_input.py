@@ -336,9 +336,9 @@ def test_lower_case_and_space_padded_labels_are_accepted(tmp_path):
     assert res.exit_code == 0, res.output
 
 
-def test_100k_row_table_names_the_bad_line_fast(tmp_path):
-    import time
-
+def test_100k_row_table_names_the_bad_line(tmp_path):
+    """A bad label on line 73,457 of a 100k-row table: one error line naming it (no wall-clock bound here:
+    timings live in `neurodit bench`; pytest-timeout stops a pathological one)."""
     d = tmp_path / "big"
     d.mkdir()
     rows = ["participant_id\tsex\tage\tdiagnosis"]
@@ -347,22 +347,23 @@ def test_100k_row_table_names_the_bad_line_fast(tmp_path):
     rows[bad - 1] = rows[bad - 1].replace("\tCN", "\tDementia")
     (d / "participants.tsv").write_text("\n".join(rows) + "\n")
     out = tmp_path / "prep"
-    t0 = time.perf_counter()
     res = CliRunner().invoke(app, ["prepare", str(d), "--out", str(out), *SHAPE])
-    seconds = time.perf_counter() - t0
     _assert_one_error_line(res, rf"line {bad} \(sub-{bad - 1:06d}\): unknown diagnosis label 'Dementia'",
                            "participants.tsv")
-    assert seconds < 15, seconds  # measured ~1.5 s on the 2-core machine (one pass per column)
     assert not out.exists()
 
 
 @pytest.mark.slow
-def test_100k_rows_and_files_read_in_linear_time(tmp_path):
+def test_100k_rows_and_files_read_in_linear_time(tmp_path, monkeypatch):
     """read_cohort of 100k rows x 100k files (empty files: only names are matched here) -- rows find their
-    files through a prefix index, not a rows x files scan."""
-    import time
-
+    files through a prefix index, not a rows x files scan: each row asks the index a bounded number of
+    prefixes (counted; no wall-clock bound here: timings live in `neurodit bench`)."""
+    from neurodit.data import cohort as cohort_mod
     from neurodit.data.cohort import read_cohort
+
+    calls = []
+    real_prefixes = cohort_mod._prefixes
+    monkeypatch.setattr(cohort_mod, "_prefixes", lambda pid, ses: calls.append(pid) or real_prefixes(pid, ses))
 
     d = tmp_path / "big"
     d.mkdir()
@@ -372,8 +373,6 @@ def test_100k_rows_and_files_read_in_linear_time(tmp_path):
         rows.append(f"sub-{i:06d}\t{'FM'[i % 2]}")
         (d / f"sub-{i:06d}_md.nii.gz").touch()
     (d / "participants.tsv").write_text("\n".join(rows) + "\n")
-    t0 = time.perf_counter()
     cohort = read_cohort(d)
-    seconds = time.perf_counter() - t0
     assert len(cohort) == n and cohort.paths[-1].name == f"sub-{n:06d}_md.nii.gz"
-    assert seconds < 60, seconds
+    assert len(calls) <= 2 * n and len(real_prefixes("sub-000001", None)) <= 3  # index look-ups per row: bounded
