@@ -131,9 +131,13 @@ class _DemoRun:
     def stage(self, name: str, command: str, fn: Callable[[], str]) -> None:
         t0 = time.perf_counter()
         summary = fn()
-        self.timings[name] = round(time.perf_counter() - t0, 1)
+        self.record(name, command, summary, time.perf_counter() - t0)
+
+    def record(self, name: str, command: str, summary: str, seconds: float, where: str = "") -> None:
+        """A finished stage: its seconds and re-run command (demo.json), its summary line and command printed."""
+        self.timings[name] = round(seconds, 1)
         self.commands[name] = command
-        self.echo(f"[{name}] {summary} ({self.timings[name]:.1f} s)")
+        self.echo(f"[{name}] {summary} ({self.timings[name]:.1f} s{where})")
         self.echo(f"    re-run: {command}")
 
     def start(self, name: str, command: str, summary: str) -> _Child:
@@ -176,10 +180,7 @@ class _Child:
             lines = [ln for ln in self.log.read_text(errors="replace").splitlines() if ln.strip()]
             raise NeuroditError(f"the {self.name} stage failed (exit {self.proc.returncode}): "
                                 f"{lines[-1] if lines else 'no output'}; its log: {self.log}")
-        self.r.timings[self.name] = round(self.seconds, 1)
-        self.r.commands[self.name] = self.command
-        self.r.echo(f"[{self.name}] {self.summary} ({self.seconds:.1f} s, beside evaluate and compare)")
-        self.r.echo(f"    re-run: {self.command}")
+        self.r.record(self.name, self.command, self.summary, self.seconds, ", beside evaluate and compare")
 
     def kill(self) -> None:
         if self.proc.poll() is None:

@@ -160,6 +160,17 @@ def read_schema_json(path: str | Path, schema: str, writer: str, required: tuple
 
 
 @contextlib.contextmanager
+def timed(timings: dict[str, float], key: str) -> Iterator[None]:
+    """``timings[key]`` = the seconds the ``with`` block took (also when it raises): the one stopwatch of the
+    stages' and the bench's per-part timings."""
+    t0 = time.perf_counter()
+    try:
+        yield
+    finally:
+        timings[key] = time.perf_counter() - t0
+
+
+@contextlib.contextmanager
 def atomic_dir(out: str | Path, *, overwrite: bool = False) -> Iterator[Path]:
     """Build an output folder in a temporary sibling and rename it into place on success.
 

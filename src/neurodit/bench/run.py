@@ -20,7 +20,6 @@ from __future__ import annotations
 import contextlib
 import statistics
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ from neurodit.bench.step import (
     subject_from_run,
 )
 from neurodit.defaults import SAMPLING
-from neurodit.io import package_versions, write_json
+from neurodit.io import package_versions, timed, write_json
 
 JUDGE_2MM_N = 5  # N of the 2 mm judge rows (N and 4N synthetic volumes; N real, N train)
 
@@ -128,7 +127,7 @@ def _bound_text(fraction: float | None, shape_bound: dict | None, peak: float, p
     return "; ".join(parts)
 
 
-def bench_generator(generator: str, preset: str, work: Path, *, loop_steps: int = 30, rounds: int = 3,
+def bench_generator(generator: str, preset: str, work: Path, *, loop_steps: int = 30, rounds: int = 2,
                     steps: int = 10, batch_size: int | None = None, sample_steps: int = SAMPLING.steps,
                     device: torch.device | None = None) -> dict[str, Any]:
     """The loop and the bare step of ``generator`` on ``preset`` (module docstring, item 2); with
@@ -189,15 +188,6 @@ def _restore_threads(n: int) -> Iterator[None]:
         torch.set_num_threads(n)
 
 
-@contextlib.contextmanager
-def _timed(sections: dict[str, float], name: str) -> Iterator[None]:
-    t0 = time.perf_counter()
-    try:
-        yield
-    finally:
-        sections[name] = time.perf_counter() - t0
-
-
 def _median_row(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """The bare-step row whose seconds per step is the median of the rounds' (the lower middle one)."""
     ordered = sorted(rows, key=lambda b: b["s_per_step"])
@@ -223,7 +213,7 @@ def bench(presets: list[str], generators: tuple[str, ...] | None = None, *, out:
     threads = torch.get_num_threads()  # the bare steps run on the loop's choice; restored on exit
     with tempfile.TemporaryDirectory(prefix="neurodit-bench-", dir=work) as tmp, _restore_threads(threads):
         tmp_p = Path(tmp)
-        with _timed(sections, "generators"):
+        with timed(sections, "generators"):
             res["results"] = [bench_generator(g, p, tmp_p / f"{g}-{i}", loop_steps=loop_steps, rounds=rounds,
                                               steps=steps, batch_size=batch_size, sample_steps=sample_steps)
                               for g in generators for i, p in enumerate(presets)]
@@ -233,21 +223,21 @@ def bench(presets: list[str], generators: tuple[str, ...] | None = None, *, out:
         if run is not None:
             from neurodit.bench.samplers import bench_samplers
 
-            with _timed(sections, "samplers"):
+            with timed(sections, "samplers"):
                 res["samplers"] = bench_samplers(run, real, tmp_p / "samplers", n=sampler_n, quick=quick)
         else:
             res["samplers"] = {"note": "skipped: pass --run RUN_DIR (a trained run, e.g. demo_out/run) and "
                                        "--real HELDOUT_DIR for the sampler table"}
         if judge:
             n = 4 if quick else 10
-            with _timed(sections, "judge"):
+            with timed(sections, "judge"):
                 # drawn at 6 mm and resampled (the demo's phantoms are drawn at 4 mm): 2 mm phantoms cost seconds
                 res["judge"] = bench_evaluate_memory(tmp_p / "judge", ns=(n, 4 * n), n_fixed=n, shape=(32, 32, 32),
                                                      voxel_size=6.0, cfg={"features": False} if quick else None)
             # the native grid: 4 MB a volume, where a judge that held every volume's copies would show it
             n2, shape2 = (2, (24, 28, 24)) if quick else (JUDGE_2MM_N, NATIVE_2MM)
             if judge_2mm:
-                with _timed(sections, "judge_2mm"):
+                with timed(sections, "judge_2mm"):
                     # fewer MS-SSIM pairs and resamples than the 32^3 rows: at 2 mm a pair costs ~60x more,
                     # and what this row measures (time and memory against N) does not need them
                     cfg2 = {"features": False} if quick else {"max_pairs": 8, "coherence_pairs": 4,

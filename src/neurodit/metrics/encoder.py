@@ -336,7 +336,7 @@ def train_encoder(volumes_mm2s: np.ndarray, table: Any, mask: np.ndarray | None,
     if pool > 1:  # large grids: the network pools its input first (small_cnn.WORK_SIDE); part of the saved arch
         arch["in_pool"] = pool
     net = EncoderNet(arch)
-    body = net.net
+    body, pool_in = net.net, net.net.pool_in
     pooled = None
     if pool > 1:
         # the network's first op, done once: 30 epochs then read (N, 1, D/p, H/p, W/p) from memory instead of
@@ -353,8 +353,7 @@ def train_encoder(volumes_mm2s: np.ndarray, table: Any, mask: np.ndarray | None,
         fit = fit_network(body, n, load_batch, targets.loss, epochs=cfg.epochs, batch_size=cfg.batch_size,
                           lr=cfg.lr, weight_decay=cfg.weight_decay, seed=seed, augment=random_shift, what="encoder")
     finally:
-        if pooled is not None:
-            body.pool_in = nn.AvgPool3d(pool, ceil_mode=True)
+        body.pool_in = pool_in
 
     sex = targets.sex
     objective = (["pooled input and gradient reconstruction"] + (["sex"] if targets.use_sex else [])

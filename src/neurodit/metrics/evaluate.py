@@ -81,10 +81,9 @@ there are more than ``max_pairs``; ci95 = percentile bootstrap of the mean over 
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -94,11 +93,12 @@ import torch
 from neurodit.data.mask import support_mask
 from neurodit.data.normalize import Normalization
 from neurodit.errors import NeuroditError
-from neurodit.io import atomic_dir, seed_everything, write_json, write_run_info
+from neurodit.io import atomic_dir, seed_everything, timed, write_json, write_run_info
 from neurodit.metrics.calibration import calibration_panel
 from neurodit.metrics.coherence import coherence_report
 from neurodit.metrics.config import EvalConfig
 from neurodit.metrics.families import (
+    PAIR_VOXELS,
     c2st_family,
     floor_split,
     memorization_family,
@@ -169,13 +169,6 @@ def _prepare_sets(real, synthetic, train, norm: Normalization) -> _Sets:
                  None if train is None else _to_model(train, norm), mask, settings)
 
 
-@contextlib.contextmanager
-def _timed(timings: dict[str, float], key: str) -> Iterator[None]:
-    t0 = time.perf_counter()
-    yield
-    timings[key] = time.perf_counter() - t0
-
-
 def evaluate_arrays(real: np.ndarray, synthetic: np.ndarray, train: np.ndarray | None = None,
                     cfg: EvalConfig | None = None, norm: Normalization | None = None,
                     fig_dir: Path | None = None, real_ids: list[str] | None = None,
@@ -234,7 +227,7 @@ def evaluate_arrays(real: np.ndarray, synthetic: np.ndarray, train: np.ndarray |
     if cfg.threads == 0:
         return run()
     old_threads = torch.get_num_threads()
-    big = int(np.prod(real.shape[1:])) > 64 ** 3
+    big = int(np.prod(real.shape[1:])) > PAIR_VOXELS  # the size above which the pair budgets shrink too
     torch.set_num_threads(cfg.threads if cfg.threads > 0 else (usable_cores() if big else 1))
     try:
         return run()
@@ -268,21 +261,21 @@ def _evaluate_arrays(real, synthetic, train, cfg: EvalConfig, norm, fig_dir, ids
     s = _prepare_sets(real, synthetic, train, norm)
     rng = np.random.default_rng(cfg.seed)
     timings: dict[str, float] = {}
-    with _timed(timings, "msssim"):
+    with timed(timings, "msssim"):
         ms, msssim = msssim_family(s.r_m, s.s_m, s.settings, cfg.max_pairs, cfg.seed, cfg.bootstrap)
-    with _timed(timings, "mmd"):
+    with timed(timings, "mmd"):
         halves = None if s.t_m is not None else floor_split(rng, len(s.real))
         mmd = mmd_family(s.r_m, s.s_m, s.t_m, s.mask, halves, cfg.permutations, cfg.seed, encoder)
-    with _timed(timings, "memorization"):
+    with timed(timings, "memorization"):
         mem = memorization_family(s.r_m, s.s_m, s.t_m, s.mask, ids)
     c2st_out = features = None
     if cfg.c2st:
-        with _timed(timings, "c2st"):
+        with timed(timings, "c2st"):
             c2st_out = c2st_family(s.real, s.synthetic, s.train, s.mask, cfg)
     if feat_encoder is not None:
         from neurodit.metrics.features import feature_metrics
 
-        with _timed(timings, "features"):
+        with timed(timings, "features"):
             features = feature_metrics(s.real, s.synthetic, feat_encoder, reference_mm2s=s.train, norm=norm)
     msssim["verdict"] = fidelity_verdict(msssim)
     mmd["verdict"] = mmd_verdict(mmd)
@@ -299,11 +292,11 @@ def _evaluate_arrays(real, synthetic, train, cfg: EvalConfig, norm, fig_dir, ids
         out["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
         return out
 
-    with _timed(timings, "coherence"):
+    with timed(timings, "coherence"):
         # pairs budgeted in voxels as MS-SSIM's (families.pairs_for): 60 a group at 32^3, 20 at 2 mm
         coh = coherence_report(s.r_m, s.s_m, s.mask, axis=2, seed=cfg.seed,
                                max_pairs=pairs_for(s.r_m.shape[1:], cfg.coherence_pairs, floor=20))
-    with _timed(timings, "tissue"):
+    with timed(timings, "tissue"):
         tissue, r_vals, s_vals = tissue_family(s.real, s.synthetic, s.mask, rng)
     out = {
         "schema": SCHEMA, "protocol": cfg.protocol, "n_real": len(s.real), "n_synthetic": len(s.synthetic),
@@ -315,11 +308,11 @@ def _evaluate_arrays(real, synthetic, train, cfg: EvalConfig, norm, fig_dir, ids
     if cfg.protocol == "paper":
         from neurodit.metrics.paper import paper_protocol
 
-        with _timed(timings, "paper"):
+        with timed(timings, "paper"):
             out["paper"] = paper_protocol(s.real, s.synthetic, cfg.max_pairs, cfg.seed, cfg.bootstrap)
     figures: dict[str, str] = {}
     if fig_dir is not None and cfg.figures:
-        with _timed(timings, "figures"):
+        with timed(timings, "figures"):
             figures = _figures(s, norm, Path(fig_dir), ms, mem, coh, r_vals, s_vals)
     out["figures"] = figures
     out["timings_s"] = {k: round(v, 3) for k, v in timings.items()}

@@ -177,15 +177,13 @@ def process_state():
     return PartialState(cpu=not torch.cuda.is_available())
 
 
-def make_accelerator(cfg: TrainConfig, run_dir: Path, mp: str | None = None):
-    """The accelerate ``Accelerator`` and its precision: ``mp`` (accelerate's name, from
-    :func:`choose_step_settings`), else ``mixed_precision_for`` the configured choice."""
+def make_accelerator(cfg: TrainConfig, run_dir: Path, mp: str):
+    """The accelerate ``Accelerator`` in precision ``mp`` (accelerate's name, from :func:`choose_step_settings`)."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
     from accelerate.utils import ProjectConfiguration
 
     device_cpu = not torch.cuda.is_available()
-    mp = mp or mixed_precision_for(cfg.mixed_precision, "cpu" if device_cpu else "cuda")
     # accelerate keeps one precision per process; a second run in this process (compare, bench, tests) may
     # have timed another: the finished run's precision state is dropped (the process state is kept)
     if AcceleratorState._shared_state and AcceleratorState().mixed_precision != mp:
@@ -194,7 +192,7 @@ def make_accelerator(cfg: TrainConfig, run_dir: Path, mp: str | None = None):
         mixed_precision=mp, gradient_accumulation_steps=cfg.grad_accum, cpu=device_cpu,
         log_with="tensorboard",
         project_config=ProjectConfiguration(project_dir=str(run_dir), logging_dir=str(run_dir / "logs")))
-    return accelerator, mp
+    return accelerator
 
 
 def set_up_run_folder(plan: RunPlan, accelerator) -> None:
@@ -279,12 +277,13 @@ def choose_step_settings(cfg: TrainConfig, model: torch.nn.Module, process: Diff
     checkpoint a resumed run goes on from, kept (a resumed run equals the uninterrupted one)."""
     cpu = inputs.device.type == "cpu"
     candidate = mixed_precision_for(cfg.mixed_precision, inputs.device.type)
-    trial = copy.deepcopy(model)
     pick = torch.arange(cfg.batch_size, device=inputs.device) % inputs.shape[0]
+    trial: list[torch.nn.Module] = []  # the copy, made only when something is timed (a GPU run copies nothing)
 
     def step_at(mp: str):
-        return bare_step(trial, process, inputs[pick], targets[pick], autocast_dtype(mp),
-                         adamw(trial.parameters(), lr=cfg.lr))
+        trial[:] = trial or [copy.deepcopy(model)]
+        return bare_step(trial[0], process, inputs[pick], targets[pick], autocast_dtype(mp),
+                         adamw(trial[0].parameters(), lr=cfg.lr))
 
     with torch.random.fork_rng():
         if cfg.num_threads > 0 or not cpu:
@@ -500,7 +499,8 @@ def train_diffusion(cfg: TrainConfig, *, vae=None) -> Path:
         resumed = _resumed_precision(plan)
         threads, precision = choose_step_settings(cfg, model, process, inputs, targets, state.num_processes,
                                                   resumed)
-        accelerator, mp = make_accelerator(cfg, plan.run_dir, precision["precision"])
+        mp = precision["precision"]
+        accelerator = make_accelerator(cfg, plan.run_dir, mp)
         optimizer = adamw(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         # accelerate steps a prepared scheduler once per process per optimiser step: s // world is the
         # optimiser step, so N processes follow the 1-process schedule exactly
