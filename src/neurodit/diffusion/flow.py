@@ -13,6 +13,14 @@ prediction (Euler is DPM-Solver++'s first order here), and classifier-free guida
 Salimans 2022). SiT (Ma et al. 2024) trains DiT's unchanged
 network this way.
 
+Clean-data prediction (``prediction: x``; Li & He 2025, "Back to Basics: Let Denoising Generative Models
+Denoise", JiT, arXiv 2511.13720): the network outputs x0_hat and the loss stays on the velocity it implies,
+v_hat = (x_t - x0_hat) / max(t, t_min), against eps - x0 ("x-prediction, v-loss"); the samplers integrate
+that implied velocity. A pixel transformer with large patches outputs a low-rank map of each token's
+state: a velocity or noise target is full-rank noise in the directions it cannot reach, clean data lies
+near a low-dimensional manifold (JiT Sec. 3). ``noise_scale`` s draws the path to s * eps (x_t =
+(1 - t) x0 + t s eps, velocity s eps - x0); the sampler starts from s * N(0, 1).
+
 The network sees ``timestep = t * num_train_timesteps`` (float, (B,)): the same numeric range as the
 DDPM timesteps, so DiT's and MONAI's sinusoidal timestep embeddings need no change. Works on any
 input rank: (B, C, H, W) mosaics or (B, C, D, H, W) volumes.
@@ -51,13 +59,22 @@ def flow_loss(model: torch.nn.Module, x0: torch.Tensor, labels: torch.Tensor, cf
     """Scalar flow-matching loss on clean inputs ``x0`` (B, C, ...) with class ids ``labels`` (B,):
     mean squared error of the predicted velocity to eps - x0 at x_t = (1 - t) x0 + t eps."""
     b = x0.shape[0]
-    noise = torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
+    noise = cfg.noise_scale * torch.randn(x0.shape, generator=generator, device=x0.device, dtype=x0.dtype)
     t = logit_normal_t(b, cfg, generator, x0.device)  # (B,)
     tb = t.view(b, *([1] * (x0.dim() - 1))).to(x0.dtype)  # (B, 1, ...) broadcast over C and space
     xt = (1.0 - tb) * x0 + tb * noise
     target = (noise - x0).float()
-    pred = predict(model, xt, model_time(t, cfg), labels, x0.shape[1])
+    pred = to_velocity(predict(model, xt, model_time(t, cfg), labels, x0.shape[1]), xt, tb, cfg)
     return ((pred - target) ** 2).flatten(1).mean(dim=1).mean()
+
+
+def to_velocity(out: torch.Tensor, xt: torch.Tensor, t: torch.Tensor | float, cfg: DiffusionConfig) -> torch.Tensor:
+    """The velocity (B, C, ...) float32 a network output ``out`` means at ``xt`` and time ``t`` (a float or
+    (B, 1, ...)): ``out`` itself for ``prediction: v``; (x_t - out) / max(t, t_min) for ``prediction: x``."""
+    if cfg.prediction == "v":
+        return out
+    denom = max(float(t), cfg.t_min) if isinstance(t, float) else t.float().clamp_min(cfg.t_min)
+    return (xt.float() - out) / denom
 
 
 @torch.no_grad()
@@ -74,14 +91,14 @@ def flow_sample(model: torch.nn.Module, labels: torch.Tensor, null_class: int, s
     per step, Euler on the last one, as in Karras et al. 2022) or ``ab2`` (2nd-order Adams-Bashforth on
     the step grid: one call per step, Euler on the first) or ``dpm`` (DPM-Solver++(2M) in lambda, one call
     per step; module docstring). ``guidance`` 1 = conditional only;
-    ``init``: the starting noise (B, *shape), drawn from ``generator`` when None.
+    ``init``: the starting noise (B, *shape) before ``cfg.noise_scale``, drawn from ``generator`` when None.
     """
     if kind not in FLOW_SAMPLERS:
         raise NeuroditError(f"a flow run samples with one of {FLOW_SAMPLERS}, got {kind!r}")
     device = labels.device
     b = labels.shape[0]
-    x = (init.to(device=device, dtype=torch.float32) if init is not None
-         else torch.randn((b, *shape), generator=generator, device=device, dtype=torch.float32))
+    x = cfg.noise_scale * (init.to(device=device, dtype=torch.float32) if init is not None
+                           else torch.randn((b, *shape), generator=generator, device=device, dtype=torch.float32))
     use_cfg = guidance != 1.0
     y = torch.cat([labels, torch.full_like(labels, null_class)]) if use_cfg else labels  # (2B,)
     ctx = (torch.autocast(device.type, dtype=autocast_dtype) if autocast_dtype is not None
@@ -91,7 +108,7 @@ def flow_sample(model: torch.nn.Module, labels: torch.Tensor, null_class: int, s
         inp = torch.cat([x, x]) if use_cfg else x  # (2B, C, ...)
         tt = model_time(torch.full((inp.shape[0],), t, device=device), cfg)
         with ctx:
-            v = predict(model, inp, tt, y, shape[0])
+            v = to_velocity(predict(model, inp, tt, y, shape[0]), inp, t, cfg)
         if use_cfg:
             cond, uncond = v.chunk(2)
             v = uncond + guidance * (cond - uncond)

@@ -16,6 +16,7 @@ from diffusers import DDPMScheduler
 from neurodit.errors import NeuroditError
 
 PREDICTION_TYPES = ("epsilon", "v_prediction", "sample")
+FLOW_PREDICTIONS = ("v", "x")  # flow: the network outputs the velocity, or the clean input (JiT, neurodit.diffusion.flow)
 OBJECTIVES = ("ddpm", "flow")  # flow: rectified flow / flow matching (neurodit.diffusion.flow)
 BETA_SCHEDULES = ("linear", "scaled_linear", "squaredcos_cap_v2")
 
@@ -25,8 +26,9 @@ class DiffusionConfig:
     """Noise process used in training; saved in the run folder so sampling uses the same one.
 
     ``objective`` ``ddpm`` (the fields below up to ``snr_floor``) or ``flow`` (rectified flow with a
-    velocity target and logit-normal timesteps, ``logit_mean``/``logit_std``; ``prediction_type``,
-    ``beta_schedule`` and the Min-SNR fields do not apply to it).
+    velocity loss and logit-normal timesteps, ``logit_mean``/``logit_std``; the network predicts the
+    velocity or the clean input, ``prediction``; ``prediction_type``, ``beta_schedule`` and the Min-SNR
+    fields do not apply to it).
     """
 
     objective: str = "ddpm"
@@ -41,6 +43,11 @@ class DiffusionConfig:
     snr_floor: float | None = None
     logit_mean: float = 0.0  # flow: t = sigmoid(logit_mean + logit_std * N(0, 1)) (SD3: 0, 1)
     logit_std: float = 1.0
+    # flow: what the network outputs: the velocity ("v", SiT / SD3) or the clean input ("x", JiT: Li & He
+    # 2025); the loss is on the velocity either way
+    prediction: str = "v"
+    t_min: float = 0.05  # x-prediction: the implied velocity (x_t - x) / max(t, t_min) (JiT clamps at 0.05)
+    noise_scale: float = 1.0  # flow: x_t = (1 - t) x0 + t * noise_scale * eps (JiT's noise scale)
 
     def __post_init__(self) -> None:
         if self.objective not in OBJECTIVES:
@@ -50,6 +57,14 @@ class DiffusionConfig:
                                 "set it to null for flow")
         if not self.logit_std > 0:
             raise NeuroditError(f"diffusion.logit_std must be > 0, got {self.logit_std}")
+        if self.prediction not in FLOW_PREDICTIONS:
+            raise NeuroditError(f"diffusion.prediction must be one of {FLOW_PREDICTIONS}, got {self.prediction!r}")
+        if self.prediction != "v" and self.objective != "flow":
+            raise NeuroditError("diffusion.prediction applies to objective flow; a ddpm run names its "
+                                "target with diffusion.prediction_type")
+        if not (0 < self.t_min < 1) or not self.noise_scale > 0:
+            raise NeuroditError(f"diffusion.t_min must be in (0, 1) and diffusion.noise_scale > 0, got "
+                                f"{self.t_min} and {self.noise_scale}")
         if self.prediction_type not in PREDICTION_TYPES:
             raise NeuroditError(f"diffusion.prediction_type must be one of {PREDICTION_TYPES}, "
                                 f"got {self.prediction_type!r}")
