@@ -122,6 +122,15 @@ class InputAdapter(ABC):
         """The saved (EMA) network of ``folder`` on ``device`` in eval mode, and its number of classes."""
 
 
+def with_pixel_head(model: torch.nn.Module, preset: Any) -> torch.nn.Module:
+    """``model`` wrapped with a fresh pixel-level head when the preset names one (``pixel_head`` > 0)."""
+    if not preset.pixel_head:
+        return model
+    from neurodit.models.pixel_head import HeadedDiT, PixelHead
+
+    return HeadedDiT(model, PixelHead(preset.in_channels, preset.pixel_head, preset.pixel_head_depth))
+
+
 def check_grid(prep, preset, prep_dir: Path) -> None:
     """The prepared grid must equal the preset's; else say which ``neurodit prepare`` to run."""
     have, want = tuple(prep.grid.shape), tuple(int(s) for s in preset.grid_shape)
@@ -223,7 +232,7 @@ class MosaicInputs(InputAdapter):
         else:
             model = build_dit(self.preset, num_classes)
         disable_label_dropout(model)
-        return fit_attention(model)
+        return with_pixel_head(fit_attention(model), self.preset)
 
     def load_model(self, folder: Path, device: torch.device) -> tuple[torch.nn.Module, int]:
         from diffusers import DiTTransformer2DModel
@@ -231,7 +240,12 @@ class MosaicInputs(InputAdapter):
         from neurodit.models.dit import fit_attention
         from neurodit.weights import load_model_folder
 
-        model = fit_attention(load_model_folder(DiTTransformer2DModel, folder)).to(device).eval()
+        from neurodit.models.pixel_head import has_head, load_headed
+
+        model = fit_attention(load_model_folder(DiTTransformer2DModel, folder))
+        if has_head(folder):
+            model = load_headed(model, folder)
+        model = model.to(device).eval()
         return model, int(model.config.num_embeds_ada_norm)
 
 

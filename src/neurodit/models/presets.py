@@ -51,6 +51,8 @@ class ModelPreset:
             heads x head_dim.
         learn_sigma: DiT's learned variance: the model outputs 2x in_channels (prediction, then
             variance interpolation); our losses use the first ``in_channels`` channels.
+        pixel_head: hidden channels of the light pixel-level head on the DiT's prediction
+            (:mod:`neurodit.models.pixel_head`; 0 = none), ``pixel_head_depth`` its 3x3 convolutions.
         pretrained: suggested ``--init`` source for this size (documentation only, never loaded
             automatically), e.g. ``facebook/DiT-XL-2-256``.
         description: one line for ``list_presets`` / help text.
@@ -69,6 +71,8 @@ class ModelPreset:
     latent_scale: float = SD_VAE_SCALE
     latent_downsample: int = 8
     learn_sigma: bool = False
+    pixel_head: int = 0
+    pixel_head_depth: int = 3
     pretrained: str | None = None
     description: str = ""
 
@@ -85,6 +89,11 @@ class ModelPreset:
                     "latent_downsample"):
             if int(getattr(self, key)) < 1:
                 raise NeuroditError(f"{where}: {key} must be >= 1, got {getattr(self, key)}")
+        if self.pixel_head < 0 or self.pixel_head_depth < 2:
+            raise NeuroditError(f"{where}: pixel_head must be >= 0 and pixel_head_depth >= 2, got "
+                                f"{self.pixel_head} and {self.pixel_head_depth}")
+        if self.pixel_head and self.space != "pixel":
+            raise NeuroditError(f"{where}: a pixel_head needs space 'pixel'")
         if self.latent_scale <= 0:
             raise NeuroditError(f"{where}: latent_scale must be > 0, got {self.latent_scale}")
         # The mosaic must split into whole VAE cells and whole patches, else unpatchify fails.
@@ -154,7 +163,9 @@ class ModelPreset:
         embed = lin(256, w) + lin(w, w) + (num_classes + 1) * w  # t-MLP (256 sin-cos freqs) + labels
         block = embed + lin(w, 6 * w) + 4 * lin(w, w) + lin(w, 4 * w) + lin(4 * w, w)
         head = lin(w, 2 * w) + lin(w, p * p * cout)
-        return (cin * p * p * w + w) + self.num_layers * block + head
+        h, d = self.pixel_head, self.pixel_head_depth  # PixelHead: convs in, mid, out and the FiLM layer
+        pixel = (lin(9 * 2 * cin, h) + (d - 2) * lin(9 * h, h) + lin(9 * h, cin) + lin(32, 2 * h * (d - 1))) if h else 0
+        return (cin * p * p * w + w) + self.num_layers * block + head + pixel
 
     def to_dict(self) -> dict[str, Any]:
         """YAML fields plus the derived sizes (for run.json / train_config.yaml)."""
