@@ -254,8 +254,8 @@ def sample_cmd(
     steps: Annotated[int, typer.Option(help="sampler steps")] = SAMPLING.steps,
     guidance: Annotated[float, typer.Option(
         help="classifier-free guidance scale (1 = none)")] = SAMPLING.guidance,
-    scheduler: Annotated[str | None, typer.Option(help="ddim | dpm | ddpm (ddpm runs), euler | heun | ab2 | dpm "
-                                                       "(flow runs); default: the run's own")] = None,
+    scheduler: Annotated[str | None, typer.Option(help="ddim | dpm | ddpm (ddpm runs), euler | heun | ab2 | dpm | "
+                                                       "ancestral (flow runs); default: the run's own")] = None,
     seed: Annotated[int, typer.Option(help="same seed, same volumes")] = 0,
     batch_size: Annotated[int, typer.Option(help="volumes per forward batch")] = SAMPLING.batch_size,
     overwrite: Annotated[bool, typer.Option(help="replace a non-empty output folder")] = False,

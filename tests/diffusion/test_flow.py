@@ -62,7 +62,7 @@ def test_logit_normal_timesteps_have_the_sd3_distribution():
     assert abs(float(logit.mean())) < 0.03 and abs(float(logit.std()) - 1.0) < 0.03
 
 
-@pytest.mark.parametrize("kind", ["euler", "heun", "ab2", "dpm"])
+@pytest.mark.parametrize("kind", ["euler", "heun", "ab2", "dpm", "ancestral"])
 def test_oracle_velocity_integrates_to_x0(kind):
     # for a single point x0 the exact velocity at x_t is (x_t - x0) / t: the ODE lands on x0 exactly
     x0 = torch.tensor([[0.7, -0.3]])
@@ -130,6 +130,29 @@ def _gaussian_error(kind: str, steps: int, shift: float) -> float:
     out = proc.sample(GaussianOracle(), torch.zeros(2048, dtype=torch.long), 2, (2,), kind=kind, steps=steps,
                       guidance=1.0, init=z, shift=shift)
     return float((out - (GaussianOracle.mu + GaussianOracle.s * z)).abs().max())
+
+
+@pytest.mark.parametrize("noise_scale", [1.0, 2.0])
+def test_the_ancestral_sampler_draws_the_gaussian_it_was_given(noise_scale):
+    """With the exact velocity, DDPM's stochastic step on the straight path draws the data's distribution as
+    the steps grow. It under-disperses on a coarse grid: each step draws from q(x' | x, x0_hat) with the point
+    estimate x0_hat and drops Var[x0 | x_t]. Measured sd of N(0.7, 0.2^2) at 4096 samples (scale 1): 0.164 at
+    25 steps, 0.186 at 100, 0.195 at 400; means within 0.003."""
+    proc = create_diffusion(DiffusionConfig(objective="flow", noise_scale=noise_scale))
+    sds = []
+    for steps in (25, 100):
+        out = proc.sample(GaussianOracle(noise_scale), torch.zeros(4096, dtype=torch.long), 2, (2,),
+                          kind="ancestral", steps=steps, guidance=1.0, generator=torch.Generator().manual_seed(0),
+                          shift=1.0)
+        assert abs(float(out.mean()) - 0.7) < 0.01
+        sds.append(float(out.std()))
+    assert 0.14 < sds[0] < sds[1] < 0.205 and sds[1] > 0.175, sds  # scale 2: 0.148, 0.180
+    z = torch.randn(4096, 2, generator=torch.Generator().manual_seed(0))
+    ode = proc.sample(GaussianOracle(noise_scale), torch.zeros(4096, dtype=torch.long), 2, (2,), kind="euler",
+                      steps=100, guidance=1.0, init=z, shift=1.0)
+    sde = proc.sample(GaussianOracle(noise_scale), torch.zeros(4096, dtype=torch.long), 2, (2,), kind="ancestral",
+                      steps=100, guidance=1.0, init=z, generator=torch.Generator().manual_seed(0), shift=1.0)
+    assert float((ode - sde).abs().mean()) > 0.05  # not the ODE's map of z
 
 
 def test_second_order_samplers_beat_euler_on_a_curved_path():

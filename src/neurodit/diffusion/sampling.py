@@ -18,7 +18,7 @@ from neurodit.diffusion.objective import predict
 from neurodit.errors import NeuroditError
 
 DDPM_SAMPLERS = ("ddim", "dpm", "ddpm")
-SAMPLERS = (*DDPM_SAMPLERS, "euler", "heun", "ab2")  # euler / heun / ab2 (and dpm): flow runs (diffusion.flow)
+SAMPLERS = (*DDPM_SAMPLERS, "euler", "heun", "ab2", "ancestral")  # euler / heun / ab2 / ancestral (and dpm): flow runs (diffusion.flow)
 
 
 def make_sampler(kind: str, train_scheduler: DDPMScheduler):
