@@ -1,11 +1,12 @@
-"""`neurodit sample --match`: a synthetic cohort with a table's class counts (sex x age bin), ids that never
-collide with the table's, and bad tables refused before anything is written."""
+"""`neurodit sample --match`: a synthetic cohort with a participants table's exact class counts (sex x age
+bin, ages binned with the run's own edges), for every generator with labels, ids never taken from the
+table, and bad tables refused (exit 2, nothing written)."""
 
 from __future__ import annotations
 
+import json
 import os
 
-import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -13,111 +14,101 @@ from typer.testing import CliRunner
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from neurodit.cli import app  # noqa: E402
-from neurodit.errors import NeuroditError  # noqa: E402
 
-AGE_BINS = [45.0]
+# bins <30 | 30-60 | >=60: no phantom subject is under 30, so "<30" is a class the runs never saw
+AGE_BINS = [30.0, 60.0]
+# 7 rows: F|30-60 x2, F|>=60 x1, M|30-60 x1, M|>=60 x3 (60.0 falls in >=60: bins are [lo, hi))
+MATCH = pd.DataFrame({"participant_id": ["sub-a", "syn-000001", "syn-000009", "sub-d", "sub-e", "sub-f", "sub-g"],
+                      "sex": ["F", "F", "F", "M", "M", "M", "M"],
+                      "age": [31.0, 59.9, 61.0, 45.0, 60.0, 70.5, 88.0]})
+EXPECTED = {("F", "30-60"): 2, ("F", ">=60"): 1, ("M", "30-60"): 1, ("M", ">=60"): 3}
 
 
 @pytest.fixture(scope="module")
-def binned(tmp_path_factory):
-    """A 2-step tiny DiT trained with label sex*age_bin (edge 45 y); returns (run_dir, prep_dir)."""
+def runs(tmp_path_factory):
+    """A 1-step tiny DiT and a PCA run, both labelled sex*age_bin on the 12-subject phantom."""
     from helpers import train_tiny_dit
-
-    return train_tiny_dit(tmp_path_factory.mktemp("match"), steps=2, label="sex*age_bin", age_bins=AGE_BINS)
-
-
-def study_table(prep, path, ids=None, repeat=(0, 0, 1, 2, 3, 3, 3, 5)):
-    """A participants.tsv of training rows picked by ``repeat`` (uneven class counts), new ids."""
-    t = pd.read_csv(prep / "participants.tsv", sep="\t").iloc[list(repeat)][["participant_id", "sex", "age"]]
-    t["participant_id"] = ids or [f"sub-s{i:02d}" for i in range(len(t))]
-    t.to_csv(path, sep="\t", index=False)
-    return t
-
-
-def crosstab(sex, bins) -> dict[tuple[str, str], int]:
-    return {k: int(v) for k, v in pd.Series(list(zip(sex, bins, strict=True))).value_counts().items()}
-
-
-def test_match_reproduces_the_tables_sex_by_age_bin_counts(binned, tmp_path):
-    run, prep = binned
-    table = study_table(prep, tmp_path / "study.tsv")
-    res = CliRunner().invoke(app, ["sample", str(run), "--match", str(tmp_path / "study.tsv"), "--out",
-                                   str(tmp_path / "syn"), "--steps", "2", "--batch-size", "3"])
-    assert res.exit_code == 0, res.output
-    syn = pd.read_csv(tmp_path / "syn" / "participants.tsv", sep="\t")
-    assert len(syn) == 8 and len(list((tmp_path / "syn").glob("syn-*.nii.gz"))) == 8
-    want_bins = np.where(table["age"].to_numpy() < AGE_BINS[0], "<45", ">=45")
-    assert crosstab(syn["sex"], syn["age_bin"]) == crosstab(table["sex"], want_bins)
-    # row i of the cohort stands in for row i of the table: same sex, same bin, in order
-    assert list(syn["sex"]) == list(table["sex"]) and list(syn["age_bin"]) == list(want_bins)
-    # the matched row's age travels along (the per-subject age morphometry's CSF slope needs), inside its bin
-    assert np.allclose(syn["age"], table["age"])
-    assert ((syn["age"] < AGE_BINS[0]) == (syn["age_bin"] == "<45")).all()
-
-
-def test_match_ids_never_collide_with_the_tables(binned, tmp_path):
-    from neurodit.generators.base import sample
-
-    run, prep = binned
-    # the table to match is itself a synthetic cohort's: its ids are syn-000001 ... syn-000008
-    table = study_table(prep, tmp_path / "t.tsv", ids=[f"syn-{i:06d}" for i in (1, 2, 3, 4, 5, 6, 7, 8)])
-    out = sample(run, None, tmp_path / "syn", match=tmp_path / "t.tsv", steps=2, progress=False)
-    syn = pd.read_csv(out / "participants.tsv", sep="\t")
-    assert not set(syn["participant_id"]) & set(table["participant_id"])
-    assert list(syn["participant_id"]) == [f"syn-{i:06d}" for i in range(9, 17)]
-    assert sorted(p.name for p in out.glob("*.nii.gz")) == [f"syn-{i:06d}.nii.gz" for i in range(9, 17)]
-
-
-@pytest.mark.parametrize("case, message", [
-    ("missing", "participants table not found"),
-    ("no_age", "no 'age' column"),
-    ("n_disagrees", "disagrees with the 8 rows"),
-    ("with_label", "do not combine"),
-    ("neither", "give --n"),
-])
-def test_bad_match_exits_2_names_the_file_and_writes_nothing(binned, tmp_path, case, message):
-    run, prep = binned
-    tsv = tmp_path / "study.tsv"
-    table = study_table(prep, tsv)
-    if case == "missing":
-        tsv = tmp_path / "nope.tsv"
-    if case == "no_age":
-        table.drop(columns=["age"]).to_csv(tsv, sep="\t", index=False)
-    args = ["sample", str(run), "--out", str(tmp_path / "syn"), "--steps", "2"]
-    args += {"n_disagrees": ["--match", str(tsv), "--n", "5"], "with_label": ["--match", str(tsv), "--label", "sex=F"],
-             "neither": []}.get(case, ["--match", str(tsv)])
-    res = CliRunner().invoke(app, args)
-    assert res.exit_code == 2, res.output
-    assert message in res.output
-    if case != "neither":
-        assert str(tsv) in res.output
-    assert not (tmp_path / "syn").exists()
-
-
-def test_a_class_the_run_lacks_is_refused_naming_the_table(tmp_path):
-    from neurodit.runs import LabelSpec, plan_classes
-
-    labels = LabelSpec("sex*age_bin", ("sex", "age_bin"), ("F|<50", "F|>=50", "M|<50"), (50.0,))
-    pd.DataFrame({"participant_id": ["a", "b", "c"], "sex": ["F", "M", "M"], "age": [30, 40, 71]}).to_csv(
-        tmp_path / "t.tsv", sep="\t", index=False)
-    with pytest.raises(NeuroditError, match=r"1 rows have a class the run was not trained on \(M\|>=50; first: line 4"):
-        plan_classes(labels, match=tmp_path / "t.tsv")
-    ok = pd.DataFrame({"participant_id": ["a", "b", "c", "d"], "sex": ["F", "M", "F", "f"], "age": [30, 40, 50, 71]})
-    ok.to_csv(tmp_path / "ok.tsv", sep="\t", index=False)
-    plan = plan_classes(labels, match=tmp_path / "ok.tsv")
-    assert plan.class_of == (0, 2, 1, 1) and plan.counts(labels) == {"F|<50": 1, "F|>=50": 2, "M|<50": 1}
-
-
-def test_match_works_for_the_pca_generator(binned, tmp_path):
-    from neurodit.generators.base import fit, sample
+    from neurodit.generators.base import fit
     from neurodit.train import resolve_train_config
 
-    _, prep = binned
-    cfg = resolve_train_config(None, None, prep_dir=str(prep), out=str(tmp_path / "pca"), generator="pca",
-                               label="sex*age_bin", age_bins=AGE_BINS)
-    run = fit(prep, cfg)
-    table = study_table(prep, tmp_path / "study.tsv")
-    out = sample(run, None, tmp_path / "syn", match=tmp_path / "study.tsv")
+    root = tmp_path_factory.mktemp("match")
+    dit, prep = train_tiny_dit(root, steps=1, label="sex*age_bin", age_bins=AGE_BINS)
+    pca = fit(prep, resolve_train_config(None, None, prep_dir=str(prep), out=str(root / "pca"), generator="pca",
+                                         label="sex*age_bin", age_bins=AGE_BINS))
+    return {"dit": dit, "pca": pca}
+
+
+def _table(tmp_path, df=MATCH, name="participants.tsv"):
+    path = tmp_path / name
+    df.to_csv(path, sep="\t", index=False)
+    return path
+
+
+@pytest.mark.parametrize("generator", ["dit", "pca"])
+def test_match_reproduces_the_tables_class_counts(runs, generator, tmp_path):
+    out = tmp_path / "syn"
+    res = CliRunner().invoke(app, ["sample", str(runs[generator]), "--match", str(_table(tmp_path)),
+                                   "--out", str(out), "--steps", "2", "--seed", "0"])
+    assert res.exit_code == 0, res.output
+    assert "wrote 7 volumes" in res.output
     syn = pd.read_csv(out / "participants.tsv", sep="\t")
-    want_bins = np.where(table["age"].to_numpy() < AGE_BINS[0], "<45", ">=45")
-    assert crosstab(syn["sex"], syn["age_bin"]) == crosstab(table["sex"], want_bins)
+    assert list(syn.columns) == ["participant_id", "sex", "age_bin", "age", "synthetic"]
+    assert syn.groupby(["sex", "age_bin"]).size().to_dict() == EXPECTED
+    # row i is the table's row i: same sex, its age, and the bin of that age under the run's edges
+    assert list(syn["sex"]) == list(MATCH["sex"]) and list(syn["age"]) == list(MATCH["age"])
+    assert list(syn["age_bin"]) == ["30-60", "30-60", ">=60", "30-60", ">=60", ">=60", ">=60"]
+    assert len(list(out.glob("syn-*.nii.gz"))) == 7
+    info = json.loads((out / "run.json").read_text())
+    assert info["class_counts"] == {"F|30-60": 2, "F|>=60": 1, "M|30-60": 1, "M|>=60": 3}
+
+
+def test_synthetic_ids_never_collide_with_the_tables(runs, tmp_path):
+    from neurodit.data.synthetic import synthetic_ids
+
+    # the table already holds syn-000001 and syn-000009: numbering starts after the largest
+    out = tmp_path / "syn"
+    res = CliRunner().invoke(app, ["sample", str(runs["pca"]), "--match", str(_table(tmp_path)),
+                                   "--out", str(out), "--seed", "0"])
+    assert res.exit_code == 0, res.output
+    ids = list(pd.read_csv(out / "participants.tsv", sep="\t")["participant_id"])
+    assert ids == [f"syn-{i:06d}" for i in range(10, 17)]
+    assert not set(ids) & set(MATCH["participant_id"])
+    assert sorted(p.name for p in out.glob("*.nii.gz")) == [f"{i}.nii.gz" for i in ids]
+    assert synthetic_ids(2) == ["syn-000001", "syn-000002"]
+    assert synthetic_ids(2, ["syn-000002", "syn-x", "sub-syn-000005"]) == ["syn-000003", "syn-000004"]
+
+
+def _refused(run, tmp_path, args, *needles):
+    out = tmp_path / "syn"
+    res = CliRunner().invoke(app, ["sample", str(run), "--out", str(out), "--steps", "2", *args])
+    assert res.exit_code == 2, res.output
+    text = " ".join(res.output.split())  # rich may wrap the message
+    for needle in needles:
+        assert needle in text, (needle, res.output)
+    assert not out.exists()
+
+
+@pytest.mark.parametrize("generator", ["dit", "pca"])
+def test_bad_match_tables_exit_2_and_write_nothing(runs, generator, tmp_path):
+    run = runs[generator]
+    _refused(run, tmp_path, ["--match", str(tmp_path / "nope.tsv")], "participants table not found", "nope.tsv")
+    no_age = _table(tmp_path, MATCH.drop(columns="age"), "no_age.tsv")
+    _refused(run, tmp_path, ["--match", str(no_age)], "no 'age' column", "no_age.tsv")
+    no_sex = _table(tmp_path, MATCH.drop(columns="sex"), "no_sex.tsv")
+    _refused(run, tmp_path, ["--match", str(no_sex)], "no 'sex' column", "no_sex.tsv")
+    young = _table(tmp_path, MATCH.assign(age=[25.0] + list(MATCH["age"][1:])), "young.tsv")
+    _refused(run, tmp_path, ["--match", str(young)], "1 rows have a class the run was not trained on", "F|<30",
+             "young.tsv")
+    table = _table(tmp_path)
+    _refused(run, tmp_path, ["--match", str(table), "--n", "5"], "--n 5 disagrees with the 7 rows")
+    _refused(run, tmp_path, ["--match", str(table), "--label", "sex=F"], "--match and --label do not combine")
+    _refused(run, tmp_path, [], "give --n")
+
+
+def test_match_with_the_agreeing_n_and_a_cohort_folder(runs, tmp_path):
+    _table(tmp_path)  # tmp_path/participants.tsv: the folder stands for its table
+    out = tmp_path / "syn"
+    res = CliRunner().invoke(app, ["sample", str(runs["pca"]), "--match", str(tmp_path), "--n", "7",
+                                   "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    assert len(pd.read_csv(out / "participants.tsv", sep="\t")) == 7

@@ -16,9 +16,9 @@ Everything is built in a temporary sibling folder and renamed into place (``neur
 
 from __future__ import annotations
 
+import re
 import sys
 import time
-import re
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
