@@ -35,7 +35,7 @@ def runs(tmp_path_factory):
     dit, prep = train_tiny_dit(root, steps=1, label="sex*age_bin", age_bins=AGE_BINS)
     pca = fit(prep, resolve_train_config(None, None, prep_dir=str(prep), out=str(root / "pca"), generator="pca",
                                          label="sex*age_bin", age_bins=AGE_BINS))
-    return {"dit": dit, "pca": pca}
+    return {"dit": dit, "pca": pca, "prep": prep}
 
 
 def _table(tmp_path, df=MATCH, name="participants.tsv"):
@@ -112,3 +112,17 @@ def test_match_with_the_agreeing_n_and_a_cohort_folder(runs, tmp_path):
                                    "--out", str(out)])
     assert res.exit_code == 0, res.output
     assert len(pd.read_csv(out / "participants.tsv", sep="\t")) == 7
+
+
+def test_a_sex_only_run_matches_the_sex_counts_and_claims_no_age(runs, tmp_path):
+    """A run labelled by sex alone: the table's sex counts, and no age column (the run knows nothing of age)."""
+    from neurodit.generators.base import fit, sample
+    from neurodit.train import resolve_train_config
+
+    prep = runs["prep"]
+    run = fit(prep, resolve_train_config(None, None, prep_dir=str(prep), out=str(tmp_path / "pca_sex"),
+                                         generator="pca", label="sex"))
+    out = sample(run, None, tmp_path / "syn", match=_table(tmp_path, MATCH.assign(age=[10.0] * 7)))
+    syn = pd.read_csv(out / "participants.tsv", sep="\t")
+    assert list(syn.columns) == ["participant_id", "sex", "synthetic"]
+    assert syn["sex"].value_counts().to_dict() == {"M": 4, "F": 3}
