@@ -126,3 +126,13 @@ def test_a_sex_only_run_matches_the_sex_counts_and_claims_no_age(runs, tmp_path)
     syn = pd.read_csv(out / "participants.tsv", sep="\t")
     assert list(syn.columns) == ["participant_id", "sex", "synthetic"]
     assert syn["sex"].value_counts().to_dict() == {"M": 4, "F": 3}
+
+
+def test_age_bins_flag_spellings():
+    from neurodit.config import parse_age_bins
+    from neurodit.errors import NeuroditError
+
+    assert parse_age_bins(["40,60"]) == parse_age_bins(["40", "60"]) == [40.0, 60.0]
+    assert parse_age_bins(None) is None  # not given: the config's own edges stay
+    with pytest.raises(NeuroditError, match="--age-bins must be numbers"):
+        parse_age_bins(["forty"])
