@@ -39,7 +39,8 @@ from neurodit.runs import TrainedRun, plan_classes
 
 
 def sample_diffusion(run_dir: str | Path, n: int | None, out: str | Path, *,
-                     label: dict[str, str] | list[str] | None = None, match: str | Path | None = None, steps: int = SAMPLING.steps,
+                     label: dict[str, str] | list[str] | None = None, match: str | Path | None = None,
+                     steps: int = SAMPLING.steps,
                      guidance: float = SAMPLING.guidance, scheduler: str | None = None, seed: int = 0,
                      batch_size: int = SAMPLING.batch_size, overwrite: bool = False, device: str | None = None, vae=None,
                      progress: bool = True) -> Path:
@@ -49,7 +50,8 @@ def sample_diffusion(run_dir: str | Path, n: int | None, out: str | Path, *,
     Classes: ``label`` (e.g. ``{"sex": "F"}``) keeps the matching classes; without it, samples cycle
     through all classes (balanced). ``match`` (a participants.tsv or cohort folder) instead: one volume per
     table row with that row's class under the run's labels (``neurodit.runs.plan_classes``; ``n`` None or
-    the row count), synthetic ids distinct from the table's. Same ``seed`` -> same volumes, whatever ``batch_size``: the initial
+    the row count), synthetic ids distinct from the table's.
+    Same ``seed`` -> same volumes, whatever ``batch_size``: the initial
     noise of sample i is the i-th draw of one seeded generator, and DDIM/DPM-Solver++ are deterministic
     (DDPM draws its step noise from one generator per batch, so it is reproducible for a fixed batch
     size). Launched over several processes, the batches are sharded (module docstring); the volumes
