@@ -224,6 +224,8 @@ def train_cmd(
     resume: Annotated[bool, typer.Option(help="continue from the last checkpoint in --out")] = False,
     checkpoint_every: Annotated[int | None, typer.Option(help="save a checkpoint every N steps")] = None,
     label: Annotated[str | None, typer.Option(help="label column, or combined 'sex*age_bin'")] = None,
+    age_bins: Annotated[list[str] | None, typer.Option(help="age_bin edges in years: '40,60' or repeated "
+                                                            "(--age-bins 40 --age-bins 60)")] = None,
     seed: Annotated[int | None, typer.Option(help="random seed")] = None,
     batch_size: Annotated[int | None, typer.Option(help="mosaics per step (per device)")] = None,
     config: Annotated[Path | None, typer.Option(help="YAML with TrainConfig keys")] = None,
@@ -232,7 +234,7 @@ def train_cmd(
 ):
     """Fit a class-conditional generator: the mosaic DiT (default; finetune with --init), a 3D diffusion
     UNet or a PCA-Gaussian; `accelerate launch` works for the diffusion ones."""
-    from neurodit.config import parse_overrides
+    from neurodit.config import parse_age_bins, parse_overrides
     from neurodit.generators.base import fit
     from neurodit.train import resolve_train_config
 
@@ -240,6 +242,7 @@ def train_cmd(
                                generator=generator, objective=objective,
                                preset=preset, init=init, max_steps=max_steps, resume=resume or None,
                                checkpoint_every=checkpoint_every, label=label, seed=seed,
+                               age_bins=parse_age_bins(age_bins),
                                batch_size=batch_size, overwrite=overwrite or None)
     path = fit(prep_dir, cfg)
     typer.echo(f"train: wrote {path} ({cfg.generator}; model in {path / 'model'})")
@@ -248,9 +251,12 @@ def train_cmd(
 @command("sample")
 def sample_cmd(
     run_dir: Annotated[Path, typer.Argument(help="run folder written by `neurodit train`")],
-    n: Annotated[int, typer.Option("--n", "-n", help="number of synthetic volumes (-n under torchrun, which claims --n)")],
     out: Annotated[Path, typer.Option(help="output cohort folder (participants.tsv + NIfTI in mm2/s)")],
+    n: Annotated[int | None, typer.Option("--n", "-n", help="number of synthetic volumes (-n under torchrun, "
+                                                             "which claims --n)")] = None,
     label: Annotated[list[str] | None, typer.Option(help="keep classes matching col=value, e.g. sex=F")] = None,
+    match: Annotated[Path | None, typer.Option(help="participants.tsv (or cohort folder) to match: one volume "
+                                                    "per row with its class (e.g. sex x age bin), replaces --n")] = None,
     steps: Annotated[int, typer.Option(help="sampler steps")] = SAMPLING.steps,
     guidance: Annotated[float, typer.Option(
         help="classifier-free guidance scale (1 = none)")] = SAMPLING.guidance,
@@ -263,10 +269,13 @@ def sample_cmd(
     """Sample synthetic volumes from any generator's run (diffusion ones with classifier-free guidance)
     and write them as a cohort folder."""
     from neurodit.generators.base import sample
+    from neurodit.io import read_json
 
-    path = sample(run_dir, n, out, label=label, steps=steps, guidance=guidance, scheduler=scheduler,
+    path = sample(run_dir, n, out, label=label, match=match, steps=steps, guidance=guidance, scheduler=scheduler,
                   seed=seed, batch_size=batch_size, overwrite=overwrite)
-    typer.echo(f"sample: wrote {n} volumes to {path}")
+    counts = read_json(path / "run.json").get("class_counts") or {}
+    typer.echo(f"sample: wrote {sum(counts.values()) or n} volumes to {path}"
+               + (f" ({', '.join(f'{k}: {v}' for k, v in counts.items())})" if match else ""))
 
 
 @command("bench")

@@ -82,6 +82,17 @@ def parse_overrides(items: list[str] | None) -> dict[str, Any]:
     return out
 
 
+def parse_age_bins(items: list[str] | None) -> list[float] | None:
+    """``["40,60"]`` or ``["40", "60"]`` (the repeatable ``--age-bins`` flag) -> ``[40.0, 60.0]``; None when
+    not given, so the config's own edges stay. Order and spacing are checked where labels are made."""
+    if not items:
+        return None
+    try:
+        return [float(x) for item in items for x in str(item).split(",") if x.strip()]
+    except ValueError as exc:
+        raise NeuroditError(f"--age-bins must be numbers in years, e.g. 40,60; got {items}") from exc
+
+
 def deep_merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     out = dict(base)
     for k, v in over.items():

@@ -149,6 +149,88 @@ def make_labels(table: pd.DataFrame, label: str, age_bins: list[float] | tuple[f
                      age_bins=edges if AGE_BIN in columns else ()), ids
 
 
+@dataclass(frozen=True)
+class ClassPlan:
+    """Which class each synthetic volume gets (``neurodit sample``): ``class_of`` (N,) class indices in
+    volume order; ``wanted`` the ``--label`` selection ({} = every class); ``match`` the ``--match`` table
+    (None without), whose participant ids are ``avoid_ids`` (synthetic ids must never collide with them)
+    and whose per-row values beyond the classes go into ``extra`` (``{column: (N,) values}``)."""
+
+    class_of: tuple[int, ...]
+    wanted: dict[str, str]
+    match: Path | None = None
+    avoid_ids: frozenset[str] = frozenset()
+    extra: dict[str, tuple] | None = None
+
+    @property
+    def n(self) -> int:
+        return len(self.class_of)
+
+    def columns(self, labels: LabelSpec) -> dict[str, list]:
+        """``{column: [value per volume]}`` for the synthetic participants.tsv: the class columns (e.g.
+        sex, age_bin), then ``extra``."""
+        rows = [labels.class_values(k) for k in self.class_of]
+        cols = {c: [r[c] for r in rows] for c in labels.columns}
+        return {**cols, **{k: list(v) for k, v in (self.extra or {}).items()}}
+
+    def counts(self, labels: LabelSpec) -> dict[str, int]:
+        """Volumes per class name (classes with none left out), for run.json and the CLI."""
+        return {labels.classes[k]: self.class_of.count(k) for k in sorted(set(self.class_of))}
+
+
+def plan_classes(labels: LabelSpec, n: int | None = None, *, label: Any = None,
+                 match: str | Path | None = None) -> ClassPlan:
+    """The classes of ``n`` synthetic volumes: balanced over every class (or those matching ``label``,
+    e.g. ``{"sex": "F"}`` or ``["sex=F"]``), or one volume per row of the ``match`` participants.tsv, in
+    its order, with the class that row has under the run's own labels (an ``age_bin`` run bins the
+    table's ages with its own edges). ``match`` replaces ``n`` (both given: they must agree) and cannot
+    be combined with ``label``. Bad input: NeuroditError (naming the table), before anything is written.
+    """
+    from neurodit.data.synthetic import parse_label
+
+    wanted = parse_label(label) if not isinstance(label, dict) else dict(label)
+    if match is None:
+        if n is None:
+            raise NeuroditError("give --n (number of volumes) or --match (a participants.tsv to match)")
+        if n < 1:
+            raise NeuroditError(f"--n must be >= 1, got {n}")
+        classes = labels.select(wanted) if wanted else list(range(labels.num_classes))
+        return ClassPlan(tuple(classes[i % len(classes)] for i in range(n)), wanted)
+    from neurodit.data.cohort import TABLE_NAME, read_participants
+
+    path = Path(match).expanduser()
+    path = path / TABLE_NAME if path.is_dir() else path
+    if wanted:
+        raise NeuroditError("--match and --label do not combine: the matched table sets every class", path)
+    table = read_participants(path)
+    for c in labels.columns:  # a column the run needs but the table lacks (read_participants fills it with n/a)
+        col = "age" if c == AGE_BIN else c
+        if col not in table.columns or table[col].isna().all():
+            raise NeuroditError(f"--match: no '{col}' column (or no value in it); the run's label "
+                                f"'{labels.label}' needs it", path)
+    # the table's class of each row, spelled as the run's classes ("F|40-60"); errors name the table
+    parts = [_column_values(table, c, labels.age_bins, path) for c in labels.columns]
+    combined = parts[0].copy()
+    for p in parts[1:]:
+        combined = combined + "|" + p
+    index = {c: i for i, c in enumerate(labels.classes)}
+    unknown = [(i, v) for i, v in enumerate(combined) if v not in index]
+    if unknown:
+        names = sorted({v for _, v in unknown})
+        raise NeuroditError(f"--match: {len(unknown)} rows have a class the run was not trained on "
+                            f"({', '.join(names)}; first: line {unknown[0][0] + 2}; the run's classes: "
+                            f"{', '.join(labels.classes)})", path)
+    if n is not None and n != len(table):
+        raise NeuroditError(f"--n {n} disagrees with the {len(table)} rows of the --match table "
+                            "(leave --n out)", path)
+    # An age-bin run conditions on the bin only; the matched row's age (inside that bin) is what a per-subject
+    # age analysis of the synthetic cohort needs (morphometry's CSF-vs-age slope), so it travels along.
+    # A run without age in its labels knows nothing of age: no age column, so no age effect is claimed.
+    extra = {"age": tuple(float(a) for a in table["age"])} if AGE_BIN in labels.columns else {}
+    return ClassPlan(tuple(index[v] for v in combined), {}, match=path,
+                     avoid_ids=frozenset(str(p) for p in table["participant_id"]), extra=extra)
+
+
 def write_run_files(run_dir: Path, *, config: dict[str, Any], labels: LabelSpec, class_ids: np.ndarray,
                     prep_dir: Path, mask: np.ndarray, spec, preset, generator: str) -> None:
     """Write the run-folder files a sampler needs (everything but ``model/``), before training starts.
@@ -245,6 +327,6 @@ class TrainedRun:
         return model_to_mm2s(self.inputs.decode(x), self.norm, self.mask)
 
 
-__all__ = ["AGE_BIN", "FINISHED_RUN_FILES", "GENERATOR_FILE", "RUN_FILES", "LabelSpec", "TrainedRun",
-           "age_bin_names", "is_run_folder", "make_labels", "read_generator", "write_generator",
+__all__ = ["AGE_BIN", "FINISHED_RUN_FILES", "GENERATOR_FILE", "RUN_FILES", "ClassPlan", "LabelSpec", "TrainedRun",
+           "age_bin_names", "plan_classes", "is_run_folder", "make_labels", "read_generator", "write_generator",
            "write_run_files"]

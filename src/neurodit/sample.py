@@ -31,15 +31,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neurodit.data.synthetic import SYN_PREFIX, label_columns, parse_label, write_synthetic_cohort
+from neurodit.data.synthetic import SYN_PREFIX, parse_label, write_synthetic_cohort
 from neurodit.defaults import SAMPLING
 from neurodit.diffusion import SAMPLERS, create_diffusion
 from neurodit.errors import NeuroditError
-from neurodit.runs import TrainedRun
+from neurodit.runs import TrainedRun, plan_classes
 
 
-def sample_diffusion(run_dir: str | Path, n: int, out: str | Path, *,
-                     label: dict[str, str] | list[str] | None = None, steps: int = SAMPLING.steps,
+def sample_diffusion(run_dir: str | Path, n: int | None, out: str | Path, *,
+                     label: dict[str, str] | list[str] | None = None, match: str | Path | None = None,
+                     steps: int = SAMPLING.steps,
                      guidance: float = SAMPLING.guidance, scheduler: str | None = None, seed: int = 0,
                      batch_size: int = SAMPLING.batch_size, overwrite: bool = False, device: str | None = None, vae=None,
                      progress: bool = True) -> Path:
@@ -47,7 +48,10 @@ def sample_diffusion(run_dir: str | Path, n: int, out: str | Path, *,
     returns ``out``. (Any generator's run: ``neurodit.generators.base.sample``.)
 
     Classes: ``label`` (e.g. ``{"sex": "F"}``) keeps the matching classes; without it, samples cycle
-    through all classes (balanced). Same ``seed`` -> same volumes, whatever ``batch_size``: the initial
+    through all classes (balanced). ``match`` (a participants.tsv or cohort folder) instead: one volume per
+    table row with that row's class under the run's labels (``neurodit.runs.plan_classes``; ``n`` None or
+    the row count), synthetic ids distinct from the table's.
+    Same ``seed`` -> same volumes, whatever ``batch_size``: the initial
     noise of sample i is the i-th draw of one seeded generator, and DDIM/DPM-Solver++ are deterministic
     (DDPM draws its step noise from one generator per batch, so it is reproducible for a fixed batch
     size). Launched over several processes, the batches are sharded (module docstring); the volumes
@@ -57,8 +61,6 @@ def sample_diffusion(run_dir: str | Path, n: int, out: str | Path, *,
     """
     from tqdm.auto import tqdm
 
-    if n < 1:
-        raise NeuroditError(f"--n must be >= 1, got {n}")
     if steps < 1 or batch_size < 1:
         raise NeuroditError(f"--steps and --batch-size must be >= 1, got {steps} and {batch_size}")
     if not math.isfinite(guidance) or guidance < 0:
@@ -67,9 +69,8 @@ def sample_diffusion(run_dir: str | Path, n: int, out: str | Path, *,
         raise NeuroditError(f"--scheduler must be one of {', '.join(SAMPLERS)}, got {scheduler!r}")
     run = TrainedRun(run_dir, torch.device(device) if device else None)
     run.attach_vae(vae)
-    wanted = parse_label(label) if not isinstance(label, dict) else label
-    classes = run.labels.select(wanted) if wanted else list(range(run.labels.num_classes))
-    class_of = [classes[i % len(classes)] for i in range(n)]
+    plan = plan_classes(run.labels, n, label=label, match=match)  # bad --n / --label / --match: nothing written
+    class_of, n = list(plan.class_of), plan.n
     process = create_diffusion(run.diffusion)
     scheduler = scheduler or run.sampler  # the run's own (its training config), not the objective's default
     autocast = torch.bfloat16 if run.device.type == "cuda" and torch.cuda.is_bf16_supported() else None
@@ -98,12 +99,15 @@ def sample_diffusion(run_dir: str | Path, n: int, out: str | Path, *,
         bar.close()
 
     def write(volumes) -> Path:
-        return write_synthetic_cohort(volumes, label_columns([run.labels.class_values(c) for c in class_of]),
-                                      run.grid.affine, out, overwrite=overwrite, seed=seed,
+        return write_synthetic_cohort(volumes, plan.columns(run.labels), run.grid.affine, out,
+                                      overwrite=overwrite, seed=seed, avoid_ids=plan.avoid_ids,
                                       meta={"run_dir": str(Path(run_dir).resolve()), "generator": run.generator,
-                                            "n": n, "label": wanted, "steps": steps, "guidance": guidance,
+                                            "n": n, "label": plan.wanted,
+                                            "match": None if plan.match is None else str(plan.match.resolve()),
+                                            "steps": steps, "guidance": guidance,
                                             "scheduler": scheduler, "batch_size": batch_size},
-                                      classes=[run.labels.classes[c] for c in classes], processes=world)
+                                      classes=list(plan.counts(run.labels)), class_counts=plan.counts(run.labels),
+                                      processes=world)
 
     if state is None:  # one batch at a time: memory stays flat in n
         return write(v for _, vols in batches(mine_only=False) for v in vols)

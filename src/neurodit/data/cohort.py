@@ -170,6 +170,17 @@ def _clean_table(df: pd.DataFrame, tsv: Path) -> pd.DataFrame:
     return out
 
 
+def read_participants(tsv: str | Path) -> pd.DataFrame:
+    """A ``participants.tsv`` alone (no NIfTI files needed), checked and normalised as :func:`read_cohort`
+    does (sex F/M, age float years or NaN, missing text None); NeuroditError naming the file."""
+    tsv = Path(tsv).expanduser()
+    if tsv.is_dir():  # a cohort folder stands for its table
+        tsv = tsv / TABLE_NAME
+    if not tsv.is_file():
+        raise NeuroditError("participants table not found", tsv)
+    return _clean_table(_read_table(tsv), tsv)
+
+
 def write_participants(table: pd.DataFrame, path: str | Path, float_format: str | None = None) -> Path:
     """Write ``table`` as a participants-style TSV at ``path`` (atomic): the package's one table format.
 

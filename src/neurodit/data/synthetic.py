@@ -16,9 +16,10 @@ Everything is built in a temporary sibling folder and renamed into place (``neur
 
 from __future__ import annotations
 
+import re
 import sys
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -53,6 +54,24 @@ def synthetic_id(i: int) -> str:
     return f"{SYN_PREFIX}{i + 1:06d}"
 
 
+def _first_free(avoid: Collection[str]) -> int:
+    """0-based index after the largest ``syn-`` number in ``avoid`` (0 when none)."""
+    pattern = re.compile(re.escape(SYN_PREFIX) + r"(\d+)")
+    return max((int(m.group(1)) for a in avoid if (m := pattern.fullmatch(str(a)))), default=0)
+
+
+def synthetic_ids(n: int, avoid: Collection[str] = ()) -> list[str]:
+    """``n`` synthetic ids that collide with none of ``avoid`` (e.g. the ``--match`` table's ids, which may
+    themselves be an earlier synthetic cohort's ``syn-*``): numbering starts after the largest ``syn-``
+    number in ``avoid`` (``syn-000001`` ... when there is none)."""
+    start = _first_free(avoid)
+    ids = [synthetic_id(start + i) for i in range(n)]
+    clash = set(ids) & {str(a) for a in avoid}
+    if clash:  # cannot happen by construction; a check, not a silent assumption
+        raise NeuroditError(f"synthetic ids collide with the table's: {sorted(clash)[:3]}")
+    return ids
+
+
 def label_columns(rows: Sequence[Mapping[str, Any]]) -> dict[str, list]:
     """One label dict per volume (``[{"sex": "F"}, ...]``, how the samplers hold classes) -> the
     ``{column: [value per volume]}`` form of :func:`write_synthetic_cohort`."""
@@ -78,12 +97,13 @@ def peak_memory_mb() -> dict[str, float | None]:
 
 def write_synthetic_cohort(volumes_mm2s: Iterable[np.ndarray], labels: Mapping[str, Sequence[Any]] | None,
                            affine: np.ndarray, out: str | Path, *, meta: dict, seed: int | None = None,
-                           overwrite: bool = False, **run_extra: Any) -> Path:
+                           overwrite: bool = False, avoid_ids: Collection[str] = (), **run_extra: Any) -> Path:
     """Write volumes (an (N, D, H, W) array, or any iterable of (D, H, W) arrays, e.g. a generator that
     draws them batch by batch so memory stays flat in N) as a synthetic cohort folder ``out``.
 
     ``labels``: ``{column: [value per volume]}`` (may be empty/None); every list must have one value per
-    volume. ``meta`` is the resolved config stored in ``run.json`` with ``seed`` and ``run_extra``.
+    volume. ``avoid_ids``: participant ids the synthetic ids must not take (:func:`synthetic_ids`).
+    ``meta`` is the resolved config stored in ``run.json`` with ``seed`` and ``run_extra``.
     Atomic: on any error (including one raised by the volume iterator) ``out`` is left as it was.
     """
     labels = {str(k): list(v) for k, v in (labels or {}).items()}
@@ -94,6 +114,8 @@ def write_synthetic_cohort(volumes_mm2s: Iterable[np.ndarray], labels: Mapping[s
     if len(lengths) > 1:
         raise NeuroditError(f"label columns have different lengths: { {k: len(v) for k, v in labels.items()} }")
     affine = np.asarray(affine, dtype=np.float64)
+    avoid_ids = frozenset(map(str, avoid_ids))
+    first = _first_free(avoid_ids)
     with atomic_dir(out, overwrite=overwrite) as tmp:
         n = 0
         shape = None
@@ -105,14 +127,15 @@ def write_synthetic_cohort(volumes_mm2s: Iterable[np.ndarray], labels: Mapping[s
             if shape is not None and vol.shape != shape:
                 raise NeuroditError(f"synthetic volume {n + 1} has shape {vol.shape}, the first {shape}", out)
             shape = vol.shape
-            write_nifti(vol, affine, tmp / f"{synthetic_id(n)}.nii.gz")
+            write_nifti(vol, affine, tmp / f"{synthetic_id(first + n)}.nii.gz")
             n += 1
         seconds = time.perf_counter() - t0
         if n == 0:
             raise NeuroditError("no synthetic volumes to write", out)
         if lengths and lengths != {n}:
             raise NeuroditError(f"{n} volumes but {lengths.pop()} label values per column", out)
-        table = pd.DataFrame({"participant_id": [synthetic_id(i) for i in range(n)],
+        ids = synthetic_ids(n, avoid_ids)  # the same names as the files, checked against avoid_ids
+        table = pd.DataFrame({"participant_id": ids,
                               **{k: ["n/a" if v is None else v for v in vals] for k, vals in labels.items()},
                               "synthetic": [1] * n})
         write_participants(table, tmp / "participants.tsv")

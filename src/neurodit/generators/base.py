@@ -45,10 +45,15 @@ def fit(prep_dir: str | Path, cfg: Any) -> Path:
     return get_generator(cfg.generator).fit(prep_dir, cfg)
 
 
-def sample(run_dir: str | Path, n: int, out: str | Path, *, label: Any = None, **options: Any) -> Path:
+def sample(run_dir: str | Path, n: int | None, out: str | Path, *, label: Any = None,
+           match: str | Path | None = None, **options: Any) -> Path:
     """Sample ``n`` volumes from any generator's run folder into the cohort folder ``out``: the
     generator named in the run's ``generator.json`` does it (for diffusion runs
     ``neurodit.sample.sample_diffusion``, for pca runs ``neurodit.generators.pca``).
+
+    ``match``: a participants.tsv (or a cohort folder): one volume per row with the row's class under the
+    run's labels (e.g. its sex x age bin), instead of ``n`` (``neurodit.runs.plan_classes``; every
+    generator, as every run has ``labels.json``).
 
     ``options`` go to the generator: ``steps``, ``guidance`` (defaults ``neurodit.defaults.SAMPLING``),
     ``scheduler``, ``batch_size``, ``device`` for the diffusion generators (the pca one ignores them);
@@ -62,15 +67,15 @@ def sample(run_dir: str | Path, n: int, out: str | Path, *, label: Any = None, *
 
     gen = get_generator(read_generator(Path(run_dir)))
     if getattr(gen, "sharded", False):
-        return gen.sample(run_dir, n, out, label=label, **options)
+        return gen.sample(run_dir, n, out, label=label, match=match, **options)
     from neurodit.sample import shard_state
 
     state = shard_state()
     if state is None:
-        return gen.sample(run_dir, n, out, label=label, **options)
+        return gen.sample(run_dir, n, out, label=label, match=match, **options)
     try:
         if state.is_main_process:
-            return gen.sample(run_dir, n, out, label=label, **options)
+            return gen.sample(run_dir, n, out, label=label, match=match, **options)
     finally:
         state.wait_for_everyone()
     return Path(out)

@@ -27,11 +27,11 @@ class DiffusionGenerator:
 
         return train_diffusion(with_inputs(cfg, prep_dir, self.name))
 
-    def sample(self, run_dir: str | Path, n: int, out: str | Path, *, label: Any = None,
-               **options: Any) -> Path:
+    def sample(self, run_dir: str | Path, n: int | None, out: str | Path, *, label: Any = None,
+               match: str | Path | None = None, **options: Any) -> Path:
         from neurodit.sample import sample_diffusion
 
-        return sample_diffusion(run_dir, n, out, label=label, **options)
+        return sample_diffusion(run_dir, n, out, label=label, match=match, **options)
 
 
 GENERATOR = DiffusionGenerator("dit", MosaicInputs)

@@ -108,30 +108,32 @@ class PCAGenerator:
                            reference=model.info(), steps_trained=0, train_seconds=None)
         return run_dir
 
-    def sample(self, run_dir: str | Path, n: int, out: str | Path, *, label: Any = None, seed: int = 0,
-               overwrite: bool = False, **_diffusion_options: Any) -> Path:
-        """``n`` volumes (balanced over the classes matching ``label``) as a synthetic cohort ``out``.
+    def sample(self, run_dir: str | Path, n: int | None, out: str | Path, *, label: Any = None,
+               match: str | Path | None = None, seed: int = 0, overwrite: bool = False,
+               **_diffusion_options: Any) -> Path:
+        """``n`` volumes (balanced over the classes matching ``label``), or one per row of the ``match``
+        table with its class (``neurodit.runs.plan_classes``), as a synthetic cohort ``out``.
         Diffusion-only options (steps, guidance, scheduler, ...) do not apply and are ignored."""
         from neurodit.data.grid import Grid
-        from neurodit.data.synthetic import label_columns, parse_label, write_synthetic_cohort
-        from neurodit.runs import LabelSpec
+        from neurodit.data.synthetic import write_synthetic_cohort
+        from neurodit.runs import LabelSpec, plan_classes
 
         run_dir = Path(run_dir)
-        if n < 1:
-            raise NeuroditError(f"--n must be >= 1, got {n}")
         labels = LabelSpec.from_dict(read_json(run_dir / "labels.json"), run_dir / "labels.json")
+        plan = plan_classes(labels, n, label=label, match=match)  # bad input: nothing loaded or written
         grid = Grid.from_dict(read_json(run_dir / "prepare.json")["grid"])
         model = load_model(run_dir)
-        wanted = parse_label(label) if not isinstance(label, dict) else label
-        classes = labels.select(wanted) if wanted else list(range(labels.num_classes))
-        class_of = [classes[i % len(classes)] for i in range(n)]
+        class_of = list(plan.class_of)
         # one seeded stream per class, drawn in the order of class_of (balanced, reproducible)
-        streams = {k: model.iter_samples(class_of.count(k), labels.classes[k], seed=seed + k) for k in classes}
+        streams = {k: model.iter_samples(class_of.count(k), labels.classes[k], seed=seed + k)
+                   for k in sorted(set(class_of))}
         volumes = (next(streams[k])[0] for k in class_of)
-        return write_synthetic_cohort(volumes, label_columns([labels.class_values(k) for k in class_of]),
-                                      grid.affine, out, overwrite=overwrite, seed=seed,
-                                      meta={"run_dir": str(run_dir.resolve()), "generator": self.name, "n": n,
-                                            "label": wanted}, classes=[labels.classes[c] for c in classes])
+        return write_synthetic_cohort(volumes, plan.columns(labels), grid.affine, out, overwrite=overwrite,
+                                      seed=seed, avoid_ids=plan.avoid_ids,
+                                      meta={"run_dir": str(run_dir.resolve()), "generator": self.name,
+                                            "n": plan.n, "label": plan.wanted,
+                                            "match": None if plan.match is None else str(plan.match.resolve())},
+                                      classes=list(plan.counts(labels)), class_counts=plan.counts(labels))
 
 
 GENERATOR = PCAGenerator()

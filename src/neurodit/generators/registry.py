@@ -35,9 +35,10 @@ class Generator(Protocol):
     def fit(self, prep_dir: str | Path, cfg: Any) -> Path:
         """Fit on the prepared folder ``prep_dir``; write and return the run folder ``cfg.out``."""
 
-    def sample(self, run_dir: str | Path, n: int, out: str | Path, *, label: Any = None, seed: int = 0,
-               overwrite: bool = False, **options: Any) -> Path:
-        """Write ``n`` volumes of the run's model as a synthetic cohort folder ``out``; return ``out``."""
+    def sample(self, run_dir: str | Path, n: int | None, out: str | Path, *, label: Any = None,
+               match: str | Path | None = None, seed: int = 0, overwrite: bool = False, **options: Any) -> Path:
+        """Write ``n`` volumes of the run's model (or one per row of the ``match`` participants.tsv, with
+        that row's class: ``neurodit.runs.plan_classes``) as a synthetic cohort folder ``out``; return ``out``."""
 
 
 def names() -> tuple[str, ...]:
