@@ -60,7 +60,9 @@ def test_renderers_show_the_numbers(page):
     assert rows[3][8] == "0" and rows[1][8] == "100"  # permutations: CNN by Mann-Whitney
     feats = table_after(judge, "Feature-space metrics")
     assert feats[0] == ["quantity", "real vs synthetic", "real vs real floor (real reference (e.g. training) vs real)"]
-    assert feats[1] == ["Fréchet distance", fmt(12.345), "3.211"] and feats[3] == ["recall", "0.5", "0.8333"]
+    # the ratio first (computed from the floor for a metrics.json without frechet_ratio), then the raw figure
+    assert feats[1] == ["Fréchet distance / real-vs-real floor", fmt(12.345 / 3.2109), "1"]
+    assert feats[2] == ["Fréchet distance (raw)", fmt(12.345), "3.211"] and feats[4] == ["recall", "0.5", "0.8333"]
     info = dict(table_after(judge, "<table><thead><tr><th>encoder</th>")[1:])
     assert info["encoder"] == "own" and info["weights sha256"] == "9f86d081884c"
     assert info["feature dimension"] == "32" and info["real volumes"] == "6" and info["reference volumes"] == "8"
@@ -96,7 +98,7 @@ def test_summary_c2st_first_then_calibration(page):
 
 def test_calibration_table_has_one_row_per_generator(page):
     rows = table_after(section(page, "summary"), "Calibration panel")
-    assert rows[0] == ["generator", "C2ST AUC voxel", "C2ST AUC texture", "C2ST AUC CNN", "Fréchet distance",
+    assert rows[0] == ["generator", "C2ST AUC voxel", "C2ST AUC texture", "C2ST AUC CNN", "Fréchet / real-vs-real floor",
                        "recall", "MS-SSIM syn–syn", "MS-SSIM real–real", "memorized fraction"]
     assert [r[0] for r in rows[1:]] == ["model", "noise", "mean", "copy", "pca"]
     # every row from `calibration` (the model's headline numbers included); its `labels` is no row
@@ -138,7 +140,8 @@ def test_missing_families_say_not_run(stage_dirs, tmp_path):
     write_json(stage_dirs["eval"] / "metrics.json", metrics)
     page = build_report([stage_dirs["eval"]], tmp_path / "r2.html").read_text()
     assert "the real-vs-real floor was not computed" in page
-    assert table_after(section(page, "judge"), "Feature-space metrics")[1] == ["Fréchet distance", fmt(12.345), "—"]
+    assert table_after(section(page, "judge"), "Feature-space metrics")[1] == [
+        "Fréchet distance (raw: no floor to scale it)", fmt(12.345), "—"]
 
 
 def test_bad_c2st_family_names_the_file(stage_dirs, tmp_path):
