@@ -125,6 +125,19 @@ def test_calibration_other_kinds_follow_and_empty_columns_drop():
                         "is copy 0.50, pca 0.55, dit-guidance-1 0.91.")
 
 
+def test_calibration_shows_the_raw_frechet_only_without_a_ratio():
+    """A calibration entry with a floor shows its ratio; one without (an older metrics.json) its raw
+    figure, in a column whose header says it is raw."""
+    panel = {"pca": {"features": {"frechet": 0.47, "frechet_ratio": 4.57}},
+             "noise": {"features": {"frechet": 3.31}}}
+    rows = table_after(J.calibration(panel)[0], "Calibration panel")
+    assert rows[0] == ["generator", "Fréchet / real-vs-real floor", "Fréchet (raw: no floor)"]
+    assert rows[1:] == [["noise", "—", "3.31"], ["pca", "4.57", "—"]]
+    # every entry with a ratio: no raw column at all
+    rows = table_after(J.calibration({"pca": panel["pca"]})[0], "Calibration panel")
+    assert rows == [["generator", "Fréchet / real-vs-real floor"], ["pca", "4.57"]]
+
+
 def test_missing_families_say_not_run(stage_dirs, tmp_path):
     write_json(stage_dirs["eval"] / "metrics.json", {"msssim": METRICS["msssim"]})
     page = build_report([stage_dirs["eval"]], tmp_path / "r.html").read_text()

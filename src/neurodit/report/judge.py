@@ -37,6 +37,9 @@ EFFECTS = {"csf_fraction_age_slope": "CSF-like fraction vs age (slope)",
 HEADLINE: tuple[tuple[str, str], ...] = (
     *((f"C2ST AUC {v if v != 'cnn' else 'CNN'}", f"c2st.{v}.auc") for v in VIEWS),
     ("Fréchet / real-vs-real floor", "features.frechet_ratio"),
+    # the raw figure only for an entry without a ratio (a metrics.json without a floor or from before
+    # frechet_ratio): it has no scale of its own, so the header says it is raw (see headline())
+    ("Fréchet (raw: no floor)", "features.frechet"),
     ("precision", "features.precision"),
     ("recall", "features.recall"),
     ("MS-SSIM syn–syn", "msssim.syn_syn"),
@@ -127,8 +130,11 @@ def morphometry(m: dict) -> Rendered:
 
 
 def headline(entry: dict) -> list[float | None]:
-    """One calibration row: the ``HEADLINE`` numbers of a generator (None where not computed)."""
-    return [_number(entry, path) for _, path in HEADLINE]
+    """One calibration row: the ``HEADLINE`` numbers of a generator (None where not computed; the raw
+    Fréchet distance only where its ratio to the floor is missing)."""
+    ratio = _number(entry, "features.frechet_ratio")
+    return [None if path == "features.frechet" and ratio is not None else _number(entry, path)
+            for _, path in HEADLINE]
 
 
 def calibration(panel: dict) -> Rendered:
