@@ -13,14 +13,14 @@ and the background never enter a texture number):
   (the pair says whether the energy sits at the voxel scale, as in white noise, or above it);
 - ``highpass_lag1``: the lag-1 autocorrelation of the high-pass residual (volume minus its 3x3x3 box mean),
   averaged over the three axes: spatially correlated detail (real tissue, partial volume) gives > 0
-  (about 0.5 on the 6 mm demo cohort), independent voxel noise -0.05 (the box mean shares each voxel
+  (0.49 on the 4 mm demo cohort), independent voxel noise -0.05 (the box mean shares each voxel
   with its neighbours: (-2/27 + 18/729) / (26/27)).
 
 These are the classic first-order texture measures (gradient and local-variance statistics, Haralick et
 al. 1973 in spirit; Laplacian-of-smoothed scales as in Lindeberg 1998 "Feature detection with automatic
 scale selection"), computed in model range [-1, 1] (:class:`neurodit.data.normalize.Normalization`), float64
 reductions. Whole-brain rather than per-region: 7 numbers keep the feature view's width below the usual set
-sizes (the Fréchet covariance needs N > F), and a per-region split at 6 mm would rest on a few hundred voxels.
+sizes (the Fréchet covariance needs N > F), and a per-region split at 4-6 mm would rest on a few hundred voxels.
 """
 
 from __future__ import annotations
