@@ -135,3 +135,25 @@ def test_bench_evaluate_memory_quick_writes_rss_table(tmp_path):
     assert [r["n_synthetic"] for r in rows] == [2, 8] and all(r["vmhwm_mb"] > 50 for r in rows)
     assert data["cpu"]["torch_cpu_capability"] and "time" not in data
     assert "peak RSS" in res.output and "n_synthetic" in res.output
+
+
+def test_sampler_lines_print_the_frechet_ratio_or_say_raw():
+    """The sampler table prints the Fréchet distance as a ratio to the floor; without a floor the raw
+    figure, said so; without feature metrics a dash."""
+    from neurodit.bench import format_report
+
+    machine = {"gpu": None, "cpu_model": "cpu", "affinity": 2, "torch_cpu_capability": "AVX2", "native_bf16": False,
+               "peak_gflops": {"fp32": 100.0}, "peak_threads": 2}
+
+    def row(sampler, **judge):
+        return {"sampler": sampler, "steps": 10, "network_calls": 10, "s_per_volume": 0.5,
+                "c2st_auc": {"voxel": 0.6}, **judge}
+
+    rows = [row("ddim", frechet=0.42, frechet_ratio=4.04), row("dpm", frechet=0.4213, frechet_ratio=None),
+            row("heun")]
+    text = format_report({"machine": machine, "results": [], "samplers": {
+        "run": "r", "objective": "flow", "guidance": 1.5, "n": 4, "rows": rows}})
+    lines = [ln for ln in text.splitlines() if "s/volume" in ln]
+    assert lines[0].endswith("Fréchet ratio 4.04")
+    assert lines[1].endswith("Fréchet 0.421 (raw: no real-vs-real floor)")
+    assert lines[2].endswith("Fréchet -")

@@ -179,3 +179,36 @@ def test_medicalnet_style_resnet_from_safetensors(tmp_path):
     (tmp_path / "resnet_10.json").write_text(json.dumps({"arch": {"name": "resnet", "depth": 18}}))
     with pytest.raises(NeuroditError, match="resnet_10.safetensors"):
         load_encoder(tmp_path / "resnet_10.safetensors")
+
+
+# --------------------------------------------------------------------------- determinism and the cache key
+def test_training_from_scratch_is_deterministic(tmp_path, small_train):
+    """Two trainings from scratch (no cache) on the same data and seed: the same features to 1e-6."""
+    vols, table, mask = small_train
+    a = train_encoder(vols, table, mask, tmp_path / "a", epochs=3, dim=16, seed=3).features(vols)
+    b = train_encoder(vols, table, mask, tmp_path / "b", epochs=3, dim=16, seed=3).features(vols)
+    np.testing.assert_allclose(a, b, rtol=0, atol=1e-6)
+    assert a.std(0).max() > 1e-3  # not trivially equal (constant maps)
+    other = train_encoder(vols, table, mask, tmp_path / "c", epochs=3, dim=16, seed=4).features(vols)
+    assert np.abs(other - a).max() > 1e-3  # the seed does matter
+    # the deterministic settings were switched on for training only
+    assert not torch.are_deterministic_algorithms_enabled()
+
+
+def test_features_are_float32_inside_a_callers_autocast(tmp_path, small_train):
+    vols, table, mask = small_train
+    enc = train_encoder(vols, table, mask, tmp_path / "enc", epochs=1, dim=16)
+    plain = enc.features(vols)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        under = enc.features(vols)
+    np.testing.assert_array_equal(under, plain)
+
+
+def test_cache_key_covers_settings_defaults_and_the_feature_view(monkeypatch):
+    base = en.cache_key("ab", {"seed": 0})
+    assert base == en.cache_key("ab", {"seed": 0, "epochs": en.EncoderTraining().epochs})  # a default, spelled out
+    assert base != en.cache_key("ab", {"seed": 1}) and base != en.cache_key("ac", {"seed": 0})
+    monkeypatch.setattr(en, "FEATURE_VIEW", "neurodit.features/next")
+    assert en.cache_key("ab", {"seed": 0}) != base  # a new feature definition never reuses an old encoder
+    with pytest.raises(NeuroditError, match="unknown encoder training setting"):
+        en.cache_key("ab", {"epoch": 3})

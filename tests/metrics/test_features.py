@@ -11,8 +11,9 @@ import torch
 from scipy import linalg
 
 from neurodit.errors import NeuroditError
-from neurodit.metrics.encoder import train_encoder
-from neurodit.metrics.features import feature_metrics, frechet_distance, prdc
+from neurodit.metrics.encoder import FEATURE_VIEW, train_encoder
+from neurodit.metrics.features import SD_FLOOR, Standardizer, feature_metrics, frechet_distance, prdc
+from neurodit.metrics.texture import TEXTURE_STATS
 
 
 def _gauss(n, f=8, seed=0, scale=1.0, shift=0.0):
@@ -100,19 +101,77 @@ def test_feature_metrics_rank_pca_above_noise_and_mean(ranked):
     assert pca["recall"] > noise["recall"] and pca["recall"] > mean["recall"]
     assert mean["recall"] == 0.0  # zero diversity
     assert pca["recall"] >= 0.8
-    # PCA samples are about as far from the held-out set as the real training set is
-    assert pca["frechet"] < 2 * pca["floor"]["frechet"] < mean["frechet"]
+    # PCA samples are near the real training set's distance (a blend of subjects is a little smoother, which
+    # the texture block sees: 2.4x on this phantom), the mean image and noise far beyond it
+    assert pca["frechet_ratio"] < 3 < min(mean["frechet_ratio"], noise["frechet_ratio"])
+
+
+def test_noise_is_not_precise_in_the_feature_view(ranked):
+    """Class mean + white voxel noise: the texture block puts it outside the real cloud (the pooled encoder
+    features alone had kept its precision near 1), while PCA samples stay inside."""
+    noise, pca = ranked["noise"], ranked["pca"]
+    assert noise["precision"] < 0.5 < pca["precision"]
+    assert noise["texture"]["highpass_lag1"]["syn_z"] < -3  # the residual's correlation is gone
+    assert noise["by_block"]["texture"]["frechet_ratio"] > 10 * pca["by_block"]["texture"]["frechet_ratio"]
+    # the floor is sane: the real training set lies in the held-out cloud
+    assert pca["floor"]["precision"] >= 0.8 and pca["floor"]["recall"] >= 0.8
+
+
+def test_standardizer_gives_each_block_unit_total_variance():
+    rng = np.random.default_rng(0)
+    blocks = {"encoder": rng.normal(5, [1, 10, 100, 0.1], (200, 4)), "texture": rng.normal(0, 3, (200, 2))}
+    std = Standardizer.fit(blocks)
+    z = std(blocks)  # (200, 6)
+    np.testing.assert_allclose(z[:, :4].var(0, ddof=1).sum(), 1.0, rtol=1e-9)
+    np.testing.assert_allclose(z[:, 4:].var(0, ddof=1).sum(), 1.0, rtol=1e-9)
+    # an almost constant feature is floored at SD_FLOOR x its block's median sd
+    blocks["encoder"][:, 3] = 5.0 + 1e-12 * rng.standard_normal(200)
+    std = Standardizer.fit(blocks)
+    sd = blocks["encoder"].std(0, ddof=1)  # the 4th about 1e-12
+    assert std.scale[3] == pytest.approx(SD_FLOOR * np.median(sd) * np.sqrt(4), rel=1e-9)
+
+
+def test_same_frechet_with_the_cache_cleared(tmp_path):
+    """Two evaluations, the encoder cache deleted in between: the same Fréchet distance to 1e-6; without a
+    reference set the figure is raw and the verdict says so."""
+    import shutil
+
+    from neurodit.metrics.encoder import get_encoder
+
+    from .conftest import brain_volumes
+
+    train, real, syn = (brain_volumes(12, shape=(16, 16, 16), seed=s) for s in (1, 2, 3))
+    mask = train[0] > 1e-4
+    out = []
+    for _ in range(2):
+        enc = get_encoder(train, None, mask, tmp_path / "cache", epochs=2, dim=8)
+        assert enc.info["cached"] is False
+        out.append(feature_metrics(real, syn, enc, k=3, reference_mm2s=train))
+        shutil.rmtree(tmp_path / "cache")
+    assert out[0]["frechet"] == pytest.approx(out[1]["frechet"], abs=1e-6)
+    assert out[0]["floor"]["frechet"] == pytest.approx(out[1]["floor"]["frechet"], abs=1e-6)
+    raw = feature_metrics(real, syn, enc, k=3)
+    assert raw["floor"] is None and raw["frechet_ratio"] is None
+    assert raw["view"]["standardized_on"] == "real (12 volumes)"
+    assert "raw feature units: no real-vs-real floor" in raw["verdict"]
 
 
 def test_feature_metrics_report(ranked):
     m = ranked["pca"]
     assert set(m) >= {"encoder", "dim", "n_real", "n_synthetic", "frechet", "precision", "recall", "density",
                       "coverage", "warnings", "verdict", "floor"}
-    assert m["dim"] == 32 and m["n_real"] == 36 and m["n_synthetic"] == 30 and m["encoder"]["kind"] == "own"
-    # 30 synthetic volumes for 32 features: warned; 36 real: not
-    assert [w for w in m["warnings"] if "volumes for 32 features" in w] == [
-        w for w in m["warnings"] if w.startswith("only 30 synthetic volumes for 32 features")]
-    assert len(m["warnings"]) == 1
+    # the feature view: 32 encoder features + 7 texture statistics
+    assert m["view"]["blocks"] == {"encoder": 32, "texture": len(TEXTURE_STATS)} and m["dim"] == 39
+    assert m["view"]["version"] == FEATURE_VIEW and m["view"]["standardized_on"] == "reference (36 volumes)"
+    assert m["n_real"] == 36 and m["n_synthetic"] == 30 and m["encoder"]["kind"] == "own"
+    # 30 synthetic and 36 real volumes for 39 features: both warned
+    assert [w.split(":")[0] for w in m["warnings"]] == ["only 36 real volumes for 39 features",
+                                                        "only 30 synthetic volumes for 39 features"]
+    assert m["frechet_ratio"] == pytest.approx(m["frechet"] / m["floor"]["frechet"], rel=1e-12)
+    assert set(m["by_block"]) == {"encoder", "texture"} and set(m["texture"]) == set(TEXTURE_STATS)
+    assert f"{m['frechet_ratio']:.1f}x that between two real sets" in m["verdict"]
     assert "cover" in m["verdict"] and m["verdict"].endswith(".")
-    assert "0% of the real variety" in ranked["mean"]["verdict"] and "too little variety" in ranked["mean"]["verdict"]
+    # the mean image: no variety, and too smooth to look real to the texture block
+    assert "cover 0% of the real variety" in ranked["mean"]["verdict"]
+    assert "much of the real variety is missing" in ranked["mean"]["verdict"]
     json.dumps(m)  # JSON-ready

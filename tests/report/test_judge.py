@@ -60,7 +60,9 @@ def test_renderers_show_the_numbers(page):
     assert rows[3][8] == "0" and rows[1][8] == "100"  # permutations: CNN by Mann-Whitney
     feats = table_after(judge, "Feature-space metrics")
     assert feats[0] == ["quantity", "real vs synthetic", "real vs real floor (real reference (e.g. training) vs real)"]
-    assert feats[1] == ["Fréchet distance", fmt(12.345), "3.211"] and feats[3] == ["recall", "0.5", "0.8333"]
+    # the ratio first (computed from the floor for a metrics.json without frechet_ratio), then the raw figure
+    assert feats[1] == ["Fréchet distance / real-vs-real floor", fmt(12.345 / 3.2109), "1"]
+    assert feats[2] == ["Fréchet distance (raw)", fmt(12.345), "3.211"] and feats[4] == ["recall", "0.5", "0.8333"]
     info = dict(table_after(judge, "<table><thead><tr><th>encoder</th>")[1:])
     assert info["encoder"] == "own" and info["weights sha256"] == "9f86d081884c"
     assert info["feature dimension"] == "32" and info["real volumes"] == "6" and info["reference volumes"] == "8"
@@ -96,7 +98,7 @@ def test_summary_c2st_first_then_calibration(page):
 
 def test_calibration_table_has_one_row_per_generator(page):
     rows = table_after(section(page, "summary"), "Calibration panel")
-    assert rows[0] == ["generator", "C2ST AUC voxel", "C2ST AUC texture", "C2ST AUC CNN", "Fréchet distance",
+    assert rows[0] == ["generator", "C2ST AUC voxel", "C2ST AUC texture", "C2ST AUC CNN", "Fréchet / real-vs-real floor",
                        "recall", "MS-SSIM syn–syn", "MS-SSIM real–real", "memorized fraction"]
     assert [r[0] for r in rows[1:]] == ["model", "noise", "mean", "copy", "pca"]
     # every row from `calibration` (the model's headline numbers included); its `labels` is no row
@@ -123,6 +125,19 @@ def test_calibration_other_kinds_follow_and_empty_columns_drop():
                         "is copy 0.50, pca 0.55, dit-guidance-1 0.91.")
 
 
+def test_calibration_shows_the_raw_frechet_only_without_a_ratio():
+    """A calibration entry with a floor shows its ratio; one without (an older metrics.json) its raw
+    figure, in a column whose header says it is raw."""
+    panel = {"pca": {"features": {"frechet": 0.47, "frechet_ratio": 4.57}},
+             "noise": {"features": {"frechet": 3.31}}}
+    rows = table_after(J.calibration(panel)[0], "Calibration panel")
+    assert rows[0] == ["generator", "Fréchet / real-vs-real floor", "Fréchet (raw: no floor)"]
+    assert rows[1:] == [["noise", "—", "3.31"], ["pca", "4.57", "—"]]
+    # every entry with a ratio: no raw column at all
+    rows = table_after(J.calibration({"pca": panel["pca"]})[0], "Calibration panel")
+    assert rows == [["generator", "Fréchet / real-vs-real floor"], ["pca", "4.57"]]
+
+
 def test_missing_families_say_not_run(stage_dirs, tmp_path):
     write_json(stage_dirs["eval"] / "metrics.json", {"msssim": METRICS["msssim"]})
     page = build_report([stage_dirs["eval"]], tmp_path / "r.html").read_text()
@@ -138,7 +153,8 @@ def test_missing_families_say_not_run(stage_dirs, tmp_path):
     write_json(stage_dirs["eval"] / "metrics.json", metrics)
     page = build_report([stage_dirs["eval"]], tmp_path / "r2.html").read_text()
     assert "the real-vs-real floor was not computed" in page
-    assert table_after(section(page, "judge"), "Feature-space metrics")[1] == ["Fréchet distance", fmt(12.345), "—"]
+    assert table_after(section(page, "judge"), "Feature-space metrics")[1] == [
+        "Fréchet distance (raw: no floor to scale it)", fmt(12.345), "—"]
 
 
 def test_bad_c2st_family_names_the_file(stage_dirs, tmp_path):

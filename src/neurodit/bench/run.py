@@ -278,9 +278,13 @@ def format_report(res: dict[str, Any]) -> str:
         lines.append(f"samplers on {s['run']} ({s['objective']}, guidance {s['guidance']}, {s['n']} volumes):")
         for row in s["rows"]:
             auc = " ".join(f"{v} {a}" for v, a in (row.get("c2st_auc") or {}).items())
+            # the Fréchet distance as a ratio to the real-vs-real floor; raw, and said so, without a floor
+            ratio, raw = row.get("frechet_ratio"), row.get("frechet")
+            frechet = (f"Fréchet ratio {ratio}" if ratio is not None else
+                       f"Fréchet {raw:.3g} (raw: no real-vs-real floor)" if raw is not None else "Fréchet -")
             lines.append(f"  {row['sampler']:<6}{row['steps']:>4} steps {row['network_calls']:>4} calls "
                          f"{row['s_per_volume']:.3f} s/volume  C2ST AUC {auc or '-'}  "
-                         f"Fréchet ratio {row.get('frechet_ratio', '-')}"
+                         f"{frechet}"
                          + (f"  gap to {s['reference']} {row['auc_gap']}" if "auc_gap" in row else ""))
         if s.get("reference"):
             cheap = ", ".join(s["cheap_within_tolerance"]) or "none"

@@ -49,10 +49,9 @@ def judge_row(real: Path, syn: Path, train: Path | None, out: Path, cfg) -> dict
 
     m = read_json(evaluate(real, syn, out, train=train, cfg=cfg, overwrite=True) / "metrics.json")
     feats = m.get("features") or {}
-    floor = (feats.get("floor") or {}).get("frechet")
+    ratio = feats.get("frechet_ratio")  # the judge's one ratio (neurodit.metrics.features.frechet_ratio)
     return {"c2st_auc": {v: round(r["auc"], 3) for v, r in m.get("c2st", {}).get("views", {}).items()},
-            "frechet": feats.get("frechet"),
-            "frechet_ratio": round(feats["frechet"] / floor, 2) if floor else None}
+            "frechet": feats.get("frechet"), "frechet_ratio": None if ratio is None else round(ratio, 2)}
 
 
 def bench_samplers(run_dir: str | Path, real: str | Path | None, work: Path, *, n: int = 40,

@@ -17,7 +17,7 @@ COLUMNS = (
     ("C2ST AUC voxel", lambda r: _auc(r, "voxel")),
     ("C2ST AUC texture", lambda r: _auc(r, "texture")),
     ("C2ST AUC cnn", lambda r: _auc(r, "cnn")),
-    ("Fréchet", lambda r: r["quality"]["frechet"]),
+    ("Fréchet / floor", lambda r: _frechet(r["quality"])),
     ("precision", lambda r: r["quality"]["precision"]),
     ("recall", lambda r: r["quality"]["recall"]),
     ("RBF MMD² (p)", lambda r: f"{fmt(r['quality']['mmd_rbf']['mmd2'], 3)} ({fmt(r['quality']['mmd_rbf']['p_value'], 2)})"),
@@ -34,6 +34,13 @@ COLUMNS = (
 )
 
 
+def _frechet(q: dict) -> str | None:
+    """The Fréchet distance as a ratio to the real-vs-real floor; the raw figure, said so, without a floor."""
+    if q.get("frechet_ratio") is not None:
+        return f"{q['frechet_ratio']:.2f}x"
+    return None if q.get("frechet") is None else f"{fmt(q['frechet'], 3)} (raw, no floor)"
+
+
 def _auc(row: dict, view: str) -> str | None:
     r = row["quality"]["c2st"].get(view)
     return None if r is None else f"{r['auc']:.2f} (p {fmt(r['p_value'], 2)})"
@@ -47,7 +54,7 @@ def table_rows(data: dict) -> tuple[list[str], list[list]]:
     for view in ("voxel", "texture", "cnn"):
         v = (fl.get("c2st") or {}).get(view)
         floor.append(None if v is None else f"{v['auc']:.2f} (p {fmt(v['p_value'], 2)})")
-    floor += [fl.get("frechet"), None, None,
+    floor += [None if fl.get("frechet") is None else f"1x (= {fmt(fl['frechet'], 3)})", None, None,
               f"{fmt(fl['mmd_rbf']['mmd2'], 3)} ({fmt(fl['mmd_rbf']['p_value'], 2)})",
               f"— / {fl['msssim_real_real']:.3f}"] + [None] * (len(COLUMNS) - 10)
     return [h for h, _ in COLUMNS], rows + [floor]
@@ -73,7 +80,8 @@ def comparison_markdown(data: dict) -> str:
 
 def comparison_figure(data: dict) -> bytes:
     """C2ST AUC per view (grouped bars, the real-vs-real AUC dashed per view, chance at 0.5) and the
-    Fréchet distance per generator (the train-vs-held-out floor dashed)."""
+    Fréchet distance per generator as a ratio to the train-vs-held-out floor (dashed at 1); the raw
+    distances where there is no floor (the axis says which)."""
     rows = data["rows"]
     views = [v for v in ("voxel", "texture", "cnn") if any(v in r["quality"]["c2st"] for r in rows)]
     names = [r["label"] for r in rows]
@@ -95,13 +103,16 @@ def comparison_figure(data: dict) -> bytes:
     if views:
         ax.legend(fontsize=8)
     ax = axes[1]
-    fr = [np.nan if r["quality"]["frechet"] is None else r["quality"]["frechet"] for r in rows]
+    ratios = all(r["quality"].get("frechet_ratio") is not None for r in rows)
+    key = "frechet_ratio" if ratios else "frechet"
+    fr = [np.nan if r["quality"].get(key) is None else r["quality"][key] for r in rows]
     ax.bar(x, fr, 0.6, color="#7f8c8d")
-    if data["floor"].get("frechet") is not None:
-        ax.axhline(data["floor"]["frechet"], color="#c0392b", ls="--", lw=1, label="real train vs held-out")
+    floor = 1.0 if ratios else data["floor"].get("frechet")
+    if floor is not None:
+        ax.axhline(floor, color="#c0392b", ls="--", lw=1, label="real train vs held-out")
         ax.legend(fontsize=8)
     ax.set_xticks(x, names, rotation=20, ha="right")
-    ax.set_ylabel("Fréchet distance (encoder features)")
+    ax.set_ylabel("Fréchet distance / real-vs-real floor" if ratios else "Fréchet distance (raw feature units)")
     ax.set_title("feature Fréchet distance (lower is better)")
     fig.tight_layout()
     return png_bytes(fig)

@@ -49,6 +49,15 @@ def budget_and_cost(syn_info: dict, run_info: dict, kind: str) -> tuple[str, dic
     return budget, cost
 
 
+def _frechet_ratio(feats: dict) -> float | None:
+    """The Fréchet distance / its real-vs-real floor (computed for a metrics.json that predates the field)."""
+    from neurodit.metrics.features import frechet_ratio
+
+    if feats.get("frechet_ratio") is not None:
+        return feats["frechet_ratio"]
+    return frechet_ratio(feats.get("frechet"), (feats.get("floor") or {}).get("frechet"))
+
+
 def make_row(item: dict, metrics: dict, ds_results: dict | None, budget: str, cost: dict, syn_rel: str,
          ds_rel: str | None) -> dict:
     c2st = {v: {k: r[k] for k in ("auc", "auc_ci95", "p_value")}
@@ -70,7 +79,8 @@ def make_row(item: dict, metrics: dict, ds_results: dict | None, budget: str, co
             "input": str(item["path"]), "synthetic": syn_rel, "eval": f"eval-{item['name']}",
             "downstream_dir": ds_rel, "n_synthetic": metrics["n_synthetic"],
             "quality": {"c2st": c2st, "c2st_worst_auc": max((r["auc"] for r in c2st.values()), default=None),
-                        "frechet": feats.get("frechet"), "precision": feats.get("precision"),
+                        "frechet": feats.get("frechet"), "frechet_ratio": _frechet_ratio(feats),
+                        "precision": feats.get("precision"),
                         "recall": feats.get("recall"),
                         "mmd_rbf": {"mmd2": rbf["mmd2"], "p_value": rbf["p_value"]}},
             "diversity": {k: div[k] for k in ("syn_syn", "real_real", "low_diversity", "zero_diversity")},

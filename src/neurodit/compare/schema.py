@@ -34,8 +34,9 @@ differs they are resampled onto the synthetic grid by the data layer
     rows          [{name, label, budget, kind ("run" | "synthetic"), input (folder as given),
                     synthetic (cohort judged, relative to CMP_DIR when sampled here), eval ("eval-<name>"),
                     downstream_dir ("downstream-<name>" | null), n_synthetic,
-                    quality {c2st {view: {auc, auc_ci95, p_value}}, c2st_worst_auc, frechet, precision,
-                             recall, mmd_rbf {mmd2, p_value}},
+                    quality {c2st {view: {auc, auc_ci95, p_value}}, c2st_worst_auc, frechet, frechet_ratio
+                             (frechet / the real-vs-real floor's: the number the table and figure show;
+                             null without a floor), precision, recall, mmd_rbf {mmd2, p_value}},
                     diversity {syn_syn, real_real, low_diversity, zero_diversity},
                     memorization {fraction_above, expected_fraction, flagged, n_duplicates},
                     downstream {real, real_synthetic (balanced accuracy means), gain, ci95 [lo, hi],
@@ -59,7 +60,7 @@ differs they are resampled onto the synthetic grid by the data layer
                    evaluate``, so a reused evaluation carries the numbers judging it again would give
 
 - ``comparison.md``: the Markdown table (:func:`neurodit.compare.render.comparison_markdown`);
-- ``comparison.png``: C2ST AUC per view and Fréchet distance per generator with the real-vs-real floor;
+- ``comparison.png``: C2ST AUC per view and Fréchet distance / the real-vs-real floor per generator;
 - ``eval-<name>/``: each row's full EVAL_DIR (``metrics.json``, figures, ``run.json``);
 - ``downstream-<name>/``: each row's DS_DIR (its ``sex/real`` runs are the same for every row: trained for
   the first row and shared, :class:`neurodit.downstream.experiment.SharedRuns`); ``syn-<name>/``: cohorts

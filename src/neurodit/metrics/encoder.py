@@ -16,14 +16,27 @@ downloaded here, so:
 - a user's encoder enters through :func:`load_encoder`: a TorchScript file, or safetensors weights
   with a JSON config (our format; MONAI ResNets, e.g. MedicalNet / Med3D weights; docs/JUDGE.md).
   Pickled checkpoints are never loaded.
+
+The own encoder is deterministic, so that two evaluations of the same folders on one machine give the
+same numbers, also when the cache was cleared between them: one seed for the initial weights and every
+draw of training, float32 throughout (no autocast, no bf16: :func:`train_encoder` and
+:meth:`Encoder.__call__` switch autocast off), and torch's deterministic algorithms during training
+(:func:`deterministic_torch`). Its cache key (:func:`cache_key`) covers the training data's sha256, every
+resolved training setting, the normalisation and :data:`FEATURE_VIEW`, the version of the whole feature
+definition (bump it when the training recipe or the feature view of :mod:`neurodit.metrics.features`
+changes, so that no stale encoder is reused). Across machines the float arithmetic (CPU kernels, thread
+counts) still differs, so the weights do too: read the Fréchet distance as a ratio to its real-vs-real
+floor, which :mod:`neurodit.metrics.features` reports beside it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import hashlib
 import json
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -44,9 +57,13 @@ from neurodit.io import (
 )
 
 __all__ = ["Encoder", "EncoderNet", "train_encoder", "load_encoder", "get_encoder", "training_data_hash",
-           "FORMAT", "WEIGHTS_FILE", "CONFIG_FILE"]
+           "cache_key", "deterministic_torch", "FORMAT", "FEATURE_VIEW", "WEIGHTS_FILE", "CONFIG_FILE"]
 
 FORMAT = "neurodit.encoder/1"
+# the version of the judge's feature definition: the own encoder's training recipe (deterministic, fp32) and
+# the feature view built on it (neurodit.metrics.features: pooled encoder features + texture statistics,
+# block-weighted z-scores). Part of the encoder cache key and of every features result.
+FEATURE_VIEW = "neurodit.features/2"
 WEIGHTS_FILE = "encoder.safetensors"
 CONFIG_FILE = "encoder.json"
 RESNET_DEPTHS = (10, 18, 34, 50, 101, 152, 200)
@@ -141,11 +158,13 @@ class Encoder:
 
     @torch.no_grad()
     def __call__(self, x_model: torch.Tensor) -> torch.Tensor:
-        """(B, 1, D, H, W) model range [-1, 1] -> (B, F) float32."""
+        """(B, 1, D, H, W) model range [-1, 1] -> (B, F) float32, computed in float32 (autocast off even
+        inside a caller's autocast region: features must not depend on who calls)."""
         x = x_model.float()
         if self.input_transform == "zscore":
             x = _zscore_brain(Normalization().to_physical(x.clamp(-1, 1)))
-        out = self.module(x)
+        with torch.autocast(x.device.type, enabled=False):
+            out = self.module(x)
         if isinstance(out, (tuple, list)):  # some exported encoders return (features, ...)
             out = out[0]
         return out.reshape(out.shape[0], -1).float()
@@ -293,6 +312,23 @@ def _targets(batch: Any, n: int, table: Any, side: int) -> _Targets:
     return _Targets(recon, sex, has_age, age_z, age_mu, age_sd)
 
 
+@contextlib.contextmanager
+def deterministic_torch() -> Iterator[None]:
+    """Torch's deterministic algorithms (and cuDNN's) while the block runs; the previous settings after.
+
+    ``warn_only``: an op without a deterministic kernel warns instead of failing (none of SmallCNN's on the
+    CPU). The float sums still depend on the machine and its thread count, not on the run."""
+    old = (torch.are_deterministic_algorithms_enabled(), torch.is_deterministic_algorithms_warn_only_enabled(),
+           torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark)
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = True, False
+    try:
+        yield
+    finally:
+        torch.use_deterministic_algorithms(old[0], warn_only=old[1])
+        torch.backends.cudnn.deterministic, torch.backends.cudnn.benchmark = old[2], old[3]
+
+
 def train_encoder(volumes_mm2s: np.ndarray, table: Any, mask: np.ndarray | None, out_dir: str | Path, *,
                   seed: int = 0, epochs: int = 30, dim: int = 32, batch_size: int = 16, lr: float = 3e-3,
                   norm: Normalization = Normalization(), overwrite: bool = False) -> Encoder:
@@ -303,11 +339,12 @@ def train_encoder(volumes_mm2s: np.ndarray, table: Any, mask: np.ndarray | None,
     4x4x4 average-pooled input and its pooled gradient magnitude (always; the only terms without
     labels: a self-supervised objective that keeps anatomy and texture in the features). Inputs in model
     range, 0 mm²/s (-1) outside ``mask``; a random shift of up to 2 voxels per batch. AdamW, fixed
-    epochs, seeded (:func:`neurodit.models.fit.fit_network`). Writes ``encoder.safetensors``,
-    ``encoder.json`` and ``run.json`` atomically; returns the loaded :class:`Encoder` (kind "own").
+    epochs, seeded (:func:`neurodit.models.fit.fit_network`), float32 (no autocast) under
+    :func:`deterministic_torch`: the same data and seed give the same weights on one machine. Writes
+    ``encoder.safetensors``, ``encoder.json`` and ``run.json`` atomically; returns the loaded
+    :class:`Encoder` (kind "own").
     """
-    from neurodit.models.fit import fit_network
-    from neurodit.models.small_cnn import MIN_SIDE, input_pool
+    from neurodit.models.small_cnn import MIN_SIDE
 
     n = len(volumes_mm2s)
     if n < 2 or np.ndim(volumes_mm2s) != 4:
@@ -329,6 +366,17 @@ def train_encoder(volumes_mm2s: np.ndarray, table: Any, mask: np.ndarray | None,
             x = torch.where(keep, x, torch.tensor(-1.0))
         return x[:, None].float()
 
+    with deterministic_torch():
+        return _train(volumes_mm2s, table, mask, out_dir, cfg, norm, overwrite, batch, data_sha, t0)
+
+
+def _train(volumes_mm2s, table, mask, out_dir, cfg: EncoderTraining, norm: Normalization, overwrite: bool,
+           batch, data_sha: str, t0: float) -> Encoder:
+    """:func:`train_encoder`'s body, under :func:`deterministic_torch`."""
+    from neurodit.models.fit import fit_network
+    from neurodit.models.small_cnn import input_pool
+
+    n, seed = len(volumes_mm2s), cfg.seed
     targets = _targets(batch, n, table, cfg.recon_side)
     seed_everything(seed)
     arch = {"name": "small", "channels": list(cfg.channels), "dim": cfg.dim, "n_outputs": 3 + 2 * cfg.recon_side ** 3}
@@ -350,8 +398,10 @@ def train_encoder(volumes_mm2s: np.ndarray, table: Any, mask: np.ndarray | None,
 
     # the training forward is the SmallCNN's own: its head on the pooled features
     try:
+        # amp=False: float32 training, the same weights whoever has bf16 (fit.bf16_supported)
         fit = fit_network(body, n, load_batch, targets.loss, epochs=cfg.epochs, batch_size=cfg.batch_size,
-                          lr=cfg.lr, weight_decay=cfg.weight_decay, seed=seed, augment=random_shift, what="encoder")
+                          lr=cfg.lr, weight_decay=cfg.weight_decay, seed=seed, augment=random_shift, amp=False,
+                          what="encoder")
     finally:
         body.pool_in = pool_in
 
@@ -362,7 +412,7 @@ def train_encoder(volumes_mm2s: np.ndarray, table: Any, mask: np.ndarray | None,
                   "labels": {"sex": int((sex >= 0).sum()), "age": int(targets.has_age.sum())},
                   "objective": objective, "mask_voxels": None if mask is None else int(np.sum(mask))}
     blob = _state_bytes(net, {"format": FORMAT})
-    config = {"format": FORMAT, "kind": "own", "arch": arch, "input": "model",
+    config = {"format": FORMAT, "feature_view": FEATURE_VIEW, "kind": "own", "arch": arch, "input": "model",
               "normalization": norm.to_dict(), "dim": cfg.dim, "weights": WEIGHTS_FILE,
               "weights_sha256": hashlib.sha256(blob).hexdigest(), "trained_on": trained_on,
               "training": {**dataclasses.asdict(cfg), "loss": fit.train_loss, "seconds": time.perf_counter() - t0,
@@ -470,6 +520,19 @@ def load_encoder(path: str | Path) -> Encoder:
                         "see docs/JUDGE.md)", path)
 
 
+def cache_key(data_sha: str, train_kwargs: dict[str, Any]) -> str:
+    """The own encoder's cache key (16 hex digits): sha256 of the training data's hash, every training
+    setting resolved against its default (so a changed default is a new key), the normalisation and
+    :data:`FEATURE_VIEW`."""
+    unknown = sorted(set(train_kwargs) - {f.name for f in dataclasses.fields(EncoderTraining)} - {"norm"})
+    if unknown:
+        raise NeuroditError(f"unknown encoder training setting(s) {unknown}")
+    settings = {**dataclasses.asdict(EncoderTraining()), **{k: v for k, v in train_kwargs.items() if k != "norm"}}
+    settings["norm"] = train_kwargs.get("norm", Normalization()).to_dict()
+    settings["feature_view"] = FEATURE_VIEW
+    return hashlib.sha256((data_sha + json.dumps(settings, sort_keys=True, default=list)).encode()).hexdigest()[:16]
+
+
 def get_encoder(train_mm2s: np.ndarray | None, table: Any, mask: np.ndarray | None, cache_dir: str | Path,
                 encoder_path: str | Path | None = None, **train_kwargs: Any) -> Encoder:
     """The encoder of one evaluation: ``encoder_path`` if given; else the cached own encoder trained on
@@ -483,8 +546,7 @@ def get_encoder(train_mm2s: np.ndarray | None, table: Any, mask: np.ndarray | No
         raise NeuroditError("feature metrics need the real training volumes (--train) to train the "
                             "project's encoder, or an --encoder file")
     data_sha = training_data_hash(train_mm2s, table, mask)
-    settings = {k: train_kwargs[k] for k in sorted(train_kwargs) if k != "norm"}
-    key = hashlib.sha256((data_sha + json.dumps(settings, sort_keys=True)).encode()).hexdigest()[:16]
+    key = cache_key(data_sha, train_kwargs)
     folder = Path(cache_dir) / f"encoder-{key}"
     if (folder / CONFIG_FILE).exists():
         try:

@@ -52,10 +52,14 @@ there are more than ``max_pairs``; ci95 = percentile bootstrap of the mean over 
     diversity       {syn_syn, real_real, syn_syn_above_real_max, identical_pairs (fraction of synthetic pairs
                      with MS-SSIM > 0.9999), zero_diversity (bool), low_diversity (bool), verdict}
     features        (cfg.features; needs --train or --encoder) neurodit.metrics.features.feature_metrics:
-                     {encoder {kind, source, sha256, dim, trained_on, cached, ...}, dim, n_real, n_synthetic, k,
-                     frechet, precision, recall, density, coverage, floor {sets, n_reference, frechet,
-                     precision, recall, density, coverage} | null, warnings [str], verdict}  features of a fixed
-                     3D encoder (our own, trained on TRAIN_DIR only and cached by its hash, or --encoder)
+                     {encoder {kind, source, sha256, dim, trained_on, cached, ...}, view {version, blocks
+                     {encoder, texture}, standardized_on, weighting}, dim, n_real, n_synthetic, k, frechet,
+                     frechet_ratio (frechet / floor.frechet; null without a floor), precision, recall, density,
+                     coverage, by_block {encoder|texture: {frechet, floor_frechet, frechet_ratio}}, texture {stat:
+                     {real_mean, syn_mean, syn_z}}, floor {sets, n_reference, frechet, precision, recall,
+                     density, coverage} | null, warnings [str], verdict}  the feature view: a fixed 3D encoder's
+                     pooled features (our own, trained on TRAIN_DIR only and cached by its hash, or --encoder)
+                     beside texture statistics in the mask, z-scored on TRAIN_DIR, equal weight per block
     morphometry     (cfg.morphometry) neurodit.metrics.morphometry.morphometry_metrics: {measures {name:
                      {real_mean, real_sd, syn_mean, syn_sd, wasserstein, ks_p}}, effects {csf_fraction_age_slope,
                      brain_volume_sex_diff_ml: {real, synthetic, real_ci95, synthetic_ci95, unit}},
@@ -66,8 +70,8 @@ there are more than ``max_pairs``; ci95 = percentile bootstrap of the mean over 
     calibration     (cfg.calibrate, needs train) {model | pca | noise | copy | mean: headline numbers
                      {n_synthetic, c2st {view: {auc, auc_ci95, p_value}}, msssim {real_syn, syn_syn, real_real},
                      diversity {zero_diversity, identical_pairs}, mmd_rbf {mmd2, p_value},
-                     memorization {fraction_above, flagged}, features {frechet, precision, recall, density,
-                     coverage} (with an encoder), verdicts {family: sentence}},
+                     memorization {fraction_above, flagged}, features {frechet, frechet_ratio, precision, recall,
+                     density, coverage} (with an encoder), verdicts {family: sentence}},
                      labels {kind: {class: count}}}  the same families for the reference generators
                      (neurodit.generators.reference) fitted on TRAIN_DIR, same n and label balance as the
                      synthetic set: what good (pca), bad (noise, mean) and copying (copy) look like here
@@ -276,7 +280,8 @@ def _evaluate_arrays(real, synthetic, train, cfg: EvalConfig, norm, fig_dir, ids
         from neurodit.metrics.features import feature_metrics
 
         with timed(timings, "features"):
-            features = feature_metrics(s.real, s.synthetic, feat_encoder, reference_mm2s=s.train, norm=norm)
+            features = feature_metrics(s.real, s.synthetic, feat_encoder, reference_mm2s=s.train, mask=s.mask,
+                                       norm=norm)
     msssim["verdict"] = fidelity_verdict(msssim)
     mmd["verdict"] = mmd_verdict(mmd)
     mem["verdict"] = memorization_verdict(mem)

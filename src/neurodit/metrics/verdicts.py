@@ -93,7 +93,8 @@ def headline(metrics: dict) -> dict:
     if "c2st" in metrics:
         out["c2st"] = {v: {k: r[k] for k in ("auc", "auc_ci95", "p_value")} for v, r in metrics["c2st"]["views"].items()}
     if "features" in metrics:
-        out["features"] = {k: metrics["features"][k] for k in ("frechet", "precision", "recall", "density", "coverage")}
+        out["features"] = {k: metrics["features"].get(k) for k in ("frechet", "frechet_ratio", "precision", "recall",
+                                                                   "density", "coverage")}
     return out
 
 

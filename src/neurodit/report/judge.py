@@ -7,7 +7,9 @@ them. The judge and its reference generators are described in docs/JUDGE.md:
 - ``c2st``: classifier two-sample test (Lopez-Paz & Oquab 2017), ``{views: {view: {auc, auc_ci95, p_value,
   n_real, n_synthetic, folds, permutations, method, verdict}}, verdict}``.
 - ``features``: Fréchet distance (Heusel et al. 2017) and precision / recall (Kynkäänniemi et al. 2019) /
-  density / coverage (Naeem et al. 2020) in a fixed 3D encoder's features, with a real-vs-real ``floor``.
+  density / coverage (Naeem et al. 2020) in the judge's feature view (a fixed 3D encoder's pooled features
+  beside texture statistics), with a real-vs-real ``floor``. The Fréchet distance is shown as a ratio to
+  the floor's (its raw figure has no scale of its own); raw only where there is no floor, and said so.
 - ``morphometry``: tissue fractions and brain volume, real vs synthetic, and their age / sex effects.
 - ``calibration``: ``{kind: {family: headline numbers}}`` for the reference generators (noise, mean, copy,
   pca) fitted on the training set; :func:`calibration` puts them beside the model's own numbers.
@@ -34,7 +36,11 @@ EFFECTS = {"csf_fraction_age_slope": "CSF-like fraction vs age (slope)",
 # neurodit.metrics.verdicts.headline)
 HEADLINE: tuple[tuple[str, str], ...] = (
     *((f"C2ST AUC {v if v != 'cnn' else 'CNN'}", f"c2st.{v}.auc") for v in VIEWS),
-    ("Fréchet distance", "features.frechet"),
+    ("Fréchet / real-vs-real floor", "features.frechet_ratio"),
+    # the raw figure only for an entry without a ratio (a metrics.json without a floor or from before
+    # frechet_ratio): it has no scale of its own, so the header says it is raw (see headline())
+    ("Fréchet (raw: no floor)", "features.frechet"),
+    ("precision", "features.precision"),
     ("recall", "features.recall"),
     ("MS-SSIM syn–syn", "msssim.syn_syn"),
     ("MS-SSIM real–real", "msssim.real_real"),
@@ -74,9 +80,17 @@ def c2st(c: dict) -> Rendered:
 
 def features(f: dict) -> Rendered:
     fl = f.get("floor") or {}
-    rows = [[name, f[k], fl.get(k)] for name, k in (("Fréchet distance", "frechet"), ("precision", "precision"),
-                                                     ("recall", "recall"), ("density", "density"),
-                                                     ("coverage", "coverage"))]
+    ratio = f.get("frechet_ratio")
+    if ratio is None and fl.get("frechet"):  # a metrics.json written before frechet_ratio existed
+        ratio = f["frechet"] / fl["frechet"]
+    rows = ([["Fréchet distance / real-vs-real floor", ratio, 1.0]] if ratio is not None else [])
+    rows += [[name if ratio is not None or k != "frechet" else "Fréchet distance (raw: no floor to scale it)",
+              f[k], fl.get(k)]
+             for name, k in (("Fréchet distance (raw)", "frechet"), ("precision", "precision"), ("recall", "recall"),
+                             ("density", "density"), ("coverage", "coverage"))]
+    blocks = [[b, v.get("frechet_ratio") if v.get("frechet_ratio") is not None else v.get("frechet")]
+              for b, v in (f.get("by_block") or {}).items()]
+    texture = [[name, t["real_mean"], t["syn_mean"], t["syn_z"]] for name, t in (f.get("texture") or {}).items()]
     floor_head = f"real vs real floor ({fl['sets']})" if "sets" in fl else "real vs real floor"
     enc = f.get("encoder") or {}
     sha = enc.get("sha256")
@@ -86,9 +100,17 @@ def features(f: dict) -> Rendered:
             ("k nearest neighbours", f.get("k")), ("source", enc.get("source")),
             ("trained on (volumes)", _get(enc, "trained_on.n"))]
     warn = "".join(f'<li class="verdict-neutral">{H.esc(w)}</li>' for w in f.get("warnings") or [])
+    extra = ""
+    if blocks:
+        extra += H.details("Fréchet distance per block (/ floor where there is one)",
+                           H.table(["block", "Fréchet / floor"], blocks))
+    if texture:
+        extra += H.details("Texture statistics (model range; syn z = synthetic mean in real-training sds)",
+                           H.table(["statistic", "real mean", "synthetic mean", "syn z"], texture))
     return ("<h3>Feature-space metrics (Fréchet distance, precision / recall / density / coverage)</h3>"
             + H.table(["quantity", "real vs synthetic", floor_head], rows)
-            + (H.not_run("No real reference set: the real-vs-real floor was not computed.") if not fl else "")
+            + (H.not_run("No real reference set: the real-vs-real floor was not computed; the Fréchet "
+                         "distance is the raw figure.") if not fl else "") + extra
             + H.table(["encoder", "value"], [r for r in info if r[1] is not None])
             + (f"<ul>{warn}</ul>" if warn else "")), None
 
@@ -108,8 +130,11 @@ def morphometry(m: dict) -> Rendered:
 
 
 def headline(entry: dict) -> list[float | None]:
-    """One calibration row: the ``HEADLINE`` numbers of a generator (None where not computed)."""
-    return [_number(entry, path) for _, path in HEADLINE]
+    """One calibration row: the ``HEADLINE`` numbers of a generator (None where not computed; the raw
+    Fréchet distance only where its ratio to the floor is missing)."""
+    ratio = _number(entry, "features.frechet_ratio")
+    return [None if path == "features.frechet" and ratio is not None else _number(entry, path)
+            for _, path in HEADLINE]
 
 
 def calibration(panel: dict) -> Rendered:
