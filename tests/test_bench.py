@@ -142,8 +142,8 @@ def test_sampler_lines_print_the_frechet_ratio_or_say_raw():
     figure, said so; without feature metrics a dash."""
     from neurodit.bench import format_report
 
-    machine = {"gpu": None, "cpu_model": "cpu", "affinity": 2, "torch_cpu_capability": "AVX2", "native_bf16": False,
-               "peak_gflops": {"fp32": 100.0}, "peak_threads": 2}
+    machine = {"gpu": None, "cpu_model": "cpu", "affinity": 2, "torch_cpu_capability": "AVX2",
+               "native_bf16": False, "peak_gflops": {"fp32": 100.0}, "peak_threads": 2}
 
     def row(sampler, **judge):
         return {"sampler": sampler, "steps": 10, "network_calls": 10, "s_per_volume": 0.5,

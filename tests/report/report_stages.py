@@ -53,7 +53,8 @@ def _headline(voxel: float, texture: float, frechet: float, recall: float, syn_s
     """One calibration entry: the headline numbers of a reference generator (judge's evaluate --calibrate);
     ``frechet`` is the ratio to the real-vs-real floor (3.2109 raw)."""
     return {"c2st": {"voxel": {"auc": voxel}, "texture": {"auc": texture}},
-            "features": {"frechet": frechet * 3.2109, "frechet_ratio": frechet, "recall": recall}, "msssim": {"syn_syn": syn_syn, "real_real": 0.8312},
+            "features": {"frechet": frechet * 3.2109, "frechet_ratio": frechet, "recall": recall},
+            "msssim": {"syn_syn": syn_syn, "real_real": 0.8312},
             "memorization": {"fraction_above": memo}}
 
 

@@ -31,7 +31,8 @@ def compare_section(dirs: list[Path], summary: H.Summary) -> str:
         if png is not None:
             parts.append(H.figs([H.img(png.read_bytes(), "generators compared",
                                        "C2ST AUC per view (dashed: real held-out vs real train) and Fréchet "
-                                       "distance per generator.")]))
+                                       "distance per generator as a ratio to the real-vs-real floor (dashed "
+                                       "at 1; raw where a row has no floor, as the axis says).")]))
         parts.append("<p>Each row's full evaluation is in " + ", ".join(
             f"<code>{H.esc(r['eval'])}</code>" for r in data["rows"]) + f" under {H.esc(str(d))}.</p>")
     return "".join(parts) + "</section>"
