@@ -62,8 +62,10 @@ def test_preset_sizes(name, grid, sample, tokens, cin, cout, mosaic):
 def test_param_count_arithmetic_matches_diffusers(name):
     # meta device: XL is never allocated on CPU
     p = load_preset(name)
+    from neurodit.generators.inputs import with_pixel_head
+
     with init_empty_weights():
-        model = DiTTransformer2DModel(**p.dit_kwargs(3))
+        model = with_pixel_head(DiTTransformer2DModel(**p.dit_kwargs(3)), p)  # + the preset's pixel head
     assert p.num_params(3) == sum(t.numel() for t in model.parameters())
     assert next(model.parameters()).device == torch.device("meta")
 
