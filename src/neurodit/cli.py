@@ -461,6 +461,20 @@ def _pairs(items: list[str] | None, flag: str, form: str, last: bool = False) ->
     return out
 
 
+def _named_dirs(items: list[str] | None, flag: str, default_name: str = "synthetic") -> dict[str, Path]:
+    """``NAME=DIR`` option values (a bare ``DIR`` is named ``default_name``) as {name: folder}, in order;
+    NeuroditError for a repeated or empty name."""
+    named: dict[str, Path] = {}
+    for item in items or []:
+        name, folder = item.split("=", 1) if "=" in item and not Path(item).exists() else (default_name, item)
+        if not name or not folder:
+            raise NeuroditError(f"{flag} '{item}' must look like NAME=DIR or DIR")
+        if name in named:
+            raise NeuroditError(f"{flag}: the name '{name}' is given twice (name each cohort: NAME=DIR)")
+        named[name] = Path(folder)
+    return named
+
+
 @command("compare")
 def compare_cmd(
     inputs: Annotated[list[Path], typer.Argument(help="synthetic cohort folders and/or training RUN folders")],
