@@ -236,6 +236,36 @@ def load_prepared(prep_dir: str | Path) -> Prepared:
                     path=prep_dir)
 
 
+def subset_prepared(prep_dir: str | Path, participant_ids, out: str | Path, overwrite: bool = False) -> Path:
+    """Write a PREP_DIR holding only the rows of ``participant_ids`` (every session of each), in the
+    source's order: the same grid, normalisation and mask (the mask is the source's, so a generator
+    fitted on the subset draws on the same support), ``prepare.json`` with the kept files' checksums and
+    ``subset_of`` (the source folder). How a generator is fitted on a fraction of a cohort's participants
+    without preparing it again. NeuroditError naming the source when an id is not in it."""
+    prep = load_prepared(prep_dir)
+    wanted = {str(p) for p in participant_ids}
+    ids = prep.table["participant_id"].astype(str)
+    missing = sorted(wanted - set(ids))
+    if missing:
+        raise NeuroditError(f"participant(s) {', '.join(missing[:3])} not in the prepared folder", prep_dir)
+    keep = np.flatnonzero(ids.isin(wanted).to_numpy())
+    meta = read_json(Path(prep_dir) / META)
+    sums = meta.get("checksums")
+    if isinstance(sums, dict) and "source_path" in prep.table:
+        kept = {os.path.basename(str(p)) for p in prep.table["source_path"].iloc[keep]}
+        meta["checksums"] = {k: v for k, v in sums.items() if os.path.basename(k) in kept}
+    meta.update(subset_of=str(Path(prep_dir).resolve()),
+                counts={"volumes": int(len(keep)), "participants": len(wanted)})
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        np.save(tmp / VOLUMES, np.ascontiguousarray(prep.volumes[keep]))  # (n, D, H, W) float32
+        np.save(tmp / MASK, prep.mask)
+        write_participants(prep.table.iloc[keep], tmp / TABLE)
+        write_json(tmp / META, meta)
+        write_run_info(tmp, {"prep_dir": str(prep_dir), "participants": sorted(wanted), "out": str(out)},
+                       seed=None, stage="subset")
+    return Path(out)
+
+
 def export_prepared(prep_dir: str | Path, out: str | Path, overwrite: bool = False) -> Path:
     """Write a PREP_DIR's volumes back as a cohort folder (``neurodit export``): NIfTI in mm²/s on the
     prepared grid, ``<participant_id>[_<session_id>]_md.nii.gz``, plus ``participants.tsv`` and ``run.json``.

@@ -13,10 +13,12 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+import numpy as np
+
 from neurodit.downstream.experiment import DownstreamConfig, run_experiment
 from neurodit.downstream.labelled import LabelledSet, labelled_from_table
 
-__all__ = ["DownstreamConfig", "LabelledSet", "labelled_from_table", "load_labelled", "resolve_config",
+__all__ = ["DownstreamConfig", "LabelledSet", "labelled_from_prepared", "labelled_from_table", "load_labelled", "resolve_config",
            "run_downstream", "run_experiment"]
 
 
@@ -37,6 +39,25 @@ def load_labelled(data_dir: str | Path, task: str, shape: tuple[int, int, int], 
     vols = Normalization().to_model(vols_mm2s).astype("float32")  # -> [-1, 1], background -1
     return labelled_from_table(cohort.table, vols, task, name=str(Path(data_dir) / "participants.tsv"),
                                include_mci=include_mci, synthetic=synthetic)
+
+
+def labelled_from_prepared(prep_dir: str | Path, task: str, shape: tuple[int, int, int]) -> LabelledSet:
+    """A PREP_DIR's real volumes for ``task`` on the common grid, in model range: mapped back to mm²/s
+    (``model_to_mm2s``), resampled as a cohort folder's volumes are in :func:`load_labelled` (so a
+    generator's samples, written in mm²/s on the prepared grid, travel the same path) and scaled."""
+    from neurodit.data.cohort import resample_to_grid
+    from neurodit.data.grid import make_grid
+    from neurodit.data.normalize import Normalization
+    from neurodit.data.prepare import load_prepared, model_to_mm2s
+
+    prep = load_prepared(prep_dir)
+    grid = make_grid(shape=shape)
+    vols = np.empty((len(prep),) + tuple(grid.shape), np.float32)  # (N, D, H, W) on the common grid
+    for i in range(len(prep)):
+        mm2s = model_to_mm2s(prep.volumes[i], prep.norm, prep.mask)
+        vols[i] = resample_to_grid(mm2s, prep.grid.affine, grid)
+    vols = Normalization().to_model(vols).astype("float32")
+    return labelled_from_table(prep.table, vols, task, name=str(Path(prep_dir) / "participants.tsv"), synthetic=False)
 
 
 def resolve_config(config: DownstreamConfig | None = None, **settings) -> DownstreamConfig:

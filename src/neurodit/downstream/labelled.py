@@ -17,7 +17,8 @@ class LabelledSet:
     """Volumes with one binary label per volume, grouped by participant.
 
     ``volumes``: (N, D, H, W) float32 in model range [-1, 1]; ``labels``: (N,) int in {0, 1};
-    ``groups``: (N,) participant ids (repeated for repeated sessions); ``classes``: names of 0 and 1.
+    ``groups``: (N,) participant ids (repeated for repeated sessions); ``classes``: names of 0 and 1;
+    ``ages``: (N,) float years, NaN where unknown (None: no age column), for the sex + age pretraining.
     """
 
     volumes: np.ndarray
@@ -26,6 +27,7 @@ class LabelledSet:
     classes: tuple[str, str]
     name: str = ""
     dropped: dict[str, int] = field(default_factory=dict)
+    ages: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.labels = np.asarray(self.labels, dtype=int)
@@ -39,12 +41,19 @@ class LabelledSet:
             raise NeuroditError(f"{self.name}: labels must be 0/1")
 
     def subset(self, idx: np.ndarray) -> LabelledSet:
-        return LabelledSet(self.volumes[idx], self.labels[idx], self.groups[idx], self.classes, self.name)
+        return LabelledSet(self.volumes[idx], self.labels[idx], self.groups[idx], self.classes, self.name,
+                           ages=None if self.ages is None else self.ages[idx])
+
+    def age_or_nan(self) -> np.ndarray:
+        """(N,) ages, NaN where unknown (all NaN without an age column)."""
+        return np.full(len(self.labels), np.nan) if self.ages is None else np.asarray(self.ages, dtype=float)
 
     def plus(self, other: LabelledSet) -> LabelledSet:
         """This set followed by ``other`` (this set's classes and name)."""
+        ages = None if self.ages is None and other.ages is None else \
+            np.concatenate([self.age_or_nan(), other.age_or_nan()])
         return LabelledSet(np.concatenate([self.volumes, other.volumes]), np.concatenate([self.labels, other.labels]),
-                           np.concatenate([self.groups, other.groups]), self.classes, self.name)
+                           np.concatenate([self.groups, other.groups]), self.classes, self.name, ages=ages)
 
     def summary(self) -> dict[str, object]:
         per_part = pd.Series(self.labels).groupby(self.groups).first()
@@ -101,5 +110,6 @@ def labelled_from_table(table: pd.DataFrame, volumes: np.ndarray, task: str, *, 
     idx = np.flatnonzero(keep)
     if idx.size == 0:
         raise NeuroditError(f"{name}: no volumes left for the {task} task (dropped: {dropped})")
+    ages = pd.to_numeric(table["age"], errors="coerce").to_numpy(float)[idx] if "age" in table.columns else None
     return LabelledSet(np.ascontiguousarray(volumes[idx], dtype=np.float32), labels[idx],
-                       table["participant_id"].to_numpy()[idx], classes, name, dropped)
+                       table["participant_id"].to_numpy()[idx], classes, name, dropped, ages=ages)

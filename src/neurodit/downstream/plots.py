@@ -77,3 +77,45 @@ def plot_roc(preds: pd.DataFrame, path: str | Path) -> Path:
         ax.legend(loc="lower right", fontsize=8)
         ax.set_aspect("equal")
     return _save(fig, Path(path))
+
+
+def plot_curves(results: dict, setting: str, path: str | Path) -> Path:
+    """Learning curves of a sweep (``neurodit.downstream.sweep``): balanced accuracy and ROC-AUC against
+    the number of real training participants, one line per cell family (augment: generator x synthetic
+    multiple; transfer: backbone x mode) with its 95% CI band (Student-t over the fold x seed runs)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cells = results[setting]["cells"]
+    if setting == "augment":
+        key, n_key, xlabel = (lambda c: "real only" if c["generator"] == "real"
+                              else f"+{c['multiple']}x {c['generator']}"), "n_real", "real source participants"
+        title = "sex classifier, synthetic volumes added (generator refitted per fraction)"
+    else:
+        key, n_key, xlabel = (lambda c: "scratch" if c["backbone"] == "scratch"
+                              else f"{c['backbone']} {c['mode']}"), "n_target", "real target participants"
+        title = "AD vs CN by backbone (probe: frozen backbone, linear head)"
+    lines: dict[str, list[dict]] = {}
+    for c in cells:
+        lines.setdefault(key(c), []).append(c)
+    fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))
+    for ax, metric in zip(axes, ("balanced_accuracy", "roc_auc"), strict=True):
+        for name, cs in lines.items():
+            cs = sorted(cs, key=lambda c: c[n_key])
+            x = np.array([c[n_key] for c in cs], float)
+            m = np.array([c["metrics"][metric]["mean"] for c in cs], float)
+            lo = np.array([c["metrics"][metric]["ci95"][0] for c in cs], float)
+            hi = np.array([c["metrics"][metric]["ci95"][1] for c in cs], float)
+            style = "k-o" if name in ("real only", "scratch") else "-o"
+            line = ax.plot(x, m, style, label=name, ms=4, lw=1.5)[0]
+            ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.12)
+        ax.set_xscale("log")
+        ax.set_xlabel(xlabel + " (log scale)")
+        ax.set_ylabel(PRETTY[metric])
+        ax.axhline(0.5, color="0.6", lw=0.8, ls=":")
+        ax.grid(alpha=0.3)
+    axes[0].legend(fontsize=8, loc="lower right")
+    fig.suptitle(title, fontsize=10)
+    return _save(fig, Path(path))

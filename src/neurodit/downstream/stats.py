@@ -21,6 +21,8 @@ import numpy as np
 from scipy import stats as sps
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score, roc_auc_score
 
+from neurodit.formatting import signed
+
 METRICS = ("balanced_accuracy", "f1", "roc_auc", "accuracy")
 PRETTY = {"balanced_accuracy": "balanced accuracy", "f1": "F1", "roc_auc": "ROC-AUC", "accuracy": "accuracy"}
 
@@ -96,10 +98,6 @@ def paired_comparison(arm: np.ndarray, baseline: np.ndarray, *, n_boot: int = 10
     return out
 
 
-def _signed(x: float) -> str:
-    return f"{x:+.3f}".replace("-", "\u2212")
-
-
 def verdict(comparison: dict[str, object], *, subject: str, metric: str = "balanced_accuracy",
             alpha: float = 0.05) -> tuple[str, str]:
     """Plain-words verdict of a paired comparison.
@@ -132,6 +130,6 @@ def verdict(comparison: dict[str, object], *, subject: str, metric: str = "balan
         v = comparison.get(key)
         if isinstance(v, float) and math.isfinite(v):
             parts.append(f"{name} p={v:.2g}")
-    sentence = (f"{head}: {_signed(m)} {PRETTY.get(metric, metric)}, 95% CI {_signed(lo)} to {_signed(hi)} "
+    sentence = (f"{head}: {signed(m, 3)} {PRETTY.get(metric, metric)}, 95% CI {signed(lo, 3)} to {signed(hi, 3)} "
                 f"({', '.join(parts)})")
     return outcome, sentence

@@ -99,3 +99,59 @@ def fit_classifier(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray,
                        weight_decay=weight_decay, seed=seed, augment=intensity_augment if augment else None,
                        amp=amp, device=device, validate=validate, patience=patience, keep_eval=frozen_backbone,
                        skip_single=True, what="classifier")
+
+
+def sex_age_loss(outputs: torch.Tensor, y: torch.Tensor, age_z: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """Sex cross-entropy on ``outputs[:, :2]`` plus the mean squared error of ``outputs[:, 2]`` against the
+    z-scored age, over the volumes whose age is known (a synthetic cohort may carry none).
+
+    outputs (B, 3) (bf16 under amp: cast here), y (B,) int64, age_z (B,) float32 with NaN for unknown.
+    """
+    out = outputs.float()
+    loss = F.cross_entropy(out[:, :2], y, weight=weight)
+    known = torch.isfinite(age_z)
+    if known.any():
+        loss = loss + F.mse_loss(out[known, 2], age_z[known])
+    return loss
+
+
+def fit_sex_age(model: nn.Module, x_train: np.ndarray, y_train: np.ndarray, age_train: np.ndarray,
+                x_val: np.ndarray, y_val: np.ndarray, age_val: np.ndarray, *, epochs: int = 20,
+                batch_size: int = 16, lr: float = 1e-3, weight_decay: float = 1e-2, patience: int = 5,
+                augment: bool = False, amp: bool = True, device: str | torch.device = "cpu",
+                seed: int = 0) -> FitResult:
+    """Pretrain ``model`` (3 outputs: two sex logits, one age) on sex and age together
+    (:func:`sex_age_loss`): age tracks atrophy, which AD vs CN needs, so a backbone that learned it may
+    transfer better than one that learned sex alone. Ages are z-scored with the training volumes' known
+    ages; early stopping on the same combined loss of the validation volumes. Arrays as
+    :func:`fit_classifier`; ages (N,) years, NaN where unknown."""
+    device = torch.device(device)
+    amp = amp and bf16_supported(device)
+    weight = _class_weights(np.asarray(y_train, dtype=int), 2).to(device)
+    known = np.isfinite(age_train)
+    mu, sd = (float(age_train[known].mean()), float(age_train[known].std()) or 1.0) if known.any() else (0.0, 1.0)
+    x_train = np.ascontiguousarray(x_train, dtype=np.float32)
+    x_val = np.ascontiguousarray(x_val, dtype=np.float32)
+    y_t = torch.as_tensor(np.asarray(y_train, dtype=np.int64))
+    a_t = torch.as_tensor(((np.asarray(age_train, dtype=float) - mu) / sd).astype(np.float32))
+    y_v = torch.as_tensor(np.asarray(y_val, dtype=np.int64))
+    a_v = torch.as_tensor(((np.asarray(age_val, dtype=float) - mu) / sd).astype(np.float32))
+
+    def load_batch(idx: torch.Tensor):
+        # (B, D, H, W) -> (B, 1, D, H, W); targets (sex (B,), age z (B,)) on the device
+        return torch.from_numpy(x_train[idx.numpy()]).unsqueeze(1), (y_t[idx].to(device), a_t[idx].to(device))
+
+    def loss_of(outputs: torch.Tensor, target) -> torch.Tensor:
+        return sex_age_loss(outputs, target[0], target[1], weight)
+
+    def validate() -> float:
+        total, bs = 0.0, 2 * batch_size
+        for i, out in enumerate(batched_outputs(model, x_val, batch_size=bs, device=device, amp=amp)):
+            sl = slice(i * bs, (i + 1) * bs)
+            total += sex_age_loss(out, y_v[sl].to(device), a_v[sl].to(device), weight).item() * len(out)
+        return total / max(len(x_val), 1)
+
+    return fit_network(model, len(x_train), load_batch, loss_of, epochs=epochs, batch_size=batch_size, lr=lr,
+                       weight_decay=weight_decay, seed=seed, augment=intensity_augment if augment else None,
+                       amp=amp, device=device, validate=validate, patience=patience, skip_single=True,
+                       what="sex + age network")

@@ -102,6 +102,9 @@ class PCAGenerator:
             write_json(tmp / "labels.json", {**labels.to_dict(),
                                              "counts": np.bincount(class_ids, minlength=labels.num_classes)})
             shutil.copyfile(prep_dir / "prepare.json", tmp / "prepare.json")
+            # the fitted participants, kept with the run (as a diffusion run keeps them): the leakage
+            # check (neurodit.data.leakage) and the sweep's per-fraction audit read them
+            shutil.copyfile(prep_dir / "participants.tsv", tmp / "train_participants.tsv")
             np.save(tmp / "mask.npy", np.asarray(prep.mask, dtype=bool))
             _save_model(model, tmp / "model", names)
             write_run_info(tmp, now, cfg.seed, generator=self.name, labels=labels.to_dict(),
