@@ -403,6 +403,66 @@ def downstream_cmd(
     typer.echo(res["verdict"]["summary"])
 
 
+def _fractions(text: str | None, flag: str, kind: type = float) -> list | None:
+    """'0.1,0.25,1' -> [0.1, 0.25, 1.0] (None stays None; '' is an empty list: that setting is skipped)."""
+    if text is None:
+        return None
+    try:
+        return [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError as exc:
+        raise NeuroditError(f"{flag} '{text}' must be comma-separated numbers, e.g. 0.1,0.25,1") from exc
+
+
+@command("sweep")
+def sweep_cmd(
+    source: Annotated[Path, typer.Option(help="SOURCE as a PREP_DIR (neurodit prepare; sex, age): generators are "
+                                              "refitted on its subsets")],
+    out: Annotated[Path, typer.Option(help="SWEEP_DIR (results.json, runs.csv, augment.png, transfer.png)")],
+    target: Annotated[Path | None, typer.Option(help="TARGET_DIR cohort folder with diagnosis labels")] = None,
+    real_fraction: Annotated[str | None, typer.Option(help="source fractions, e.g. 0.1,0.25,0.5,1")] = None,
+    synthetic_multiple: Annotated[str | None, typer.Option(help="synthetic volumes per real one, e.g. 0,1,4")] = None,
+    generator: Annotated[list[str] | None, typer.Option(help="generator refitted per fraction (repeatable: pca, "
+                                                             "dit, ddpm3d)")] = None,
+    generator_fraction: Annotated[list[str] | None, typer.Option(help="NAME=0.25,1: refit NAME at these fractions "
+                                                                      "only (repeatable)")] = None,
+    target_fraction: Annotated[str | None, typer.Option(help="target fractions, e.g. 0.1,0.25,0.5,1 ('' = none)")]
+    = None,
+    synthetic: Annotated[list[str] | None, typer.Option(help="NAME=SYN_DIR (repeatable): a cohort of a generator "
+                                                             "trained on the source, for the transfer backbones")]
+    = None,
+    pretrain: Annotated[str | None, typer.Option(help="source backbones' task: sex or sex+age")] = None,
+    folds: Annotated[int | None, typer.Option(help="outer folds (grouped by participant)")] = None,
+    seeds: Annotated[int | None, typer.Option(help="repetitions with different splits, fractions and inits")] = None,
+    epochs: Annotated[int | None, typer.Option(help="maximum epochs per classifier")] = None,
+    seed: Annotated[int | None, typer.Option(help="first seed")] = None,
+    config: Annotated[Path | None, typer.Option(help="YAML with SweepConfig keys (e.g. configs/sweep/demo.yaml)")]
+    = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="other settings, e.g. downstream.lr=3e-4, "
+                                                                 "generator_settings.dit.max_steps=300")] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace a non-empty output folder")] = False,
+):
+    """Learning curves under data scarcity (augmentation, generators refitted per fraction) and the transfer
+    test (scratch / linear probe / fine-tune per sex backbone, by target fraction)."""
+    from neurodit.downstream.sweep import load_sweep_config, read_results, run_sweep
+
+    flags = {"real_fractions": _fractions(real_fraction, "--real-fraction"),
+             "synthetic_multiples": _fractions(synthetic_multiple, "--synthetic-multiple", int),
+             "target_fractions": _fractions(target_fraction, "--target-fraction"),
+             "generators": generator or None, "pretrain": pretrain,
+             "generator_fractions": {g: _fractions(f, "--generator-fraction")
+                                     for g, f in _pairs(generator_fraction, "--generator-fraction", "NAME=0.25,1")}
+             or None,
+             "downstream": {k: v for k, v in {"folds": folds, "seeds": seeds, "epochs": epochs,
+                                              "seed": seed}.items() if v is not None} or None}
+    cfg = load_sweep_config(config, set_, **flags)
+    path = run_sweep(source, out, target=target, synthetic=_named_dirs(synthetic, "--synthetic") or None,
+                     cfg=cfg, overwrite=overwrite, progress=typer.echo)
+    res = read_results(path)
+    typer.echo(f"sweep: wrote {path}")
+    for line in res["verdicts"]["augment"] + res["verdicts"]["transfer"]:
+        typer.echo(line)
+
+
 # --------------------------------------------------------------------------- evaluation
 @command("evaluate")
 def evaluate_cmd(

@@ -84,6 +84,7 @@ def plot_curves(results: dict, setting: str, path: str | Path) -> Path:
     the number of real training participants, one line per cell family (augment: generator x synthetic
     multiple; transfer: backbone x mode) with its 95% CI band (Student-t over the fold x seed runs)."""
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -112,6 +113,9 @@ def plot_curves(results: dict, setting: str, path: str | Path) -> Path:
             line = ax.plot(x, m, style, label=name, ms=4, lw=1.5)[0]
             ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.12)
         ax.set_xscale("log")
+        ax.set_xticks(sorted({c[n_key] for c in cells}))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set_xlabel(xlabel + " (log scale)")
         ax.set_ylabel(PRETTY[metric])
         ax.axhline(0.5, color="0.6", lw=0.8, ls=":")

@@ -24,8 +24,8 @@ training participants of each outer fold are cut to nested, diagnosis-stratified
 (``target_fractions``); each fraction trains ``scratch`` and, per backbone, a linear probe (backbone
 frozen, head trained) and a fine-tuned network, all from one head initialisation per (seed, fold).
 A synthetic cohort that copies source participants is refused: its ids must differ from the source's, and
-no synthetic volume may correlate >= ``COPY_R`` with a source volume inside the brain (the memorisation
-audit of :mod:`neurodit.metrics.memorization`).
+no synthetic volume may be a copy of a source one (:func:`copy_audit`, on the memorisation audit of
+:mod:`neurodit.metrics.memorization`).
 
 ``SWEEP_DIR`` (written atomically):
   - ``results.json``::
@@ -82,7 +82,7 @@ SCHEMA = "neurodit.sweep/1"
 RESULTS_FILE = "results.json"
 FIGURES = ("augment", "transfer")
 MIN_PER_CLASS = 2  # a fraction keeps at least this many participants per class (one trains, one validates)
-COPY_R = 0.999  # a synthetic volume this correlated with a source volume (inside the brain) is a copy
+COPY_FRACTION = 0.01  # a synthetic volume this much closer to a source one than real neighbours are is a copy
 MODES = ("probe", "finetune")
 PRETRAIN = ("sex", "sex+age")
 PRUNE = ("model", "checkpoints", "samples", "cache")  # heavy parts of a per-fraction generator run
@@ -131,6 +131,19 @@ class SweepConfig:
                                                              if any(math.isclose(f, g) for g in own))
 
 
+def load_sweep_config(config_file: str | Path | None = None, overrides: list[str] | None = None,
+                      **flags: Any) -> SweepConfig:
+    """SweepConfig from the defaults, a YAML file, ``--set key=value`` overrides and flags (None: not
+    given), in that order of priority from low to high; unknown keys are errors."""
+    from neurodit.config import deep_merge, from_dict, parse_overrides, read_yaml
+
+    data = to_dict(SweepConfig())
+    for layer in (read_yaml(config_file) if config_file else {}, parse_overrides(overrides),
+                  {k: v for k, v in flags.items() if v is not None}):
+        data = deep_merge(data, layer)
+    return from_dict(SweepConfig, data)
+
+
 # ------------------------------------------------------------------------------------- pure helpers
 def nested_fractions(labels: np.ndarray, groups: np.ndarray, fractions: tuple[float, ...], seed: int,
                      min_per_class: int = MIN_PER_CLASS) -> dict[float, np.ndarray]:
@@ -171,8 +184,11 @@ def first_per_class(labels: np.ndarray, counts: dict[int, int]) -> np.ndarray:
 
 def copy_audit(synthetic: LabelledSet, source: LabelledSet, where: str | Path) -> dict[str, Any]:
     """Refuse a synthetic cohort that copies source participants (it would leak them): NeuroditError
-    naming ``where`` when an id is shared or a synthetic volume correlates >= ``COPY_R`` with a source
-    volume inside the brain. Returns the memorisation audit's summary (leave-one-out reference)."""
+    naming ``where`` when an id is shared, or when a synthetic volume is a copy: its distance to the nearest
+    source volume (1 - Pearson r inside the brain, :func:`neurodit.metrics.memorization.memorization_audit`)
+    is under ``COPY_FRACTION`` of the median distance between a source participant and its nearest other
+    one. Relative, because how alike two real brains are depends on the cohort and grid (tiny test cohorts
+    correlate at 0.999; the demo's at 0.6). Returns the audit's summary."""
     from neurodit.metrics.memorization import memorization_audit
 
     shared = sorted(set(synthetic.groups) & set(source.groups))
@@ -180,14 +196,19 @@ def copy_audit(synthetic: LabelledSet, source: LabelledSet, where: str | Path) -
         raise NeuroditError(f"synthetic participant ids equal source ones (e.g. {shared[0]}): a synthetic cohort "
                             "must not copy source participants", where)
     mask = (source.volumes > -1.0 + 1e-6).any(axis=0)  # (D, H, W) voxels where any source volume has brain
-    audit = memorization_audit(synthetic.volumes, source.volumes, None, mask, duplicate_r=COPY_R)
-    if audit["n_duplicates"]:
-        best = audit["closest"][0]
-        raise NeuroditError(f"{audit['n_duplicates']} synthetic volume(s) copy a source participant (Pearson r "
-                            f"{best['r']:.4f} >= {COPY_R} inside the brain, e.g. synthetic row {best['synthetic'] + 1} "
-                            f"and source {source.groups[best['reference']]}): it would leak them", where)
-    return {k: audit[k] for k in ("threshold", "fraction_above", "binom_p", "flagged", "n_duplicates")} | {
-        "max_r": audit["syn_nn"]["max"]}
+    audit = memorization_audit(synthetic.volumes, source.volumes, None, mask)
+    syn_d = 1.0 - audit["_arrays"]["syn_nn"]  # (S,) distance of each synthetic volume to its nearest source one
+    limit = COPY_FRACTION * float(np.median(1.0 - audit["_arrays"]["heldout_nn"]))
+    copies = np.flatnonzero(syn_d < limit)
+    if copies.size:
+        best = audit["closest"][0]  # the highest r, i.e. the nearest copy
+        i, who = best["synthetic"], f" (source {source.groups[best['reference']]})"
+        raise NeuroditError(f"{copies.size} synthetic volume(s) copy a source participant: e.g. row {i + 1}{who} at "
+                            f"distance {syn_d[i]:.2g} (1 - r), under {COPY_FRACTION:.0%} of the median distance "
+                            f"between real neighbours ({limit / COPY_FRACTION:.2g}): it would leak them", where)
+    return {"n_copies": 0, "copy_limit": limit, "max_r": audit["syn_nn"]["max"],
+            "source_neighbour_r_median": audit["heldout_nn"]["median"],
+            **{k: audit[k] for k in ("threshold", "fraction_above", "binom_p", "flagged")}}
 
 
 # ------------------------------------------------------------------------------------- the runner
@@ -387,7 +408,7 @@ def _cells(runs: pd.DataFrame, keys: list[str], n_col: str) -> list[dict[str, An
     out = []
     for key, sub in runs.groupby(keys, sort=False):
         sub = sub.sort_values(["seed", "fold"])
-        out.append({**dict(zip(keys, key, strict=True)), n_col: round(float(sub["n_train"].mean()), 1),
+        out.append({**{k: v.item() if hasattr(v, "item") else v for k, v in zip(keys, key, strict=True)}, n_col: round(float(sub["n_train"].mean()), 1),
                     "n_synthetic": round(float(sub["n_synthetic"].mean()), 1), "n_runs": len(sub),
                     "metrics": {m: summarize(sub[m].to_numpy()) for m in METRICS}})
     return out
@@ -433,6 +454,8 @@ def build_results(runs: pd.DataFrame, cfg: SweepConfig, data: dict, fits: dict, 
     out: dict[str, Any] = {"schema": SCHEMA, "config": to_dict(cfg), "data": data,
                            "verdicts": {"augment": [], "transfer": [], "probe_vs_finetune": None}}
     aug = runs[runs["setting"] == "augment"] if len(runs) else runs
+    if len(aug):  # one runs table for both settings: the other's columns are NaN, so ints became floats
+        aug = aug.astype({"multiple": int})
     if len(aug):
         cells = _cells(aug, ["generator", "real_fraction", "multiple"], "n_real")
         n_of = {c["real_fraction"]: c["n_real"] for c in cells if c["generator"] == "real"}
@@ -568,5 +591,6 @@ def run_sweep(source_prep: str | Path, out: str | Path, *, target: str | Path | 
     return Path(out)
 
 
-__all__ = ["FIGURES", "SCHEMA", "SweepConfig", "copy_audit", "first_per_class", "nested_fractions", "read_results",
+__all__ = ["FIGURES", "SCHEMA", "SweepConfig", "copy_audit", "first_per_class", "load_sweep_config", "nested_fractions",
+           "read_results",
            "result_figures", "rows_of", "run_sweep"]
