@@ -197,3 +197,14 @@ def test_sweep_refuses_a_synthetic_cohort_copying_the_source(tiny_sweep, tmp_pat
     with pytest.raises(NeuroditError, match="copy a source participant"):
         run_sweep(prep, tmp_path / "out", target=target, synthetic={"copy": copy}, cfg=small)
     assert not (tmp_path / "out").exists() and sorted(p.name for p in copy.iterdir()) == before
+
+
+def test_report_shows_the_sweep(tiny_sweep, tmp_path):
+    from neurodit.report import build_report
+    from neurodit.report.discover import detect_kind
+
+    out = tiny_sweep[0]
+    assert detect_kind(out) == "sweep"
+    page = build_report([out], tmp_path / "r.html").read_text()
+    assert "When synthetic data helps" in page and "fine-tune vs linear probe" in page
+    assert page.count("data:image/png;base64") >= 2  # both learning-curve figures

@@ -514,6 +514,16 @@ def read_results(sweep_dir: str | Path) -> dict[str, Any]:
     return read_schema_json(Path(sweep_dir) / RESULTS_FILE, SCHEMA, "neurodit sweep", ("config", "verdicts"))
 
 
+def is_sweep_folder(folder: str | Path) -> bool:
+    """Whether ``folder/results.json`` is a sweep's (and not a downstream experiment's): by its schema."""
+    import json
+
+    try:
+        return json.loads((Path(folder) / RESULTS_FILE).read_text()).get("schema") == SCHEMA
+    except (OSError, ValueError, AttributeError):
+        return False
+
+
 def result_figures(sweep_dir: str | Path) -> dict[str, Path]:
     """name -> path of the sweep's figures that exist."""
     return {n: Path(sweep_dir) / f"{n}.png" for n in FIGURES if (Path(sweep_dir) / f"{n}.png").is_file()}
@@ -591,6 +601,6 @@ def run_sweep(source_prep: str | Path, out: str | Path, *, target: str | Path | 
     return Path(out)
 
 
-__all__ = ["FIGURES", "SCHEMA", "SweepConfig", "copy_audit", "first_per_class", "load_sweep_config", "nested_fractions",
+__all__ = ["FIGURES", "SCHEMA", "SweepConfig", "copy_audit", "first_per_class", "is_sweep_folder", "load_sweep_config", "nested_fractions",
            "read_results",
            "result_figures", "rows_of", "run_sweep"]

@@ -30,11 +30,12 @@ from neurodit.report.compare import compare_section
 from neurodit.report.discover import Found, detect_kind, discover
 from neurodit.report.downstream import downstream_section
 from neurodit.report.evaluation import eval_sections
+from neurodit.report.sweep import sweep_section
 from neurodit.report.volumes import images_section
 
 CONFIG_FILES = ("run.json", "train_config.yaml", "labels.json", "preset.json", "tiling.json", "prepare.json")
 NAV = [("summary", "Summary"), ("images", "Volumes"), ("judge", "Judge"), ("similarity", "MS-SSIM / MMD"),
-       ("memorization", "Memorization"), ("downstream", "Downstream"), ("compare", "Compared"), ("training", "Training"),
+       ("memorization", "Memorization"), ("downstream", "Downstream"), ("sweep", "Sweep"), ("compare", "Compared"), ("training", "Training"),
        ("provenance", "Configs")]
 
 
@@ -157,11 +158,12 @@ def build_report(dirs: list[str | Path], out_html: str | Path, title: str = "neu
     sections = [images_section(by_kind, training_sources(by_kind), summary),
                 eval_sections([f.path for f in by_kind.get("eval", [])], summary),
                 downstream_section([f.path for f in by_kind.get("downstream", [])], summary, phantom_sites(by_kind)),
+                sweep_section([f.path for f in by_kind.get("sweep", [])], summary),
                 compare_section([f.path for f in by_kind.get("compare", [])], summary),
                 training_section(by_kind.get("train", []), summary), provenance_section(found, roots)]
     kinds = ", ".join(f"{len(v)} {k}" for k, v in by_kind.items())
     subtitle = f"{kinds} · generated {time.strftime('%Y-%m-%d %H:%M')} · neurodit {__version__}"
-    nav = [x for x in NAV if x[0] != "compare" or by_kind.get("compare")]
+    nav = [x for x in NAV if x[0] not in ("compare", "sweep") or by_kind.get(x[0])]
     return atomic_write_text(out_html, H.page(title, subtitle, nav, summary.html_items(), [s for s in sections if s]))
 
 

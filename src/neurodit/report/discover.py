@@ -6,6 +6,7 @@ Kinds (see docs/ARCHITECTURE.md for each stage's folder layout):
 - ``compare``: a CMP_DIR (``comparison.json``; its ``eval-*`` subfolders are its own, not searched).
 - ``eval``: an EVAL_DIR (``metrics.json`` + PNG figures).
 - ``downstream``: a DS_DIR (``results.json``, ``runs.csv``, PNG plots).
+- ``sweep``: a SWEEP_DIR (``results.json`` of schema ``neurodit.sweep/1``, learning-curve PNGs).
 - ``prepared``: a PREP_DIR (``prepare.json`` + ``volumes.npy``).
 - ``synthetic`` / ``real``: a cohort folder (``participants.tsv`` + NIfTI, read by
   :func:`neurodit.data.cohort.read_cohort`); synthetic when its ``synthetic`` column is 1 everywhere.
@@ -21,7 +22,7 @@ from neurodit.data.cohort import read_cohort
 from neurodit.errors import NeuroditError
 from neurodit.run_folder import is_run_folder
 
-KINDS = ("train", "compare", "eval", "downstream", "prepared", "synthetic", "real")
+KINDS = ("train", "compare", "eval", "sweep", "downstream", "prepared", "synthetic", "real")
 
 
 @dataclass(frozen=True)
@@ -52,7 +53,9 @@ def detect_kind(path: str | Path) -> str | None:
     if (p / "metrics.json").is_file():
         return "eval"
     if (p / "results.json").is_file():
-        return "downstream"
+        from neurodit.downstream.sweep import is_sweep_folder
+
+        return "sweep" if is_sweep_folder(p) else "downstream"
     if (p / "prepare.json").is_file():
         return "prepared"
     if (p / "participants.tsv").is_file():
