@@ -5,9 +5,9 @@ import json
 
 import pandas as pd
 import pytest
-from helpers import write_labelled_cohort
 from typer.testing import CliRunner
 
+from helpers import write_labelled_cohort
 from neurodit.downstream.config import arm_name, split_arm
 from neurodit.downstream.experiment import DownstreamConfig, run_experiment
 from neurodit.errors import NeuroditError

@@ -5,9 +5,9 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from helpers import write_labelled_cohort
 from typer.testing import CliRunner
 
+from helpers import write_labelled_cohort
 from neurodit.downstream.config import SOURCE_ARMS, TARGET_ARMS
 from neurodit.downstream.experiment import DownstreamConfig, run_experiment
 from neurodit.downstream.labelled import labelled_from_table
