@@ -8,7 +8,7 @@ import dataclasses
 import os
 import time
 
-import numpy as np
+import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
@@ -111,10 +111,20 @@ def test_comparison_schema_files_and_costs(cmp_dir, cohorts):
                                                                                           rel=0.01, abs=1e-4)
         assert c["peak_rss_mb"] > 10 and c["train_seconds"] is None
         assert "reference generator" in r["budget"]
-        assert (cmp_dir / r["eval"] / "metrics.json").is_file() and (cmp_dir / r["downstream_dir"] / "results.json").is_file()
-        ds = read_json(cmp_dir / r["downstream_dir"] / "results.json")
-        assert list(ds["arms"]) == ["sex/real", "sex/real+synthetic"]
-        assert ds["data"]["source"]["n_participants"] == 12  # the held-out participants, never TRAIN
+        assert (cmp_dir / r["eval"] / "metrics.json").is_file() and r["downstream_dir"] == "downstream"
+        assert d["real"] == data["rows"][0]["downstream"]["real"]  # one sex/real arm, every row's baseline
+    # one downstream experiment for every row: sex/real trained once, each row's cohort named by the row
+    ds = read_json(cmp_dir / "downstream" / "results.json")
+    assert list(ds["arms"]) == ["sex/real", "sex/real+synthetic[pca]", "sex/real+synthetic[copy]",
+                                "sex/real+synthetic[noise]"]
+    assert ds["data"]["source"]["n_participants"] == 12  # the held-out participants, never TRAIN
+    assert set(ds["data"]["synthetic"]) == {"pca", "copy", "noise"}
+    assert ds["timing"]["models_trained"] == 2 * (1 + 3)  # 2 folds x 1 seed, sex/real once
+    runs = pd.read_csv(cmp_dir / "downstream" / "runs.csv")
+    assert runs["arm"].value_counts().to_dict() == dict.fromkeys(ds["arms"], 2)
+    tested = pd.read_csv(cmp_dir / "downstream" / "predictions.csv").groupby(["seed", "fold", "arm"])[
+        "participant_id"].apply(lambda s: tuple(sorted(s)))
+    assert tested.groupby(level=["seed", "fold"]).nunique().eq(1).all()  # paired: same test participants
     m = read_json(cmp_dir / "eval-pca" / "metrics.json")
     assert m["features"]["encoder"]["kind"] == "own" and "morphometry" in m
     # one encoder for every row (cached by the training data hash)
@@ -259,38 +269,6 @@ def test_best_named_only_where_its_interval_shows_it():
     # one eligible row: reported, not called best
     _, best, summary = rank_rows([_row("a", 0.55, (0.45, 0.62)), _row("b", 0.5, (0.4, 0.6), eligible=False)])
     assert best["c2st"] is None and summary.startswith("One generator ranked by the classifier test: a")
-
-
-# ------------------------------------------------------------------ no work done twice
-def test_shared_real_arm_gives_the_numbers_of_training_it_again(tmp_path):
-    """The sex/real arm trained once and shared by every row's experiment: each row's results equal those
-    of an experiment that trains every arm itself (same seeds, folds, splits)."""
-    from neurodit.downstream import DownstreamConfig, run_experiment
-    from neurodit.downstream.experiment import SharedRuns
-    from neurodit.downstream.labelled import LabelledSet
-
-    def planted(n, seed, prefix, effect=0.4):  # 16^3 spheres, class 1 brighter in one block
-        rng = np.random.default_rng(seed)
-        labels = np.arange(n) % 2
-        vols = np.full((n, 16, 16, 16), -1.0, np.float32)
-        vols[:, 3:13, 3:13, 3:13] = -0.4 + 0.1 * rng.standard_normal((n, 10, 10, 10))
-        vols[labels == 1, 4:8, 4:8, 8:12] += effect
-        return LabelledSet(vols, labels, np.array([f"{prefix}-{i:03d}" for i in range(n)]), ("F", "M"), prefix)
-
-    cfg = DownstreamConfig(folds=2, seeds=2, epochs=2, patience=2, batch_size=8, n_boot=200, threads=1,
-                           shape=(16, 16, 16), arms=("sex/real", "sex/real+synthetic"))
-    source = planted(16, 0, "sub")
-    syns = [planted(8, 1, "syn"), planted(8, 2, "syn", effect=0.0)]
-    shared, tmp = SharedRuns(), tmp_path
-    for k, syn in enumerate(syns):
-        own = read_json(run_experiment(source, None, tmp / f"own{k}", syn, cfg) / "results.json")
-        got = read_json(run_experiment(source, None, tmp / f"shared{k}", syn, cfg, shared=shared) / "results.json")
-        assert got["arms"] == own["arms"] and got["comparisons"] == own["comparisons"]
-        # the second experiment trained only its real+synthetic models
-        assert got["timing"]["models_trained"] == (8 if k == 0 else 4) and own["timing"]["models_trained"] == 8
-    assert len(shared.runs) == 4  # (sex/real, seed, fold) for 2 seeds x 2 folds
-    shared.bind(source.subset(np.arange(12)), cfg)  # another source: nothing shared
-    assert not shared.runs
 
 
 @pytest.mark.slow  # uses the module's compare run, plus one evaluate and a compare of one reused row

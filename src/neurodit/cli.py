@@ -372,7 +372,9 @@ def downstream_cmd(
     source: Annotated[Path, typer.Option(help="SOURCE_DIR cohort folder with sex labels (Cam-CAN-like)")],
     target: Annotated[Path, typer.Option(help="TARGET_DIR cohort folder with diagnosis labels (ADNI-like)")],
     out: Annotated[Path, typer.Option(help="DS_DIR output folder (results.json, runs.csv, plots)")],
-    synthetic: Annotated[Path | None, typer.Option(help="SYN_DIR synthetic cohort with sex labels")] = None,
+    synthetic: Annotated[list[str] | None, typer.Option(
+        help="SYN_DIR synthetic cohort with sex labels, or NAME=SYN_DIR (repeatable: the synthetic arms once per "
+             "cohort, e.g. --synthetic dit=DIR --synthetic pca=DIR)")] = None,
     arch: Annotated[str, typer.Option(help="densenet121 | resnet10 | small (CPU preset)")] = "small",
     folds: Annotated[int, typer.Option(help="cross-validation folds (grouped by participant)")] = 5,
     seeds: Annotated[int, typer.Option(help="repetitions with different splits and initialisations")] = 3,
@@ -394,7 +396,10 @@ def downstream_cmd(
 
     settings = {"shape": tuple(shape), "epochs": epochs, "freeze_backbone": freeze_backbone,
                 "include_mci": include_mci, "augment": augment, "seed": seed, **parse_overrides(set_)}
-    path = run_downstream(source, target, out, synthetic=synthetic, arch=arch, folds=folds, seeds=seeds,
+    named = _named_dirs(synthetic, "--synthetic")
+    # one bare DIR keeps the unnamed arms (sex/real+synthetic, ...); named cohorts get sex/real+synthetic[NAME]
+    syn = named["synthetic"] if list(named) == ["synthetic"] else named or None
+    path = run_downstream(source, target, out, synthetic=syn, arch=arch, folds=folds, seeds=seeds,
                           overwrite=overwrite, progress=typer.echo, **settings)
     from neurodit.downstream.schema import read_results
 

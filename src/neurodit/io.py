@@ -145,14 +145,17 @@ def read_json(path: str | Path) -> Any:
         raise NeuroditError(f"not valid JSON ({exc.msg} at line {exc.lineno})", path) from exc
 
 
-def read_schema_json(path: str | Path, schema: str, writer: str, required: tuple[str, ...] = ()) -> dict:
-    """A JSON object whose ``schema`` key is ``schema`` and that holds every key of ``required``;
-    NeuroditError naming the file otherwise (``writer``: the command that writes it, for the message)."""
+def read_schema_json(path: str | Path, schema: str | tuple[str, ...], writer: str,
+                     required: tuple[str, ...] = ()) -> dict:
+    """A JSON object whose ``schema`` key is ``schema`` (or one of them: the current one first, then older
+    ones a reader still accepts) and that holds every key of ``required``; NeuroditError naming the file
+    otherwise (``writer``: the command that writes it, for the message)."""
     path = Path(path)
     data = read_json(path)
-    if not isinstance(data, dict) or data.get("schema") != schema:
+    accepted = (schema,) if isinstance(schema, str) else tuple(schema)
+    if not isinstance(data, dict) or data.get("schema") not in accepted:
         got = data.get("schema") if isinstance(data, dict) else type(data).__name__
-        raise NeuroditError(f"expected schema {schema} (written by {writer}), got {got!r}", path)
+        raise NeuroditError(f"expected schema {' or '.join(accepted)} (written by {writer}), got {got!r}", path)
     missing = [k for k in required if k not in data]
     if missing:
         raise NeuroditError(f"missing key(s) {', '.join(missing)}", path)

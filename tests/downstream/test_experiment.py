@@ -2,12 +2,12 @@
 
 import json
 
-import nibabel as nib
 import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
+from helpers import write_labelled_cohort
 from neurodit.downstream.config import SOURCE_ARMS, TARGET_ARMS
 from neurodit.downstream.experiment import DownstreamConfig, run_experiment
 from neurodit.downstream.labelled import labelled_from_table
@@ -110,29 +110,12 @@ def test_labels_from_table_mci_and_synthetic_rows():
         labelled_from_table(table.drop(columns="diagnosis"), vols, "diagnosis", name="t.tsv")
 
 
-def _write_cohort(folder, ds, label_col, synthetic=False):
-    """Write a LabelledSet as a cohort folder: 16^3 NIfTI in mm²/s on make_grid((16,16,16))."""
-    from neurodit.data.grid import make_grid
-    from neurodit.data.normalize import Normalization
-
-    folder.mkdir()
-    affine = make_grid(shape=(16, 16, 16)).affine
-    rows = []
-    for i, (v, y, g) in enumerate(zip(ds.volumes, ds.labels, ds.groups, strict=True)):
-        ses = f"ses-{i % 2 + 1}"
-        nib.save(nib.Nifti1Image(Normalization().to_physical(v).astype(np.float32), affine),
-                 folder / f"{g}_{ses}.nii.gz")
-        rows.append({"participant_id": g, "session_id": ses, label_col: ds.classes[y],
-                     "synthetic": int(synthetic)})
-    pd.DataFrame(rows).to_csv(folder / "participants.tsv", sep="\t", index=False)
-
-
 def test_cli_on_cohort_folders(make_set, tmp_path):
     from neurodit.cli import app
 
-    _write_cohort(tmp_path / "src", make_set(12, side=16, seed=1, sessions=2), "sex")
-    _write_cohort(tmp_path / "syn", make_set(6, side=16, seed=2, prefix="syn"), "sex", synthetic=True)
-    _write_cohort(tmp_path / "tgt", make_set(12, side=16, seed=3, classes=("CN", "AD")), "diagnosis")
+    write_labelled_cohort(tmp_path / "src", make_set(12, side=16, seed=1, sessions=2), "sex")
+    write_labelled_cohort(tmp_path / "syn", make_set(6, side=16, seed=2, prefix="syn"), "sex", synthetic=True)
+    write_labelled_cohort(tmp_path / "tgt", make_set(12, side=16, seed=3, classes=("CN", "AD")), "diagnosis")
     args = ["downstream", "--source", str(tmp_path / "src"), "--synthetic", str(tmp_path / "syn"),
             "--target", str(tmp_path / "tgt"), "--out", str(tmp_path / "ds"), "--shape", "16", "16", "16",
             "--folds", "2", "--seeds", "1", "--epochs", "1", "--augment", "--set", "threads=1",

@@ -12,7 +12,7 @@ import nibabel as nib
 import numpy as np
 import pytest
 from PIL import Image
-from report_stages import METRICS, VERDICT_AD, VERDICT_C2ST, VERDICT_SEX
+from report_stages import METRICS, RESULTS, VERDICT_AD, VERDICT_C2ST, VERDICT_SEX
 from typer.testing import CliRunner
 
 from neurodit.cli import app
@@ -92,13 +92,33 @@ def test_full_report_numbers_sections_images(stage_dirs, tmp_path):
 
 
 def test_results_of_another_schema_are_refused(tmp_path):
-    """The report renders results.json of schema neurodit.downstream/1 only, and says which file is wrong."""
+    """The report renders results.json of schema neurodit.downstream/2 (or /1) only, and says which file is wrong."""
     ds = tmp_path / "ds"
     ds.mkdir()
     write_json(ds / "results.json", {"comparisons": {"synthetic": {"mean_diff": 0.01, "ci95": [-0.03, 0.05]}}})
-    with pytest.raises(NeuroditError, match=r"results\.json.*expected schema neurodit\.downstream/1"):
+    with pytest.raises(NeuroditError, match=r"results\.json.*expected schema neurodit\.downstream/2 or "
+                                            r"neurodit\.downstream/1"):
         build_report([ds], tmp_path / "r.html")
     assert not (tmp_path / "r.html").exists()
+
+
+def test_every_arm_of_every_named_cohort_is_shown(tmp_path):
+    """Schema /2 with two named cohorts: each cohort's data row, arms and comparisons appear."""
+    arms, comps = dict(RESULTS["arms"]), list(RESULTS["comparisons"])
+    mixed = arms.pop("sex/real+synthetic")
+    arms.update({"sex/real+synthetic[dit]": mixed, "sex/real+synthetic[pca]": {**mixed, "n_runs": 5}})
+    comps[0] = {**comps[0], "name": "sex/real+synthetic[dit] vs sex/real", "arm": "sex/real+synthetic[dit]"}
+    comps.append({**comps[0], "name": "sex/real+synthetic[pca] vs sex/real", "arm": "sex/real+synthetic[pca]"})
+    syn = RESULTS["data"]["synthetic"]
+    ds = tmp_path / "ds"
+    ds.mkdir()
+    write_json(ds / "results.json", {**RESULTS, "schema": "neurodit.downstream/2", "arms": arms, "comparisons": comps,
+                                     "data": {**RESULTS["data"], "synthetic": {"dit": syn, "pca": syn}}})
+    page = html.unescape(build_report([ds], tmp_path / "r.html").read_text())
+    for text in ("synthetic (dit)", "synthetic (pca)"):
+        assert text in page, text
+    for arm in ("sex/real+synthetic[dit]", "sex/real+synthetic[pca]"):  # the arms table and the comparisons'
+        assert page.count(f"<td>{arm}</td>") == 2, arm
 
 
 def test_escaping(stage_dirs, tmp_path):

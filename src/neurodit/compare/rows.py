@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from neurodit.downstream.config import arm_name
 from neurodit.errors import NeuroditError
 from neurodit.generators.registry import DEFAULT
 from neurodit.io import read_json
@@ -66,13 +67,13 @@ def make_row(item: dict, metrics: dict, ds_results: dict | None, budget: str, co
     rbf = metrics["mmd"]["rbf"]["real_syn"]
     div, mem = metrics["diversity"], metrics["memorization"]
     down = None
-    if ds_results is not None:
-        arms = ds_results["arms"]
-        comp = next((c for c in ds_results["comparisons"] if c["name"] == "sex/real+synthetic vs sex/real"), None)
+    if ds_results is not None:  # the one DS_DIR of the comparison: this row's cohort is named by the row
+        arms, mixed = ds_results["arms"], arm_name("sex/real+synthetic", item["name"])
+        comp = next((c for c in ds_results["comparisons"] if c["name"] == f"{mixed} vs sex/real"), None)
         if comp is not None:
             ba = comp["metrics"]["balanced_accuracy"]
             down = {"real": arms["sex/real"]["metrics"]["balanced_accuracy"]["mean"],
-                    "real_synthetic": arms["sex/real+synthetic"]["metrics"]["balanced_accuracy"]["mean"],
+                    "real_synthetic": arms[mixed]["metrics"]["balanced_accuracy"]["mean"],
                     "gain": ba["mean_diff"], "ci95": ba["ci95"], "p_wilcoxon": ba["p_wilcoxon"],
                     "outcome": comp["outcome"], "n_runs": ba["n_pairs"]}
     return {"name": item["name"], "label": item["label"], "budget": budget, "kind": item["kind"],

@@ -7,8 +7,8 @@ training RUN folder (then ``n`` volumes are sampled first, balanced over its cla
 cohort is judged against the same real held-out set (``--real``) and training set (``--train``) by
 the full judge (:func:`neurodit.metrics.evaluate.evaluate_arrays`, one shared ``EvalConfig``; the feature
 encoder is our own, trained once on TRAIN and cached by the training data's hash, so every row is
-measured with the same encoder) and by the downstream sex arms (``sex/real`` vs ``sex/real+synthetic``
-of :mod:`neurodit.downstream.experiment`).
+measured with the same encoder) and by the downstream sex arms (``sex/real`` vs ``sex/real+synthetic[<name>]``
+of :mod:`neurodit.downstream.experiment`: one experiment with every row's cohort, named by the row).
 
 Downstream source: the real **held-out** participants (cross-validated, grouped by participant), never
 TRAIN: the generators were fitted on TRAIN, so a test fold holding training subjects would reward a
@@ -33,14 +33,15 @@ differs they are resampled onto the synthetic grid by the data layer
                    or null), mmd_rbf (train vs held-out {mmd2, p_value})}
     rows          [{name, label, budget, kind ("run" | "synthetic"), input (folder as given),
                     synthetic (cohort judged, relative to CMP_DIR when sampled here), eval ("eval-<name>"),
-                    downstream_dir ("downstream-<name>" | null), n_synthetic,
+                    downstream_dir ("downstream", the DS_DIR every row shares | null), n_synthetic,
                     quality {c2st {view: {auc, auc_ci95, p_value}}, c2st_worst_auc, frechet, frechet_ratio
                              (frechet / the real-vs-real floor's: the number the table and figure show;
                              null without a floor), precision, recall, mmd_rbf {mmd2, p_value}},
                     diversity {syn_syn, real_real, low_diversity, zero_diversity},
                     memorization {fraction_above, expected_fraction, flagged, n_duplicates},
-                    downstream {real, real_synthetic (balanced accuracy means), gain, ci95 [lo, hi],
-                                p_wilcoxon, outcome, n_runs} | null,
+                    downstream {real, real_synthetic (balanced accuracy means of sex/real and the row's
+                                sex/real+synthetic[<name>]), gain, ci95 [lo, hi], p_wilcoxon, outcome,
+                                n_runs} | null,
                     cost {train_seconds, sample_seconds, sample_seconds_per_volume, parameters,
                           peak_rss_mb, peak_gpu_mb}  (null where the folders' run.json do not record it),
                     verdicts {family: sentence}, eligible (bool: no near-exact copies of training subjects
@@ -52,7 +53,7 @@ differs they are resampled onto the synthetic grid by the data layer
     summary       one sentence: the best generator by C2ST and by downstream gain where shown, else that
                    none is clearly better (and what it rests on: AUCs, gains and their 95 % CIs)
     figures       {comparison: "comparison.png"}
-    timings_s     {name: {sample, eval, downstream}, floor, load}
+    timings_s     {name: {sample, eval}, downstream (the one experiment of every row), floor, load}
     eval_reuse    {name: {from (the EVAL_DIR given for its synthetic folder), reused (bool: copied in as
                    eval-<name>, not judged again), why_not (null, or why it was judged again: other folders,
                    settings, grid or counts, or an input written after it)}} for rows given one
@@ -62,9 +63,9 @@ differs they are resampled onto the synthetic grid by the data layer
 - ``comparison.md``: the Markdown table (:func:`neurodit.compare.render.comparison_markdown`);
 - ``comparison.png``: C2ST AUC per view and Fréchet distance / the real-vs-real floor per generator;
 - ``eval-<name>/``: each row's full EVAL_DIR (``metrics.json``, figures, ``run.json``);
-- ``downstream-<name>/``: each row's DS_DIR (its ``sex/real`` runs are the same for every row: trained for
-  the first row and shared, :class:`neurodit.downstream.experiment.SharedRuns`); ``syn-<name>/``: cohorts
-  sampled here from RUN inputs;
+- ``downstream/``: one DS_DIR for every row: ``sex/real`` trained once, ``sex/real+synthetic[<name>]`` per
+  row on identical folds, validation splits and initialisations (synthetic ids scoped as ``<name>:syn-...``,
+  since generators number their volumes alike); ``syn-<name>/``: cohorts sampled here from RUN inputs;
 - ``run.json``.
 
 ``label`` is what a reader sees for a row (``--label-as NAME=DIR``, else the folder name) and ``budget``

@@ -21,7 +21,7 @@ from neurodit.compare.rows import budget_and_cost, make_row, rank_rows, read_inf
 from neurodit.compare.schema import FIGURE_FILE, RESULT_FILE, SCHEMA, TABLE_FILE
 from neurodit.data.normalize import Normalization
 from neurodit.defaults import SAMPLING
-from neurodit.downstream.experiment import DownstreamConfig, SharedRuns
+from neurodit.downstream.experiment import DownstreamConfig
 from neurodit.errors import NeuroditError
 from neurodit.io import (
     atomic_dir,
@@ -36,6 +36,7 @@ from neurodit.metrics.config import EvalConfig
 from neurodit.run_folder import is_run_folder
 
 COMPARE_ARMS = ("sex/real", "sex/real+synthetic")
+DS_DIR_NAME = "downstream"  # the one DS_DIR inside CMP_DIR: every row's sex arms
 
 
 def _default_downstream() -> DownstreamConfig:
@@ -289,12 +290,11 @@ def _judge_eval(syn_dir: Path, shown: str, s_vols: np.ndarray, s_table, ref: _Re
 
 
 def _judge_row(item: dict, ref: _Reference, tmp: Path, out: Path, grid, cfg: CompareConfig,
-               ds_cfg: DownstreamConfig, norm: Normalization, shared) -> tuple[dict, dict, dict, dict | None]:
-    """(row, its metrics, its timings, its evaluation's reuse record or None) of one input: sampled if a
-    RUN, judged into ``eval-<name>`` (:func:`_judge_eval`), the downstream sex arms into
-    ``downstream-<name>``, the real-only arm's runs taken from ``shared`` when an earlier row trained them."""
-    from neurodit.downstream import labelled_from_table, run_experiment
-    from neurodit.downstream.schema import read_results
+               norm: Normalization) -> dict:
+    """One input sampled if a RUN and judged into ``eval-<name>`` (:func:`_judge_eval`): {metrics, budget,
+    cost, syn_rel, timings, reuse (the evaluation's reuse record or None), syn_set (its volumes with sex
+    labels in model range for the downstream experiment, None without one)}."""
+    from neurodit.downstream import labelled_from_table
 
     name, tm = item["name"], {}
     t0 = time.perf_counter()
@@ -307,18 +307,28 @@ def _judge_row(item: dict, ref: _Reference, tmp: Path, out: Path, grid, cfg: Com
     shown = str(syn_dir if item["kind"] == "synthetic" else out / syn_rel)
     metrics, reuse = _judge_eval(syn_dir, shown, s_vols, s_table, ref, tmp / f"eval-{name}", grid, cfg)
     tm["eval"] = round(time.perf_counter() - t0, 3)
-
-    ds_results, ds_rel = None, None
+    syn_set = None
     if ref.source is not None:
-        t0 = time.perf_counter()
         syn_set = labelled_from_table(s_table, norm.to_model(s_vols).astype(np.float32), "sex",
                                       name=str(syn_dir / "participants.tsv"), synthetic=None)
-        ds_rel = f"downstream-{name}"
-        run_experiment(ref.source, None, tmp / ds_rel, syn_set, ds_cfg, shared=shared,
-                       inputs={"source": str(ref.real), "synthetic": shown, "grid": grid.to_dict()})
-        ds_results = read_results(tmp / ds_rel)
-        tm["downstream"] = round(time.perf_counter() - t0, 3)
-    return make_row(item, metrics, ds_results, budget, cost, syn_rel, ds_rel), metrics, tm, reuse
+        # every generator numbers its volumes syn-000001 ...: scoped by the row's name, the cohorts' ids stay
+        # distinct as the downstream experiment requires (no cohort is ever pooled with another)
+        syn_set = dataclasses.replace(syn_set, groups=np.char.add(f"{name}:", syn_set.groups.astype(str)))
+    return {"metrics": metrics, "budget": budget, "cost": cost, "syn_rel": syn_rel, "shown": shown, "timings": tm,
+            "reuse": reuse, "syn_set": syn_set}
+
+
+def _downstream(judged: dict[str, dict], ref: _Reference, tmp: Path, grid, ds_cfg: DownstreamConfig) -> dict:
+    """One downstream experiment (the sex arms) with every row's synthetic set as a named cohort, into
+    ``DS_DIR_NAME``: ``sex/real`` trained once, ``sex/real+synthetic[<name>]`` per row on the same folds,
+    validation splits and initialisations. Returns its results.json."""
+    from neurodit.downstream import run_experiment
+    from neurodit.downstream.schema import read_results
+
+    run_experiment(ref.source, None, tmp / DS_DIR_NAME, {name: j["syn_set"] for name, j in judged.items()}, ds_cfg,
+                   inputs={"source": str(ref.real), "synthetic": {name: j["shown"] for name, j in judged.items()},
+                           "grid": grid.to_dict()})
+    return read_results(tmp / DS_DIR_NAME)
 
 
 def compare(inputs: list[Path], real: str | Path, train: str | Path, out: str | Path, *,
@@ -340,18 +350,19 @@ def compare(inputs: list[Path], real: str | Path, train: str | Path, out: str | 
     ref = _load_reference(real, train, grid, cfg, norm)
     ds_cfg = dataclasses.replace(cfg.downstream, shape=tuple(int(s) for s in grid.shape))
     timings: dict = {"load": round(time.perf_counter() - t_load, 3)}
-    rows: list[dict] = []
-    first_metrics = None
-    reused: dict[str, dict] = {}
-    shared = SharedRuns()  # the sex/real arm is the same for every row: trained for the first, reused after
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        for item in items:
-            row, metrics, timings[item["name"]], reuse = _judge_row(item, ref, tmp, Path(out), grid, cfg, ds_cfg,
-                                                                    norm, shared)
-            rows.append(row)
-            first_metrics = first_metrics or metrics
-            if reuse is not None:
-                reused[item["name"]] = reuse
+        judged = {item["name"]: _judge_row(item, ref, tmp, Path(out), grid, cfg, norm) for item in items}
+        ds_results = None
+        if ref.source is not None:
+            t0 = time.perf_counter()
+            ds_results = _downstream(judged, ref, tmp, grid, ds_cfg)
+            timings["downstream"] = round(time.perf_counter() - t0, 3)
+        rows = [make_row(item, j["metrics"], ds_results, j["budget"], j["cost"], j["syn_rel"],
+                         DS_DIR_NAME if ds_results is not None else None)
+                for item, j in zip(items, judged.values(), strict=True)]
+        timings.update({name: j["timings"] for name, j in judged.items()})
+        reused = {name: j["reuse"] for name, j in judged.items() if j["reuse"] is not None}
+        first_metrics = judged[items[0]["name"]]["metrics"]
 
         t0 = time.perf_counter()
         floor = _floor(ref.r_vols, ref.t_vols, first_metrics, cfg.eval)

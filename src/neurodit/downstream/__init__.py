@@ -71,7 +71,8 @@ def resolve_config(config: DownstreamConfig | None = None, **settings) -> Downst
     return cfg
 
 
-def run_downstream(source: str | Path, target: str | Path, out: str | Path, synthetic: str | Path | None = None,
+def run_downstream(source: str | Path, target: str | Path, out: str | Path,
+                   synthetic: str | Path | dict[str, str | Path] | None = None,
                    arch: str | None = None, folds: int | None = None, seeds: int | None = None, *,
                    config: DownstreamConfig | None = None, overwrite: bool = False,
                    progress: Callable[[str], None] | None = None, **settings) -> Path:
@@ -81,7 +82,9 @@ def run_downstream(source: str | Path, target: str | Path, out: str | Path, synt
         source: SOURCE_DIR (Cam-CAN-like, ``sex`` labels); synthetic rows in it are ignored.
         target: TARGET_DIR (ADNI-like, ``diagnosis`` labels).
         out: DS_DIR, written atomically.
-        synthetic: SYN_DIR (``neurodit sample`` output, ``sex`` labels), optional.
+        synthetic: SYN_DIR (``neurodit sample`` output, ``sex`` labels), or several as {name: SYN_DIR} (the
+            synthetic arms once per cohort, ``sex/real+synthetic[name]`` ...), optional. Cohorts whose
+            participant ids clash with each other's or the source's are refused (NeuroditError).
         config: the base settings (default ``DownstreamConfig()``).
         arch, folds, seeds, **settings: fields of :class:`DownstreamConfig` (unknown names raise); every one
             given (not None) overrides ``config``'s value, so no argument is ever silently ignored.
@@ -89,8 +92,12 @@ def run_downstream(source: str | Path, target: str | Path, out: str | Path, synt
     cfg = resolve_config(config, arch=arch, folds=folds, seeds=seeds, **settings)
     src = load_labelled(source, "sex", cfg.shape, synthetic=False)
     tgt = load_labelled(target, "diagnosis", cfg.shape, synthetic=False, include_mci=cfg.include_mci)
-    syn = load_labelled(synthetic, "sex", cfg.shape, synthetic=None) if synthetic is not None else None
-    inputs = {"source": str(Path(source).resolve()), "target": str(Path(target).resolve()),
-              "synthetic": str(Path(synthetic).resolve()) if synthetic is not None else None,
+    if isinstance(synthetic, dict):
+        syn = {name: load_labelled(d, "sex", cfg.shape, synthetic=None) for name, d in synthetic.items()}
+        syn_inputs = {name: str(Path(d).resolve()) for name, d in synthetic.items()}
+    else:
+        syn = load_labelled(synthetic, "sex", cfg.shape, synthetic=None) if synthetic is not None else None
+        syn_inputs = str(Path(synthetic).resolve()) if synthetic is not None else None
+    inputs = {"source": str(Path(source).resolve()), "target": str(Path(target).resolve()), "synthetic": syn_inputs,
               "grid_shape": list(cfg.shape), "normalization": "Normalization() defaults (0 to 4e-3 mm2/s)"}
     return run_experiment(src, tgt, out, syn, cfg, overwrite=overwrite, progress=progress, inputs=inputs)

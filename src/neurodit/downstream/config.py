@@ -2,12 +2,36 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from neurodit.errors import NeuroditError
 
 SOURCE_ARMS = ("sex/real", "sex/real+synthetic", "sex/synthetic")
 TARGET_ARMS = ("ad/scratch", "ad/init-real", "ad/init-real+synthetic")
+# the arms that see a synthetic cohort: one of each per named cohort, ``base[name]`` (arm_name)
+SYNTHETIC_ARMS = ("sex/real+synthetic", "sex/synthetic", "ad/init-real+synthetic")
+# a cohort name goes inside ``[...]`` of an arm name and into model file names
+_COHORT_NAME = re.compile(r"[A-Za-z0-9._+-]+")
+
+
+def arm_name(base: str, cohort: str | None = None) -> str:
+    """The arm ``base`` of synthetic cohort ``cohort``: ``sex/synthetic[pca]``; ``base`` itself for an
+    unnamed (single) cohort and for the real-only arms."""
+    return base if cohort is None or base not in SYNTHETIC_ARMS else f"{base}[{cohort}]"
+
+
+def split_arm(name: str) -> tuple[str, str | None]:
+    """``sex/real+synthetic[dit]`` -> (``sex/real+synthetic``, ``dit``); ``sex/real`` -> (``sex/real``, None)."""
+    m = re.fullmatch(r"(.+)\[(.+)\]", name)
+    return (m.group(1), m.group(2)) if m else (name, None)
+
+
+def check_cohort_name(name: str) -> str:
+    """``name`` when it can name a synthetic cohort's arms (letters, digits, ``._+-``), else NeuroditError."""
+    if not isinstance(name, str) or not _COHORT_NAME.fullmatch(name):
+        raise NeuroditError(f"synthetic cohort name {name!r}: use letters, digits and ._+- only (e.g. dit, pca)")
+    return name
 
 
 @dataclass

@@ -28,8 +28,17 @@ the synthetic set (no real data touches its training or model selection). The mo
 (fold, seed) starts from the same random initialisation, so arms differ only in what they are trained
 on. Metrics are computed per participant (probabilities averaged over a participant's sessions).
 
-``DownstreamConfig.arms`` restricts the run to some arms (empty = all); without any ``ad/*`` arm
-no TARGET cohort is needed and no full source models are trained.
+Several synthetic cohorts (``synthetic={name: cohort}``, e.g. one per generator): the arms that see
+synthetic data (``config.SYNTHETIC_ARMS``) run once per cohort, named ``sex/real+synthetic[name]``,
+``sex/synthetic[name]``, ``ad/init-real+synthetic[name]``; the real-only arms (``sex/real``,
+``ad/scratch``, ``ad/init-real`` and the full ``sex/real`` source model) are trained once. Folds,
+validation splits and initialisations depend on the real cohort and the seed only, so every cohort's
+arms are paired with each other and with the real-only arms run by run. Comparisons and verdicts are
+made per cohort (each arm against its baseline, as for one cohort). One cohort given as a
+``LabelledSet`` keeps the names without ``[name]``.
+
+``DownstreamConfig.arms`` restricts the run to some arms (empty = all; base names, so for every
+cohort); without any ``ad/*`` arm no TARGET cohort is needed and no full source models are trained.
 
 Caveat: if the generator was trained on SOURCE participants that are in a test fold, synthetic
 volumes can carry information about them (memorisation); train the generator on a separate split or
@@ -38,30 +47,34 @@ check the memorisation metrics of ``neurodit.metrics``.
 ``DS_DIR`` (written atomically):
   - ``results.json``::
 
-      {"schema": "neurodit.downstream/1",
+      {"schema": "neurodit.downstream/2",   (/1: the same without named cohorts and "cohort" keys)
        "config": {...DownstreamConfig...},
-       "data": {"source"|"target"|"synthetic": {  (target only when AD vs CN arms ran)"n_volumes", "n_participants", "classes": [neg, pos],
-                 "n_per_class": [n0, n1] (participants), "dropped": {reason: n}}},
+       "data": {"source"|"target"|"synthetic": SUMMARY},  (target only when AD vs CN arms ran; named
+                cohorts: "synthetic": {name: SUMMARY}) where SUMMARY = {"n_volumes", "n_participants",
+                "classes": [neg, pos], "n_per_class": [n0, n1] (participants), "dropped": {reason: n}}
        "source_models": "<which source model initialises the target>",
-       "arms": {"sex/real": {"task": "sex", "description": str, "n_runs": R,
+       "arms": {"sex/real": {"task": "sex", "cohort": null | name, "description": str, "n_runs": R,
                  "metrics": {"balanced_accuracy"|"f1"|"roc_auc"|"accuracy":
                              {"mean", "sd", "ci95": [lo, hi], "n", "values": [R floats]}}}, ...},
-       "comparisons": [{"name", "task", "arm", "baseline", "question",
+       "comparisons": [{"name", "task", "arm", "baseline", "cohort" (null | name), "question",
                         "metrics": {metric: {"mean_diff", "sd_diff", "ci95", "p_bootstrap", "p_wilcoxon",
                                              "p_corrected_t", "n_pairs", "wins", "losses", "ties"}},
                         "outcome": "helped"|"hurt"|"no clear effect",   # balanced accuracy: helped/hurt
                                        # need the bootstrap CI to exclude 0 and Wilcoxon p < 0.05
                         "verdict": "synthetic data ... : +0.010 balanced accuracy, 95% CI ... (...)"}],
        "verdict": {"synthetic_for_sex": str, "synthetic_for_transfer": str, "summary": str},
+                  (several cohorts: each cohort's verdict sentence, joined by "; ")
        "timing": {"seconds": float, "models_trained": int}}
 
     Values ``values`` are in run order (seed-major, then fold), identical across arms of a task, so
     ``values[i]`` of two arms are a pair. ``ci95`` of an arm is the Student-t CI of the mean over runs;
-    ``ci95`` of a comparison is the percentile bootstrap CI of the mean paired difference.
+    ``ci95`` of a comparison is the percentile bootstrap CI of the mean paired difference. Arm names
+    split into (base, cohort) with :func:`neurodit.downstream.config.split_arm`.
   - ``runs.csv``: one row per task/arm/seed/fold: counts (participants), synthetic volumes used,
     best/run epochs, seconds and the four metrics.
   - ``predictions.csv``: one row per test participant per run: task, arm, seed, fold,
     participant_id, label, p_positive.
+  - ``models/source-<arm>[-<cohort>]-seed<k>.safetensors``: the full source models (AD vs CN arms only).
   - ``arms.png`` (mean and 95% CI of balanced accuracy and ROC-AUC per arm, runs as dots),
     ``roc.png`` (ROC curves of test predictions pooled over folds and seeds), ``run.json``.
 """
@@ -69,9 +82,7 @@ check the memorisation metrics of ``neurodit.metrics``.
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
-import json
 import os
 import time
 from collections.abc import Callable
@@ -83,7 +94,7 @@ import torch
 
 from neurodit.config import to_dict
 from neurodit.downstream import nets
-from neurodit.downstream.config import TARGET_ARMS, DownstreamConfig
+from neurodit.downstream.config import TARGET_ARMS, DownstreamConfig, arm_name, check_cohort_name, split_arm
 from neurodit.downstream.labelled import LabelledSet
 from neurodit.downstream.results import build_results
 from neurodit.downstream.splits import grouped_folds, grouped_holdout
@@ -126,66 +137,22 @@ def _per_participant(groups: np.ndarray, labels: np.ndarray, p: np.ndarray):
     return df.index.to_numpy(), df["y"].to_numpy(int), df["p"].to_numpy(float)
 
 
-class SharedRuns:
-    """The cross-validated runs of the arms that never see the synthetic set (``sex/real``), kept in memory
-    to be shared by several experiments on one source with one config (``neurodit compare``: one
-    experiment per generator, every one with the same real-only arm).
-
-    Exact reuse, not an approximation: every model is seeded by (seed, fold) alone
-    (:meth:`_Runner.fit`), and the folds and validation split come from the source and the seed only, so
-    the real-only arm trained again would give the same runs. Keyed by the source (a hash of its volumes,
-    labels and participants) and the config (``arms`` aside): another key empties it first.
-    """
-
-    ARMS = ("sex/real",)
-
-    def __init__(self) -> None:
-        self.key: str | None = None
-        self.runs: dict[tuple[str, int, int], tuple[dict[str, object], pd.DataFrame]] = {}
-
-    def bind(self, source: LabelledSet, cfg: DownstreamConfig) -> None:
-        """Use the runs stored for ``source`` and ``cfg``, forgetting those of any other key."""
-        h = hashlib.sha256()
-        for a in (source.volumes, source.labels, np.asarray(source.groups, dtype=str)):
-            h.update(np.ascontiguousarray(a).tobytes())
-        settings = {k: v for k, v in to_dict(cfg).items() if k != "arms"}  # which arms run: not the runs
-        h.update(json.dumps(settings, sort_keys=True, default=str).encode())
-        if h.hexdigest() != self.key:
-            self.key, self.runs = h.hexdigest(), {}
-
-
 class _Runner:
     """Holds the config and accumulates runs, predictions and counts while the experiment runs."""
 
-    def __init__(self, cfg: DownstreamConfig, progress: Callable[[str], None] | None,
-                 shared: SharedRuns | None = None):
+    def __init__(self, cfg: DownstreamConfig, progress: Callable[[str], None] | None):
         self.cfg = cfg
         self.device = _device(cfg.device)
         self.progress = progress or (lambda msg: None)
         self.runs: list[dict[str, object]] = []
         self.preds: list[pd.DataFrame] = []
         self.n_models = 0
-        self.shared = shared
-
-    def reuse(self, arm: str, seed: int, fold: int) -> bool:
-        """Add the shared run of (arm, seed, fold) if one is stored; whether it was."""
-        got = self.shared.runs.get((arm, seed, fold)) if self.shared is not None else None
-        if got is None:
-            return False
-        self.runs.append(dict(got[0]))
-        self.preds.append(got[1])
-        self.progress(f"{arm:24s} seed {seed} fold {fold}: shared run reused")
-        return True
-
-    def share(self, arm: str, seed: int, fold: int) -> None:
-        """Store the run just added for (arm, seed, fold) when that arm is shared."""
-        if self.shared is not None and arm in SharedRuns.ARMS:
-            self.shared.runs[(arm, seed, fold)] = (dict(self.runs[-1]), self.preds[-1])
 
     def fit(self, train: LabelledSet, val: LabelledSet, init_seed: int,
             source_state: dict[str, torch.Tensor] | None = None) -> tuple[torch.nn.Module, object]:
         cfg = self.cfg
-        seed_everything(init_seed)  # same initial weights for every arm of one (fold, seed)
+        # same initial weights for every arm of one (fold, seed), every synthetic cohort's arms included
+        seed_everything(init_seed)
         model = nets.build_classifier(cfg.arch, n_classes=2)
         frozen = False
         if source_state is not None:
@@ -217,32 +184,35 @@ class _Runner:
                       f"AUC {m['roc_auc']:.3f} (best epoch {fit.best_epoch}/{fit.epochs_run}, {fit.seconds:.1f} s)")
 
 
-def _source_arms(r: _Runner, source: LabelledSet, synthetic: LabelledSet | None, seed: int, fold: int,
-                 train_idx: np.ndarray, syn_split: tuple[np.ndarray, np.ndarray] | None,
+def _source_arms(r: _Runner, source: LabelledSet, cohorts: dict[str | None, LabelledSet], seed: int, fold: int,
+                 train_idx: np.ndarray, syn_splits: dict[str | None, tuple[np.ndarray, np.ndarray]] | None,
                  test_idx: np.ndarray | None) -> dict[str, dict[str, torch.Tensor]]:
-    """Train the source arms on ``train_idx`` (test on ``test_idx`` unless None); return their weights."""
+    """Train the source arms on ``train_idx`` (test on ``test_idx`` unless None); return their weights by arm.
+
+    ``sex/real`` is trained once whatever the number of cohorts; each cohort adds its own
+    ``sex/real+synthetic`` (and, cross-validated, ``sex/synthetic``) arm. Every cohort's arms see the same
+    real training and validation participants and start from the same initialisation: the folds and the
+    validation split come from the source and the seed only, and ``init_seed`` from (seed, fold) only,
+    so the cohorts' arms of one (seed, fold) are paired with each other and with ``sex/real``."""
     train_all = source.subset(train_idx)
     fit_i, val_i = grouped_holdout(train_all.labels, train_all.groups, r.cfg.val_fraction, seed,
                                    f"{source.name} (seed {seed}, fold {fold})")
     train, val = train_all.subset(fit_i), train_all.subset(val_i)
     init_seed = 1000 * seed + fold + 1
     arms: list[tuple[str, LabelledSet, LabelledSet, int]] = [("sex/real", train, val, 0)]
-    if synthetic is not None:
-        arms.append(("sex/real+synthetic", train.plus(synthetic), val, len(synthetic.labels)))
-        if test_idx is not None and syn_split is not None:
-            syn_tr, syn_va = synthetic.subset(syn_split[0]), synthetic.subset(syn_split[1])
-            arms.append(("sex/synthetic", syn_tr, syn_va, len(syn_tr.labels)))
+    for name, syn in cohorts.items():
+        arms.append((arm_name("sex/real+synthetic", name), train.plus(syn), val, len(syn.labels)))
+        if test_idx is not None and syn_splits is not None:
+            syn_tr, syn_va = syn.subset(syn_splits[name][0]), syn.subset(syn_splits[name][1])
+            arms.append((arm_name("sex/synthetic", name), syn_tr, syn_va, len(syn_tr.labels)))
     if test_idx is not None:  # cross-validated source models: only the arms asked for
-        arms = [a for a in arms if a[0] in r.cfg.wanted()]
+        arms = [a for a in arms if split_arm(a[0])[0] in r.cfg.wanted()]
     states = {}
     for arm, tr, va, n_syn in arms:
-        if test_idx is not None and r.reuse(arm, seed, fold):  # cross-validated runs only: no weights kept
-            continue
         model, fit = r.fit(tr, va, init_seed)
         if test_idx is not None:
             r.evaluate(model, fit, source.subset(test_idx), task="sex", arm=arm, seed=seed, fold=fold,
                        train=tr, val=va, n_syn=n_syn)
-            r.share(arm, seed, fold)
         else:
             r.progress(f"{arm:24s} seed {seed} full model for transfer (best epoch {fit.best_epoch}/"
                        f"{fit.epochs_run}, {fit.seconds:.1f} s)")
@@ -250,51 +220,64 @@ def _source_arms(r: _Runner, source: LabelledSet, synthetic: LabelledSet | None,
     return states
 
 
+def _cohorts(synthetic: LabelledSet | dict[str, LabelledSet] | None) -> dict[str | None, LabelledSet]:
+    """The synthetic cohorts by name; one unnamed cohort (key None) keeps the arm names without ``[name]``."""
+    if synthetic is None:
+        return {}
+    if isinstance(synthetic, LabelledSet):
+        return {None: synthetic}
+    if not synthetic:
+        raise NeuroditError("no synthetic cohort given (an empty {name: cohort} mapping); pass None instead")
+    return {check_cohort_name(name): syn for name, syn in synthetic.items()}
+
+
 def run_experiment(source: LabelledSet, target: LabelledSet | None, out: str | Path,
-                   synthetic: LabelledSet | None = None, config: DownstreamConfig | None = None, *,
-                   overwrite: bool = False, progress: Callable[[str], None] | None = None,
-                   inputs: dict[str, object] | None = None, shared: SharedRuns | None = None) -> Path:
+                   synthetic: LabelledSet | dict[str, LabelledSet] | None = None,
+                   config: DownstreamConfig | None = None, *, overwrite: bool = False,
+                   progress: Callable[[str], None] | None = None, inputs: dict[str, object] | None = None) -> Path:
     """Run every arm over ``folds`` x ``seeds`` and write ``DS_DIR`` (see the module docstring).
 
     Args:
         source: real source cohort, labels = sex (F=0, M=1).
         target: real target cohort, labels = diagnosis (CN=0, AD[/MCI]=1); None when ``config.arms``
             holds no target arm.
-        synthetic: synthetic source volumes with sex labels (optional; without it only the
+        synthetic: synthetic source volumes with sex labels: one cohort (the arms ``sex/real+synthetic``,
+            ``sex/synthetic``, ``ad/init-real+synthetic``), several as {name: cohort} (those arms once per
+            cohort, ``sex/real+synthetic[name]`` ..., the real-only arms trained once), or None (only the
             ``sex/real``, ``ad/scratch`` and ``ad/init-real`` arms run).
         config: :class:`DownstreamConfig`.
         inputs: extra provenance for ``run.json`` (e.g. input folders and grid).
-        shared: :class:`SharedRuns` to take the real-only arm's cross-validated runs from (and store them
-            in), for several experiments on one source and config; None trains every arm.
     Returns:
         the output folder.
     """
     cfg = config or DownstreamConfig()
-    run_target = _check_inputs(cfg, source, target, synthetic)
+    cohorts = _cohorts(synthetic)
+    run_target = _check_inputs(cfg, source, target, cohorts)
     prev_threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads if cfg.threads > 0 else _auto_threads(cfg))
     t0 = time.perf_counter()
-    if shared is not None:
-        shared.bind(source, cfg)
-    r = _Runner(cfg, progress, shared)
+    r = _Runner(cfg, progress)
     try:
         with atomic_dir(out, overwrite=overwrite) as tmp:
             (tmp / "models").mkdir()
             ratios: dict[str, list[float]] = {"sex": [], "ad": []}
             for k in range(cfg.seeds):
                 seed = cfg.seed + k
-                ratios["sex"] += _source_task(r, source, synthetic, seed)
+                ratios["sex"] += _source_task(r, source, cohorts, seed)
                 if run_target:
                     # full source models: these initialise the target backbones of this seed
-                    full = _source_arms(r, source, synthetic, seed, -1, np.arange(len(source.labels)), None, None)
+                    full = _source_arms(r, source, cohorts, seed, -1, np.arange(len(source.labels)), None, None)
                     _save_source_models(full, tmp / "models", seed)
                     ratios["ad"] += _target_task(r, target, full, seed)
             data = {"source": source.summary()}
             if run_target:
                 data["target"] = target.summary()
-            if synthetic is not None:
-                data["synthetic"] = synthetic.summary()
-            results = build_results(pd.DataFrame(r.runs), cfg, data, ratios, time.perf_counter() - t0, r.n_models)
+            if None in cohorts:
+                data["synthetic"] = cohorts[None].summary()
+            elif cohorts:
+                data["synthetic"] = {name: syn.summary() for name, syn in cohorts.items()}
+            results = build_results(pd.DataFrame(r.runs), cfg, data, ratios, time.perf_counter() - t0, r.n_models,
+                                    list(cohorts))
             _write_outputs(tmp, results, r, cfg, inputs or {})
     finally:
         torch.set_num_threads(prev_threads)
@@ -302,37 +285,38 @@ def run_experiment(source: LabelledSet, target: LabelledSet | None, out: str | P
 
 
 def _check_inputs(cfg: DownstreamConfig, source: LabelledSet, target: LabelledSet | None,
-                  synthetic: LabelledSet | None) -> bool:
+                  cohorts: dict[str | None, LabelledSet]) -> bool:
     """NeuroditError for inputs the run cannot use; returns whether the target (AD vs CN) arms run."""
     if cfg.arch not in nets.ARCHS:
         raise NeuroditError(f"unknown architecture '{cfg.arch}' (known: {', '.join(nets.ARCHS)})")
     run_target = any(a in TARGET_ARMS for a in cfg.wanted())
     if run_target and target is None:
         raise NeuroditError("the AD vs CN arms need a TARGET cohort (or leave them out with arms=...)")
-    for ds in (source, target if run_target else None, synthetic):
+    for ds in (source, target if run_target else None, *cohorts.values()):
         if ds is not None and min(ds.volumes.shape[1:]) < nets.MIN_SIDE[cfg.arch]:
             raise NeuroditError(f"{ds.name}: volumes of shape {ds.volumes.shape[1:]} are too small for "
                                 f"{cfg.arch} (every side >= {nets.MIN_SIDE[cfg.arch]})")
-    if synthetic is not None:
-        clash = sorted(set(synthetic.groups) & set(source.groups))
+    seen: dict[str, str] = {}  # participant id -> the cohort it is in: one id, one participant in DS_DIR
+    for name, ds in [("source cohort", source)] + [(f"synthetic cohort '{n}'" if n else "synthetic cohort", c)
+                                                   for n, c in cohorts.items()]:
+        clash = sorted(set(ds.groups) & set(seen))
         if clash:
-            raise NeuroditError(f"{synthetic.name}: participant ids also in the source cohort ({clash[0]}, ...); "
-                                "synthetic ids must be distinct (e.g. syn-000001)")
+            raise NeuroditError(f"{ds.name}: participant ids also in the {seen[clash[0]]} ({clash[0]}, ...); "
+                                "synthetic ids must be distinct from the source's and every other cohort's")
+        seen.update(dict.fromkeys(ds.groups.tolist(), name))
     if cfg.seeds < 1:
         raise NeuroditError(f"--seeds must be at least 1, got {cfg.seeds}")
     return run_target
 
 
-def _source_task(r: _Runner, source: LabelledSet, synthetic: LabelledSet | None, seed: int) -> list[float]:
+def _source_task(r: _Runner, source: LabelledSet, cohorts: dict[str | None, LabelledSet], seed: int) -> list[float]:
     """The source (sex) arms of one seed, cross-validated; returns the test/train participant ratio per fold."""
-    syn_split = None
-    if synthetic is not None:
-        syn_split = grouped_holdout(synthetic.labels, synthetic.groups, r.cfg.val_fraction, seed,
-                                    f"{synthetic.name} (seed {seed})")
+    syn_splits = {name: grouped_holdout(syn.labels, syn.groups, r.cfg.val_fraction, seed, f"{syn.name} (seed {seed})")
+                  for name, syn in cohorts.items()}
     ratios = []
     for fold, (tr, te) in enumerate(grouped_folds(source.labels, source.groups, r.cfg.folds, seed, source.name)):
         ratios.append(len(np.unique(source.groups[te])) / len(np.unique(source.groups[tr])))
-        _source_arms(r, source, synthetic, seed, fold, tr, syn_split, te)
+        _source_arms(r, source, cohorts, seed, fold, tr, syn_splits, te)
     return ratios
 
 
@@ -341,7 +325,8 @@ def _save_source_models(full: dict[str, dict[str, torch.Tensor]], folder: Path, 
     from safetensors.torch import save_file
 
     for arm, state in full.items():
-        name = arm.split("/")[1].replace("+", "_")
+        base, cohort = split_arm(arm)
+        name = base.split("/")[1].replace("+", "_") + (f"-{cohort}" if cohort else "")
         save_file({k: v.contiguous() for k, v in state.items()}, str(folder / f"source-{name}-seed{seed}.safetensors"))
 
 
@@ -357,9 +342,9 @@ def _target_task(r: _Runner, target: LabelledSet, full: dict[str, dict[str, torc
         train, val, test = train_all.subset(fit_i), train_all.subset(val_i), target.subset(te)
         init_seed = 1000 * seed + 500 + fold
         plan = [("ad/scratch", None), ("ad/init-real", full["sex/real"])]
-        if "sex/real+synthetic" in full:
-            plan.append(("ad/init-real+synthetic", full["sex/real+synthetic"]))
-        for arm, state in [p for p in plan if p[0] in r.cfg.wanted()]:
+        plan += [(arm_name("ad/init-real+synthetic", split_arm(a)[1]), state) for a, state in full.items()
+                 if split_arm(a)[0] == "sex/real+synthetic"]
+        for arm, state in [p for p in plan if split_arm(p[0])[0] in r.cfg.wanted()]:
             model, fit = r.fit(train, val, init_seed, state)
             r.evaluate(model, fit, test, task="diagnosis", arm=arm, seed=seed, fold=fold, train=train, val=val,
                        n_syn=0)

@@ -25,14 +25,17 @@ def _save(fig, path: Path) -> Path:
 
 
 def plot_arms(results: dict, path: str | Path) -> Path:
-    """Per task, mean and 95% CI of balanced accuracy and ROC-AUC per arm; each run is a dot."""
+    """Per task, mean and 95% CI of balanced accuracy and ROC-AUC per arm (every cohort's arms, named
+    ``real+synthetic[name]``); each run is a dot."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     tasks = [t for t in ("sex", "diagnosis") if any(a["task"] == t for a in results["arms"].values())]
-    fig, axes = plt.subplots(1, len(tasks), figsize=(6 * len(tasks), 4), squeeze=False)
+    n_max = max(sum(a["task"] == t for a in results["arms"].values()) for t in tasks)
+    # wider panels and slanted labels when several cohorts add arms (3 arms per task fit as they are)
+    fig, axes = plt.subplots(1, len(tasks), figsize=(max(6.0, 1.6 * n_max) * len(tasks), 4), squeeze=False)
     for ax, task in zip(axes[0], tasks, strict=True):
         arms = [name for name, a in results["arms"].items() if a["task"] == task]
         for j, (metric, colour) in enumerate((("balanced_accuracy", "tab:blue"), ("roc_auc", "tab:orange"))):
@@ -45,7 +48,8 @@ def plot_arms(results: dict, path: str | Path) -> Path:
                 vals = np.asarray(s["values"])
                 ax.scatter(np.full(len(vals), x + 0.08), vals, s=8, color=colour, alpha=0.4)
         ax.axhline(0.5, color="grey", lw=0.8, ls="--")
-        ax.set_xticks(range(len(arms)), [a.split("/", 1)[1] for a in arms])
+        ax.set_xticks(range(len(arms)), [a.split("/", 1)[1] for a in arms],
+                      **({"rotation": 20, "ha": "right"} if len(arms) > 3 else {}))
         ax.set_ylim(0.0, 1.0)
         ax.set_title(TASK_TITLE.get(task, task))
         ax.set_ylabel("mean and 95% CI over folds x seeds")
@@ -54,7 +58,8 @@ def plot_arms(results: dict, path: str | Path) -> Path:
 
 
 def plot_roc(preds: pd.DataFrame, path: str | Path) -> Path:
-    """ROC curve per arm of test predictions pooled over folds and seeds (AUC of the pool in the legend)."""
+    """ROC curve per arm (every cohort's arms) of test predictions pooled over folds and seeds (AUC of the
+    pool in the legend)."""
     import matplotlib
 
     matplotlib.use("Agg")

@@ -1,4 +1,5 @@
-"""The "Downstream classifier" section: ``results.json`` of schema ``neurodit.downstream/1``.
+"""The "Downstream classifier" section: ``results.json`` of schema ``neurodit.downstream/2`` (or ``/1``):
+every arm of every synthetic cohort (``sex/real+synthetic[name]`` ...), every cohort's comparisons.
 
 The schema is the module docstring of :mod:`neurodit.downstream.experiment`; the file is read by
 :func:`neurodit.downstream.schema.read_results` (which rejects any other schema).
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from neurodit.downstream.schema import read_results, result_figures
+from neurodit.downstream.schema import data_sets, read_results, result_figures
 from neurodit.errors import NeuroditError
 from neurodit.report import figures as F
 from neurodit.report import html as H
@@ -38,7 +39,7 @@ def results_html(results: dict, summary: H.Summary) -> tuple[str, list[str]]:
                               f'{H.esc(c["verdict"])}</span></li>' for c in comps) + "</ul>"]
     rows = [[name, d["n_participants"], d["n_volumes"],
              ", ".join(f"{c}: {n}" for c, n in zip(d["classes"], d["n_per_class"], strict=True))]
-            for name, d in results["data"].items()]
+            for name, d in data_sets(results)]
     parts.append("<h3>Data</h3>" + H.table(["set", "participants", "volumes", "per class"], rows))
     rows = [[name, a["task"], a["n_runs"], *(_cell(a["metrics"][m]) for m in METRIC_COLUMNS)]
             for name, a in arms.items()]
