@@ -93,7 +93,8 @@ def test_cli_takes_named_cohorts(make_set, tmp_path):
 
     write_labelled_cohort(tmp_path / "src", make_set(12, seed=1), "sex")
     write_labelled_cohort(tmp_path / "a", make_set(6, seed=2, prefix="syna"), "sex", synthetic=True)
-    write_labelled_cohort(tmp_path / "b", make_set(6, seed=4, prefix="synb"), "sex", synthetic=True)
+    # b numbers its volumes as a does (two `neurodit sample` outputs): scoped by name, they go side by side
+    write_labelled_cohort(tmp_path / "b", make_set(6, seed=4, prefix="syna"), "sex", synthetic=True)
     write_labelled_cohort(tmp_path / "tgt", make_set(12, seed=3, classes=("CN", "AD")), "diagnosis")
     args = ["downstream", "--source", str(tmp_path / "src"), "--target", str(tmp_path / "tgt"),
             "--synthetic", f"a={tmp_path / 'a'}", "--synthetic", f"b={tmp_path / 'b'}", "--out", str(tmp_path / "ds"),
@@ -107,8 +108,9 @@ def test_cli_takes_named_cohorts(make_set, tmp_path):
     assert set(run["inputs"]["synthetic"]) == {"a", "b"}
     assert "synthetic data (a)" in result.output and "synthetic data (b)" in result.output
 
-    # the same cohort under two names: its ids clash, one error line, exit 2, nothing written
-    bad = CliRunner().invoke(app, [f"b={tmp_path / 'a'}" if a == f"b={tmp_path / 'b'}" else
+    # a cohort holding source ids: one error line naming it, exit 2, nothing written
+    write_labelled_cohort(tmp_path / "c", make_set(6, seed=6), "sex", synthetic=True)
+    bad = CliRunner().invoke(app, [f"b={tmp_path / 'c'}" if a == f"b={tmp_path / 'b'}" else
                                    str(tmp_path / "ds2") if a == str(tmp_path / "ds") else a for a in args])
-    assert bad.exit_code == 2 and "participant ids also in the synthetic cohort 'a'" in bad.output
-    assert not (tmp_path / "ds2").exists()
+    assert bad.exit_code == 2 and "participant ids also in the source cohort" in bad.output
+    assert str(tmp_path / "c") in bad.output and not (tmp_path / "ds2").exists()

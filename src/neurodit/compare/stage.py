@@ -313,7 +313,7 @@ def _judge_row(item: dict, ref: _Reference, tmp: Path, out: Path, grid, cfg: Com
                                       name=str(syn_dir / "participants.tsv"), synthetic=None)
         # every generator numbers its volumes syn-000001 ...: scoped by the row's name, the cohorts' ids stay
         # distinct as the downstream experiment requires (no cohort is ever pooled with another)
-        syn_set = dataclasses.replace(syn_set, groups=np.char.add(f"{name}:", syn_set.groups.astype(str)))
+        syn_set = syn_set.scoped(name)
     return {"metrics": metrics, "budget": budget, "cost": cost, "syn_rel": syn_rel, "shown": shown, "timings": tm,
             "reuse": reuse, "syn_set": syn_set}
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from neurodit.errors import NeuroditError
 from neurodit.downstream.experiment import DownstreamConfig, run_experiment
 from neurodit.downstream.labelled import LabelledSet, labelled_from_table
 
@@ -83,8 +84,9 @@ def run_downstream(source: str | Path, target: str | Path, out: str | Path,
         target: TARGET_DIR (ADNI-like, ``diagnosis`` labels).
         out: DS_DIR, written atomically.
         synthetic: SYN_DIR (``neurodit sample`` output, ``sex`` labels), or several as {name: SYN_DIR} (the
-            synthetic arms once per cohort, ``sex/real+synthetic[name]`` ...), optional. Cohorts whose
-            participant ids clash with each other's or the source's are refused (NeuroditError).
+            synthetic arms once per cohort, ``sex/real+synthetic[name]`` ...), optional. A cohort whose
+            participant ids equal the source's is refused (NeuroditError); named cohorts' ids are scoped by
+            their name (``name:syn-000001``), so two ``neurodit sample`` outputs go side by side.
         config: the base settings (default ``DownstreamConfig()``).
         arch, folds, seeds, **settings: fields of :class:`DownstreamConfig` (unknown names raise); every one
             given (not None) overrides ``config``'s value, so no argument is ever silently ignored.
@@ -93,7 +95,15 @@ def run_downstream(source: str | Path, target: str | Path, out: str | Path,
     src = load_labelled(source, "sex", cfg.shape, synthetic=False)
     tgt = load_labelled(target, "diagnosis", cfg.shape, synthetic=False, include_mci=cfg.include_mci)
     if isinstance(synthetic, dict):
-        syn = {name: load_labelled(d, "sex", cfg.shape, synthetic=None) for name, d in synthetic.items()}
+        syn = {}
+        for name, d in synthetic.items():
+            got = load_labelled(d, "sex", cfg.shape, synthetic=None)
+            shared = sorted(set(got.groups) & set(src.groups))
+            if shared:  # checked before scoping: a copied source id must not hide behind the cohort's name
+                raise NeuroditError(f"{got.name}: participant ids also in the source cohort ({shared[0]}, ...); "
+                                    "synthetic ids must be distinct (e.g. syn-000001)")
+            # scoped by the cohort's name: two generators' syn-000001 are two participants
+            syn[name] = got.scoped(name)
         syn_inputs = {name: str(Path(d).resolve()) for name, d in synthetic.items()}
     else:
         syn = load_labelled(synthetic, "sex", cfg.shape, synthetic=None) if synthetic is not None else None

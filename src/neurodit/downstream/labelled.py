@@ -44,6 +44,13 @@ class LabelledSet:
         return LabelledSet(self.volumes[idx], self.labels[idx], self.groups[idx], self.classes, self.name,
                            ages=None if self.ages is None else self.ages[idx])
 
+    def scoped(self, scope: str) -> LabelledSet:
+        """The same set with participant ids ``scope:id``: every generator numbers its volumes syn-000001 ...,
+        so cohorts of several generators side by side (never pooled with each other) keep distinct ids."""
+        import dataclasses
+
+        return dataclasses.replace(self, groups=np.char.add(f"{scope}:", self.groups.astype(str)))
+
     def age_or_nan(self) -> np.ndarray:
         """(N,) ages, NaN where unknown (all NaN without an age column)."""
         return np.full(len(self.labels), np.nan) if self.ages is None else np.asarray(self.ages, dtype=float)
