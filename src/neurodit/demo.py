@@ -67,6 +67,9 @@ class DemoConfig:
     # train small networks on one thread each, so on 2 cores the two lines of work take the time of the longer
     # (issue 19); False runs the stages one after the other in this process
     overlap: bool = True
+    # `neurodit sweep` (issue 21): learning curves with generators refitted per fraction, and the transfer test
+    # (configs/sweep/<sweep>.yaml); off in the default demo (its 10 minutes cannot pay 12 DiT fits), on in --full
+    sweep: str | None = None
 
 
 def load_demo_config(quick: bool = False, overrides: dict[str, Any] | None = None, full: bool = False) -> DemoConfig:
@@ -82,7 +85,7 @@ def load_demo_config(quick: bool = False, overrides: dict[str, Any] | None = Non
 
 FOLDERS = ("camcan", "camcan_train", "camcan_heldout", "adni", "prep_train", "prep_heldout", "prep_adni",
            "real_train", "real_heldout", "adni_grid", "tile", "run", "synthetic", "eval", "downstream", "cache",
-           "compare")
+           "compare", "sweep")
 
 
 def _q(path: Any) -> str:
@@ -384,6 +387,26 @@ def _compare(r: _DemoRun) -> None:
             + ("" if c.compare_downstream else " --no-downstream") + _set_flags(settings) + " --overwrite", run)
 
 
+def _sweep(r: _DemoRun) -> None:
+    """The sweep on the demo cohorts: source = the generator's training participants (prepared), target =
+    the ADNI-like cohort, transfer backbones from the DiT's samples (and the pca row's, when compare ran)."""
+    from neurodit.downstream.sweep import SWEEP_CONFIG_DIR, load_sweep_config, read_results, run_sweep
+
+    c, d = r.cfg, r.d
+    preset = SWEEP_CONFIG_DIR / f"{c.sweep}.yaml"
+    pca = d["compare"] / "syn-run_pca"
+    syn = {"dit": d["synthetic"], **({"pca": pca} if (pca / "participants.tsv").is_file() else {})}
+
+    def run() -> str:
+        cfg = load_sweep_config(preset, None, downstream={"seed": c.seed})
+        run_sweep(d["prep_train"], d["sweep"], target=d["adni_grid"], synthetic=syn, cfg=cfg, overwrite=True)
+        return " | ".join(read_results(d["sweep"])["verdicts"]["augment"])
+
+    r.stage("sweep", f"neurodit sweep --source {_q(d['prep_train'])} --target {_q(d['adni_grid'])} --out "
+            f"{_q(d['sweep'])} --config {_q(preset)} --seed {c.seed}"
+            + "".join(f" --synthetic {_q(f'{n}={p}')}" for n, p in syn.items()) + " --overwrite", run)
+
+
 def run_demo(out: str | Path, quick: bool = False, overrides: dict[str, Any] | None = None,
              echo: Callable[[str], None] = print, full: bool = False) -> Path:
     """Run every stage into ``out``; returns the path of ``out/report.html``."""
@@ -404,6 +427,8 @@ def run_demo(out: str | Path, quick: bool = False, overrides: dict[str, Any] | N
             _compare(r)
         if child is not None:
             child.join()
+        if cfg.sweep:
+            _sweep(r)
     finally:
         if child is not None:
             child.kill()  # a stage that failed here leaves no orphan training in the background

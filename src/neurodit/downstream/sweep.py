@@ -68,7 +68,7 @@ import numpy as np
 import pandas as pd
 import torch
 
-from neurodit.config import to_dict
+from neurodit.config import CONFIG_DIR, to_dict
 from neurodit.downstream import nets
 from neurodit.downstream.config import DownstreamConfig
 from neurodit.downstream.labelled import LabelledSet
@@ -79,6 +79,7 @@ from neurodit.formatting import signed
 from neurodit.io import atomic_dir, atomic_write_text, seed_everything, write_json, write_run_info
 
 SCHEMA = "neurodit.sweep/1"
+SWEEP_CONFIG_DIR = CONFIG_DIR / "sweep"  # configs/sweep/<name>.yaml: the sweep presets (demo.yaml)
 RESULTS_FILE = "results.json"
 FIGURES = ("augment", "transfer")
 MIN_PER_CLASS = 2  # a fraction keeps at least this many participants per class (one trains, one validates)
