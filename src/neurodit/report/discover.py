@@ -6,6 +6,8 @@ Kinds (see docs/ARCHITECTURE.md for each stage's folder layout):
 - ``compare``: a CMP_DIR (``comparison.json``; its ``eval-*`` subfolders are its own, not searched).
 - ``eval``: an EVAL_DIR (``metrics.json`` + PNG figures).
 - ``downstream``: a DS_DIR (``results.json``, ``runs.csv``, PNG plots).
+- ``effect``: an effect folder of ``neurodit effect`` (``effect.json``, ``effect.png``; its ``samples/`` are
+  its own, not searched).
 - ``prepared``: a PREP_DIR (``prepare.json`` + ``volumes.npy``).
 - ``synthetic`` / ``real``: a cohort folder (``participants.tsv`` + NIfTI, read by
   :func:`neurodit.data.cohort.read_cohort`); synthetic when its ``synthetic`` column is 1 everywhere.
@@ -21,7 +23,7 @@ from neurodit.data.cohort import read_cohort
 from neurodit.errors import NeuroditError
 from neurodit.run_folder import is_run_folder
 
-KINDS = ("train", "compare", "eval", "downstream", "prepared", "synthetic", "real")
+KINDS = ("train", "compare", "eval", "downstream", "effect", "prepared", "synthetic", "real")
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,8 @@ def detect_kind(path: str | Path) -> str | None:
         return "eval"
     if (p / "results.json").is_file():
         return "downstream"
+    if (p / "effect.json").is_file():
+        return "effect"
     if (p / "prepare.json").is_file():
         return "prepared"
     if (p / "participants.tsv").is_file():
@@ -81,7 +85,7 @@ def discover(dirs: list[str | Path]) -> list[Found]:
             if not items:
                 raise NeuroditError(
                     "no neurodit output found here or in its subfolders (expected one of loss.csv, "
-                    "comparison.json, metrics.json, results.json, prepare.json, participants.tsv)", p)
+                    "comparison.json, metrics.json, results.json, effect.json, prepare.json, participants.tsv)", p)
         for item in items:
             key = item.path.resolve()
             if key not in seen:
