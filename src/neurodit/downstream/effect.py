@@ -368,8 +368,9 @@ def plot_effect(data: dict, path: str | Path) -> Path:
         ax.set_xlabel("classifier-free guidance scale")
         ax.set_title(title, fontsize=10)
         ax.legend(fontsize=8, loc="best")
-    fig.suptitle(f"sex effect vs guidance: {Path(data['inputs']['run']).name}"
-                 + ("" if data["inputs"]["guidance_applies"] else " (generator ignores guidance)"), fontsize=11)
+    run = Path(data["inputs"]["run"])
+    fig.suptitle(f"sex effect vs guidance: {run.parent.name}/{run.name} ({data['inputs']['generator']})"
+                 + ("" if data["inputs"]["guidance_applies"] else ", which ignores guidance"), fontsize=11, y=1.04)
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
     plt.close(fig)
