@@ -300,7 +300,7 @@ def guidance_verdict(g: float, item: dict, real: dict, guidance_applies: bool) -
     r = item["ratio"]["diff_rms_excess"]
     e = item["effect"]["diff_rms_excess"]
     if r is not None:
-        diff = f"sex difference map {r['value']:.2f}x real (95% CI {r['ci95'][0]:.2f}-{r['ci95'][1]:.2f}, " \
+        diff = f"sex difference map {r['value']:.2f}x real (95% CI {r['ci95'][0]:.2f} to {r['ci95'][1]:.2f}, " \
                f"{_compare_word(r, 1.0)})"
     else:
         diff = f"sex difference map above noise {_fmt_ci(e, 3)} vs real {_fmt_ci(real['effect']['diff_rms_excess'], 3)}"
