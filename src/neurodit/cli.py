@@ -409,13 +409,14 @@ def downstream_cmd(
 
 
 def _fractions(text: str | None, flag: str, kind: type = float) -> list | None:
-    """'0.1,0.25,1' -> [0.1, 0.25, 1.0] (None stays None; '' is an empty list: that setting is skipped)."""
+    """'0.1,0.25,1' -> [0.1, 0.25, 1.0] (None stays None; '' is an empty list: that setting is skipped).
+    Fractions, multiples, guidance scales: every comma-separated number list of the CLI."""
     if text is None:
         return None
     try:
         return [kind(v) for v in text.split(",") if v.strip()]
     except ValueError as exc:
-        raise NeuroditError(f"{flag} '{text}' must be comma-separated numbers, e.g. 0.1,0.25,1") from exc
+        raise NeuroditError(f"{flag} '{text}' must be comma-separated numbers, e.g. 1,1.5,3") from exc
 
 
 @command("sweep")
@@ -466,6 +467,32 @@ def sweep_cmd(
     typer.echo(f"sweep: wrote {path}")
     for line in res["verdicts"]["augment"] + res["verdicts"]["transfer"]:
         typer.echo(line)
+
+
+@command("effect")
+def effect_cmd(
+    run_dir: Annotated[Path, typer.Argument(help="training RUN folder to sample at each guidance")],
+    real: Annotated[Path, typer.Option(help="real cohort with sex labels (e.g. held-out): the reference effect")],
+    out: Annotated[Path, typer.Option(help="OUT folder: effect.json, effect.png, samples/g<guidance>/, run.json")],
+    guidance: Annotated[str, typer.Option(help="comma-separated guidance scales")] = "1,1.5,3,5",
+    n: Annotated[int, typer.Option("--n", help="volumes sampled per guidance")] = 100,
+    steps: Annotated[int, typer.Option(help="sampler steps")] = SAMPLING.steps,
+    train: Annotated[Path | None, typer.Option(help="real cohort to train the fixed sex classifier on (default: "
+                                                    "2/3 of --real, margin on the other 1/3)")] = None,
+    n_boot: Annotated[int, typer.Option(help="bootstrap resamples of every CI")] = 1000,
+    keep_samples: Annotated[bool, typer.Option(help="keep the sampled cohorts in OUT/samples")] = True,
+    seed: Annotated[int, typer.Option(help="seed of sampling, the classifier and the bootstrap")] = 0,
+    overwrite: Annotated[bool, typer.Option(help="replace a non-empty output folder")] = False,
+):
+    """Sex effect size (difference map, Cohen's d, a fixed classifier's margin) in real vs synthetic volumes
+    as a function of classifier-free guidance."""
+    from neurodit.downstream.effect import guidance_effect, read_effect
+
+    scales = _fractions(guidance, "--guidance")
+    path = guidance_effect(run_dir, real, out, scales, n=n, steps=steps, seed=seed, train_dir=train, n_boot=n_boot,
+                           keep_samples=keep_samples, overwrite=overwrite, progress=typer.echo)
+    typer.echo(f"effect: wrote {path}")
+    typer.echo(read_effect(path)["verdict"])
 
 
 # --------------------------------------------------------------------------- evaluation

@@ -259,11 +259,11 @@ def test_demo_recipe_is_standardized_flow_and_its_sampler_follows_a_changed_obje
 def test_a_pixel_head_x_prediction_run_trains_saves_and_samples(fast_cfg, preset_file, tmp_path):
     """A preset with a pixel head, trained with clean-data prediction: the run's model folder holds the head,
     `TrainedRun` loads it back (weights equal to the EMA export) and `sample` writes finite volumes."""
+    import yaml
+
     from neurodit.models.pixel_head import HeadedDiT, has_head
     from neurodit.runs import TrainedRun
     from neurodit.sample import sample_diffusion
-
-    import yaml
 
     headed = tmp_path / "head.yaml"  # the fixture's preset with a 4-channel head
     headed.write_text(yaml.safe_dump({**yaml.safe_load(preset_file.read_text()), "pixel_head": 4}))

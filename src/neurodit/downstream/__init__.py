@@ -15,9 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
-from neurodit.errors import NeuroditError
 from neurodit.downstream.experiment import DownstreamConfig, run_experiment
 from neurodit.downstream.labelled import LabelledSet, labelled_from_table
+from neurodit.errors import NeuroditError
 
 __all__ = ["DownstreamConfig", "LabelledSet", "labelled_from_prepared", "labelled_from_table", "load_labelled", "resolve_config",
            "run_downstream", "run_experiment"]

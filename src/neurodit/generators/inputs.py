@@ -238,9 +238,8 @@ class MosaicInputs(InputAdapter):
         from diffusers import DiTTransformer2DModel
 
         from neurodit.models.dit import fit_attention
-        from neurodit.weights import load_model_folder
-
         from neurodit.models.pixel_head import has_head, load_headed
+        from neurodit.weights import load_model_folder
 
         model = fit_attention(load_model_folder(DiTTransformer2DModel, folder))
         if has_head(folder):

@@ -4,7 +4,8 @@ Sections: summary of verdicts; real vs synthetic mosaics per class with an mm²/
 3-plane view of one synthetic volume and MD histograms (:mod:`neurodit.report.volumes`); one block
 per metric family of metrics.json (:mod:`neurodit.report.evaluation`, the judge's families in
 :mod:`neurodit.report.judge`); the downstream tables and plots and the site shift of the phantom
-cohorts (:mod:`neurodit.report.downstream`); the training loss curve; the resolved configs and
+cohorts (:mod:`neurodit.report.downstream`); the class effect vs guidance beside them
+(:mod:`neurodit.report.effect`); the training loss curve; the resolved configs and
 versions. A section whose stage output was not given says "not run". The report renders saved
 artifacts only: every value shown is read from a stage's files through its owner's reader, or
 computed here from the volumes (histograms, mosaics).
@@ -29,14 +30,15 @@ from neurodit.report import html as H
 from neurodit.report.compare import compare_section
 from neurodit.report.discover import Found, detect_kind, discover
 from neurodit.report.downstream import downstream_section
+from neurodit.report.effect import effect_section
 from neurodit.report.evaluation import eval_sections
 from neurodit.report.sweep import sweep_section
 from neurodit.report.volumes import images_section
 
 CONFIG_FILES = ("run.json", "train_config.yaml", "labels.json", "preset.json", "tiling.json", "prepare.json")
 NAV = [("summary", "Summary"), ("images", "Volumes"), ("judge", "Judge"), ("similarity", "MS-SSIM / MMD"),
-       ("memorization", "Memorization"), ("downstream", "Downstream"), ("sweep", "Sweep"), ("compare", "Compared"), ("training", "Training"),
-       ("provenance", "Configs")]
+       ("memorization", "Memorization"), ("downstream", "Downstream"), ("effect", "Effect"), ("sweep", "Sweep"),
+       ("compare", "Compared"), ("training", "Training"), ("provenance", "Configs")]
 
 
 def training_sources(by_kind: dict[str, list[Found]]) -> set[Path]:
@@ -158,12 +160,13 @@ def build_report(dirs: list[str | Path], out_html: str | Path, title: str = "neu
     sections = [images_section(by_kind, training_sources(by_kind), summary),
                 eval_sections([f.path for f in by_kind.get("eval", [])], summary),
                 downstream_section([f.path for f in by_kind.get("downstream", [])], summary, phantom_sites(by_kind)),
+                effect_section([f.path for f in by_kind.get("effect", [])], summary),
                 sweep_section([f.path for f in by_kind.get("sweep", [])], summary),
                 compare_section([f.path for f in by_kind.get("compare", [])], summary),
                 training_section(by_kind.get("train", []), summary), provenance_section(found, roots)]
     kinds = ", ".join(f"{len(v)} {k}" for k, v in by_kind.items())
     subtitle = f"{kinds} · generated {time.strftime('%Y-%m-%d %H:%M')} · neurodit {__version__}"
-    nav = [x for x in NAV if x[0] not in ("compare", "sweep") or by_kind.get(x[0])]
+    nav = [x for x in NAV if x[0] not in ("compare", "effect", "sweep") or by_kind.get(x[0])]
     return atomic_write_text(out_html, H.page(title, subtitle, nav, summary.html_items(), [s for s in sections if s]))
 
 
