@@ -435,18 +435,47 @@ def _paired(runs: pd.DataFrame, arm: dict, base: dict, cfg: SweepConfig, subject
 
 
 def _curve_line(what: str, rows: list[dict[str, Any]], n_key: str) -> str:
-    """One line per curve: where it helped, hurt, or showed no clear effect, each with its numbers."""
+    """One line per curve: at which sizes it helped, hurt, leaned one way (the bootstrap CI excludes 0 but
+    the Wilcoxon test does not agree: too few paired runs to call it) or showed no clear effect."""
     def fmt(c: dict) -> str:
         p = c["metrics"]["balanced_accuracy"]
         lo, hi = p["ci95"]
-        return f"{c[n_key]:g} ({signed(p['mean_diff'], 3)}, 95% CI {signed(lo, 3)} to {signed(hi, 3)})"
+        return f"{c[n_key]:.0f} ({signed(p['mean_diff'], 3)}, 95% CI {signed(lo, 3)} to {signed(hi, 3)})"
+
+    def kind(c: dict) -> str:
+        lo, hi = c["metrics"]["balanced_accuracy"]["ci95"]
+        if c["outcome"] != "no clear effect":
+            return c["outcome"]
+        return "leaned up (CI > 0, Wilcoxon p >= 0.05)" if lo > 0 else \
+            "leaned down (CI < 0, Wilcoxon p >= 0.05)" if hi < 0 else "no clear effect"
 
     parts = []
-    for outcome in ("helped", "hurt", "no clear effect"):
-        got = [fmt(c) for c in rows if c["outcome"] == outcome]
+    for outcome in ("helped", "hurt", "leaned up (CI > 0, Wilcoxon p >= 0.05)",
+                    "leaned down (CI < 0, Wilcoxon p >= 0.05)", "no clear effect"):
+        got = [fmt(c) for c in rows if kind(c) == outcome]
         if got:
             parts.append(f"{outcome} at " + ", ".join(got))
     return f"{what}: " + "; ".join(parts) if parts else f"{what}: no runs"
+
+
+def rebuild_results(sweep_dir: str | Path) -> Path:
+    """Recompute ``results.json`` and the figures of SWEEP_DIR from its ``runs.csv`` and saved config (the
+    models are not retrained): for a sweep written before a change to the summaries or verdicts."""
+    from neurodit.config import from_dict
+    from neurodit.downstream.plots import plot_curves
+
+    sweep_dir = Path(sweep_dir)
+    old = read_results(sweep_dir)
+    cfg = from_dict(SweepConfig, old["config"])
+    runs = pd.read_csv(sweep_dir / "runs.csv")
+    backbones = old.get("transfer", {}).get("backbones", {})
+    new = build_results(runs, cfg, old["data"], old.get("augment", {}).get("fits", {}), backbones,
+                        old["timing"]["seconds"])
+    write_json(sweep_dir / RESULTS_FILE, new)
+    for name in FIGURES:
+        if name in new:
+            plot_curves(new, name, sweep_dir / f"{name}.png")
+    return sweep_dir
 
 
 def build_results(runs: pd.DataFrame, cfg: SweepConfig, data: dict, fits: dict, backbones: dict,
@@ -604,4 +633,4 @@ def run_sweep(source_prep: str | Path, out: str | Path, *, target: str | Path | 
 
 __all__ = ["FIGURES", "SCHEMA", "SweepConfig", "copy_audit", "first_per_class", "is_sweep_folder", "load_sweep_config", "nested_fractions",
            "read_results",
-           "result_figures", "rows_of", "run_sweep"]
+           "rebuild_results", "result_figures", "rows_of", "run_sweep"]
