@@ -119,7 +119,7 @@ def plot_curves(results: dict, setting: str, path: str | Path) -> Path:
             ax.fill_between(x, lo, hi, color=line.get_color(), alpha=0.12)
         ax.set_xscale("log")
         ax.set_xticks(sorted({c[n_key] for c in cells}))
-        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%g"))
+        ax.xaxis.set_major_formatter(matplotlib.ticker.FormatStrFormatter("%.0f"))
         ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set_xlabel(xlabel + " (log scale)")
         ax.set_ylabel(PRETTY[metric])
