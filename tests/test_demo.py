@@ -194,6 +194,9 @@ def test_every_printed_command_makes_the_demos_own_calls(tmp_path, monkeypatch):
         ("neurodit.downstream", "run_downstream", "downstream", None, None, downstream_config),
         ("neurodit.compare", "compare", "compare", None, None, None),
         ("neurodit.compare", "read_comparison", "read", None, {"summary": ""}, None),
+        ("neurodit.downstream.effect", "guidance_effect", "effect", None, None,
+         lambda a: {k: v for k, v in a.items() if k != "progress"}),
+        ("neurodit.downstream.effect", "read_effect", "read", None, {"verdict": "v."}, None),
         ("neurodit.downstream.sweep", "run_sweep", "sweep", None, None,
          lambda a: {k: v for k, v in a.items() if k != "progress"}),  # echo vs typer.echo: how, not what
         ("neurodit.downstream.sweep", "read_results", "read", None, {"verdicts": {"augment": [], "transfer": []}},
@@ -206,12 +209,13 @@ def test_every_printed_command_makes_the_demos_own_calls(tmp_path, monkeypatch):
 
     # overlap off: the downstream stage is called here, not in a child process the recorders cannot reach (the
     # child runs this very printed command: test_demo_quick_end_to_end, test_a_failed_child_stage_names_its_log)
-    cfg = demo.load_demo_config(quick=True, overrides={"seed": 3, "overlap": False, "sweep": "demo"})
+    cfg = demo.load_demo_config(quick=True, overrides={"seed": 3, "overlap": False, "sweep": "demo",
+                                                                  "effect_guidance": [1, 2.5]})
     r = demo._DemoRun(cfg, tmp_path / "demo", lambda line: None)
     r.d["real_train"].mkdir(parents=True)
     (r.d["real_train"] / "sub-0001_md.nii.gz").touch()  # the volume tile picks
     for step in (demo._phantoms, demo._split, demo._prepare, demo._tile, demo._train, demo._sample,
-                 demo._evaluate, demo._downstream, demo._compare, demo._sweep):
+                 demo._evaluate, demo._downstream, demo._compare, demo._effect, demo._sweep):
         before = set(r.commands)
         step(r)
         (stage,) = set(r.commands) - before
@@ -250,3 +254,4 @@ def test_untrained_generators_join_the_compare_in_full_only():
     assert full.compare_generators == ["pca", "ddpm3d"] and full.generator_budgets["ddpm3d"]["max_steps"] == 1500
     # the sweep's 12 DiT fits do not fit the default demo's 10 minutes: --full runs it
     assert load_demo_config().sweep is None and full.sweep == "demo"
+    assert load_demo_config().effect_guidance == [] and full.effect_guidance == [1, 1.5, 3, 5]
