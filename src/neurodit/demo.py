@@ -394,11 +394,13 @@ def _sweep(r: _DemoRun) -> None:
     """The sweep on the demo cohorts: source = the generator's training participants (prepared), target =
     the ADNI-like cohort, transfer backbones from the DiT's samples (and the pca row's, when compare ran)."""
     from neurodit.downstream.sweep import SWEEP_CONFIG_DIR, load_sweep_config, read_results, run_sweep
+    from neurodit.generators.registry import DEFAULT
 
     c, d = r.cfg, r.d
     preset = SWEEP_CONFIG_DIR / f"{c.sweep}.yaml"
-    pca = d["compare"] / "syn-run_pca"
-    syn = {"dit": d["synthetic"], **({"pca": pca} if (pca / "participants.tsv").is_file() else {})}
+    # the compare stage's samples of each other generator (``syn-<input folder>``), where it ran
+    rows = {g: d["compare"] / f"syn-run_{g}" for g in c.compare_generators}
+    syn = {DEFAULT: d["synthetic"], **{g: p for g, p in rows.items() if (p / "participants.tsv").is_file()}}
 
     def run() -> str:
         cfg = load_sweep_config(preset, None, downstream={"seed": c.seed})

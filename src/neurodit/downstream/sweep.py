@@ -76,6 +76,7 @@ from neurodit.downstream.splits import grouped_folds, grouped_holdout
 from neurodit.downstream.stats import METRICS, classification_metrics, paired_comparison, summarize, verdict
 from neurodit.errors import NeuroditError
 from neurodit.formatting import signed
+from neurodit.generators import registry
 from neurodit.io import atomic_dir, atomic_write_text, seed_everything, write_json, write_run_info
 
 SCHEMA = "neurodit.sweep/1"
@@ -95,7 +96,8 @@ class SweepConfig:
 
     real_fractions: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)
     synthetic_multiples: tuple[int, ...] = (0, 1, 4)
-    generators: tuple[str, ...] = ("pca",)  # refitted per (seed, fold, fraction); empty: no augment setting
+    # refitted per (seed, fold, fraction), registry names; empty: no augment setting
+    generators: tuple[str, ...] = (registry.REFIT,)
     # generator -> the fractions it is refitted at (default: every fraction); a DiT fit per fraction costs
     # its full training budget, so a CPU sweep may refit it at a few only
     generator_fractions: dict[str, list[float]] = field(default_factory=dict)

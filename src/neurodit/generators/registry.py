@@ -22,6 +22,7 @@ from neurodit.errors import NeuroditError
 REGISTRY = {"dit": "neurodit.generators.dit", "ddpm3d": "neurodit.generators.ddpm3d",
             "pca": "neurodit.generators.pca"}
 DEFAULT = "dit"  # what `neurodit train` fits unless told, and what wrote a run without generator.json
+REFIT = "pca"  # fitted in seconds: what `neurodit sweep` refits per (seed, fold, fraction) unless told
 
 
 class Generator(Protocol):
@@ -64,4 +65,4 @@ def diffusion_names() -> tuple[str, ...]:
     return tuple(n for n in REGISTRY if is_diffusion(n))
 
 
-__all__ = ["DEFAULT", "REGISTRY", "Generator", "diffusion_names", "get_generator", "is_diffusion", "names"]
+__all__ = ["DEFAULT", "REFIT", "REGISTRY", "Generator", "diffusion_names", "get_generator", "is_diffusion", "names"]
