@@ -436,7 +436,8 @@ def sweep_cmd(
     synthetic: Annotated[list[str] | None, typer.Option(help="NAME=SYN_DIR (repeatable): a cohort of a generator "
                                                              "trained on the source, for the transfer backbones")]
     = None,
-    pretrain: Annotated[str | None, typer.Option(help="source backbones' task: sex or sex+age")] = None,
+    pretrain: Annotated[str | None, typer.Option(help="source backbones' task(s): sex, sex+age, or sex,sex+age "
+                                                      "(each backbone once per task, compared)")] = None,
     folds: Annotated[int | None, typer.Option(help="outer folds (grouped by participant)")] = None,
     seeds: Annotated[int | None, typer.Option(help="repetitions with different splits, fractions and inits")] = None,
     epochs: Annotated[int | None, typer.Option(help="maximum epochs per classifier")] = None,
@@ -454,7 +455,7 @@ def sweep_cmd(
     flags = {"real_fractions": _fractions(real_fraction, "--real-fraction"),
              "synthetic_multiples": _fractions(synthetic_multiple, "--synthetic-multiple", int),
              "target_fractions": _fractions(target_fraction, "--target-fraction"),
-             "generators": generator or None, "pretrain": pretrain,
+             "generators": generator or None, "pretrain": pretrain.split(",") if pretrain else None,
              "generator_fractions": {g: _fractions(f, "--generator-fraction")
                                      for g, f in _pairs(generator_fraction, "--generator-fraction", "NAME=0.25,1")}
              or None,

@@ -146,7 +146,7 @@ def test_every_cell_is_in_results_with_cis(tiny_sweep):
     # comparisons: each synthetic cell against real only, each transfer question per fraction, with a verdict
     assert len(res["augment"]["comparisons"]) == 2
     assert {c["question"] for c in res["transfer"]["comparisons"]} >= {
-        "real sex backbone (probe) vs scratch", "real backbone: fine-tune vs linear probe"}
+        "real backbone (probe) vs scratch", "real backbone: fine-tune vs linear probe"}
     for c in res["augment"]["comparisons"] + res["transfer"]["comparisons"]:
         lo, hi = c["metrics"]["balanced_accuracy"]["ci95"]
         assert lo <= c["metrics"]["balanced_accuracy"]["mean_diff"] <= hi
@@ -228,3 +228,27 @@ def test_rebuild_gives_back_the_same_results(tiny_sweep, tmp_path):
             assert a["metrics"]["balanced_accuracy"]["mean"] == pytest.approx(b["metrics"]["balanced_accuracy"]["mean"],
                                                                               abs=1e-5)
     assert after["verdicts"] == before["verdicts"]
+
+
+def test_cli_runs_a_sweep_and_refuses_bad_lists(tiny_sweep, tmp_path):
+    from typer.testing import CliRunner
+
+    from neurodit.cli import app
+
+    _, prep, _, target = tiny_sweep
+    args = ["sweep", "--source", str(prep), "--out", str(tmp_path / "sw"), "--real-fraction", "1",
+            "--synthetic-multiple", "0,1", "--generator", "pca", "--target-fraction", "1", "--target", str(target),
+            "--pretrain", "sex,sex+age", "--folds", "2", "--seeds", "1", "--epochs", "1",
+            "--set", "downstream.shape=[16, 16, 16]", "--set", "downstream.n_boot=100",
+            "--set", "generator_settings.pca.label=sex"]
+    res = CliRunner().invoke(app, args)
+    assert res.exit_code == 0, res.output
+    out = read_results(tmp_path / "sw")
+    names = set(out["transfer"]["backbones"])
+    assert names == {"real (sex)", "real (sex+age)"}  # one backbone per task
+    assert any(c["question"] == "real (sex+age) backbone vs real (sex) (finetune)" for c in out["transfer"]["comparisons"])
+    assert "1x pca synthetic" in res.output
+    bad_args = [str(tmp_path / "sw2") if a == str(tmp_path / "sw") else a for a in args] + ["--real-fraction", "half"]
+    bad = CliRunner().invoke(app, bad_args)
+    assert bad.exit_code == 2 and "--real-fraction 'half' must be comma-separated numbers" in bad.output
+    assert not (tmp_path / "sw2").exists()

@@ -19,7 +19,9 @@ every generator. Generators costly to refit (the DiT) may be refitted at some fr
 **transfer** (the paper's setting, Chattopadhyay et al. 2025): source backbones are trained once per seed
 on every real SOURCE participant (``real``), plus every volume of a synthetic cohort
 (``real+synthetic[NAME]``, one per ``synthetic`` cohort: a generator trained on the source, as in the
-paper), on sex, or on sex and age (``pretrain = "sex+age"``: age tracks atrophy). The TARGET (AD vs CN)
+paper), on sex, or on sex and age (``pretrain: [sex+age]``: age tracks atrophy; with both tasks every backbone
+exists once per task, named ``real (sex)``, ``real (sex+age)`` ..., and each sex + age backbone is compared
+with its sex one). The TARGET (AD vs CN)
 training participants of each outer fold are cut to nested, diagnosis-stratified fractions
 (``target_fractions``); each fraction trains ``scratch`` and, per backbone, a linear probe (backbone
 frozen, head trained) and a fine-tuned network, all from one head initialisation per (seed, fold).
@@ -41,7 +43,7 @@ no synthetic volume may be a copy of a source one (:func:`copy_audit`, on the me
                                "n_target", "n_runs", "metrics"}],
                     "comparisons": [{"question", "arm", "baseline", "target_fraction", "n_target",
                                      "metrics", "outcome", "verdict"}],
-                    "backbones": {name: {"pretrain", "n_volumes", "copy_audit"}}},
+                    "backbones": {name: {"base", "pretrain", "n_volumes", "copy_audit", "folder"}}},
        "verdicts": {"augment": [one line per generator x multiple],
                     "transfer": [one line per question], "probe_vs_finetune": str},
        "timing": {"seconds", "models_trained"}}
@@ -107,7 +109,7 @@ class SweepConfig:
     guidance: float = 1.5
     target_fractions: tuple[float, ...] = (0.1, 0.25, 0.5, 1.0)  # empty: no transfer setting
     modes: tuple[str, ...] = MODES
-    pretrain: str = "sex"  # sex | sex+age (the source backbones' task)
+    pretrain: tuple[str, ...] = ("sex",)  # the source backbones' task(s): sex, sex+age
     keep_generator_models: bool = False  # keep the per-fraction generators' weights (else only their records)
     downstream: DownstreamConfig = field(default_factory=DownstreamConfig)  # classifier, folds, seeds, epochs
 
@@ -119,13 +121,21 @@ class SweepConfig:
                 raise NeuroditError(f"{name}: fractions must be in (0, 1], got {bad}")
         if any(int(m) < 0 for m in self.synthetic_multiples):
             raise NeuroditError(f"synthetic_multiples must be >= 0, got {list(self.synthetic_multiples)}")
-        if self.pretrain not in PRETRAIN:
-            raise NeuroditError(f"pretrain must be one of {', '.join(PRETRAIN)}, got '{self.pretrain}'")
+        self.pretrain = (self.pretrain,) if isinstance(self.pretrain, str) else tuple(self.pretrain)
+        if not self.pretrain or (bad := [t for t in self.pretrain if t not in PRETRAIN]):
+            raise NeuroditError(f"pretrain must be one or more of {', '.join(PRETRAIN)}, got {list(self.pretrain)}")
         if bad := [m for m in self.modes if m not in MODES]:
             raise NeuroditError(f"unknown transfer mode(s) {bad} (known: {', '.join(MODES)})")
         self.real_fractions = tuple(sorted(float(f) for f in self.real_fractions))
         self.target_fractions = tuple(sorted(float(f) for f in self.target_fractions))
         self.synthetic_multiples = tuple(sorted({int(m) for m in self.synthetic_multiples} | {0}))
+
+    def backbone_names(self, cohorts) -> dict[str, tuple[str, str]]:
+        """Backbone name -> (base, task): base ``real`` or ``real+synthetic[NAME]`` per cohort; the task
+        in the name only when several are pretrained (``real (sex+age)``)."""
+        bases = ["real", *(f"real+synthetic[{n}]" for n in cohorts)]
+        several = len(self.pretrain) > 1
+        return {(f"{b} ({t})" if several else b): (b, t) for t in self.pretrain for b in bases}
 
     def fractions_of(self, generator: str) -> tuple[float, ...]:
         """The real fractions ``generator`` is refitted at."""
@@ -361,6 +371,12 @@ def _augment(r: _Fits, source: LabelledSet, prep_dir: Path, prep_table: pd.DataF
 
 
 # ------------------------------------------------------------------------------------- transfer
+def _slug(name: str) -> str:
+    """A backbone name as a file-name part: ``real+synthetic[dit] (sex+age)`` -> ``real_synthetic-dit-sex_age``."""
+    out = name.replace("+", "_").replace(" (", "-").replace("[", "-")
+    return out.replace(")", "").replace("]", "")
+
+
 def _backbones(r: _Fits, source: LabelledSet, synthetic: dict[str, LabelledSet], seed: int,
                models_dir: Path) -> dict[str, dict[str, torch.Tensor]]:
     """The seed's source backbones on every real source participant (+ each synthetic cohort)."""
@@ -369,15 +385,15 @@ def _backbones(r: _Fits, source: LabelledSet, synthetic: dict[str, LabelledSet],
     d = r.ds
     fit_i, val_i = grouped_holdout(source.labels, source.groups, d.val_fraction, seed, f"{source.name} (seed {seed})")
     train, val = source.subset(fit_i), source.subset(val_i)
-    sex_age = r.cfg.pretrain == "sex+age"
-    plan = {"real": train, **{f"real+synthetic[{n}]": train.plus(s) for n, s in synthetic.items()}}
+    data = {"real": train, **{f"real+synthetic[{n}]": train.plus(s) for n, s in synthetic.items()}}
     states = {}
-    for name, tr in plan.items():
-        model, fit = r.fit(tr, val, 1000 * seed + 999, n_outputs=3 if sex_age else 2, sex_age=sex_age)
-        r.progress(f"backbone {name} ({r.cfg.pretrain}) seed {seed}: best epoch {fit.best_epoch}/{fit.epochs_run}")
+    for name, (base, task) in r.cfg.backbone_names(synthetic).items():
+        sex_age = task == "sex+age"
+        model, fit = r.fit(data[base], val, 1000 * seed + 999, n_outputs=3 if sex_age else 2, sex_age=sex_age)
+        r.progress(f"backbone {name} ({task}) seed {seed}: best epoch {fit.best_epoch}/{fit.epochs_run}")
         states[name] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         save_file({k: v.contiguous() for k, v in states[name].items()},
-                  str(models_dir / f"backbone-{name.replace('+', '_').replace('[', '-').strip(']')}-seed{seed}.safetensors"))
+                  str(models_dir / f"backbone-{_slug(name)}-seed{seed}.safetensors"))
     return states
 
 
@@ -508,17 +524,28 @@ def build_results(runs: pd.DataFrame, cfg: SweepConfig, data: dict, fits: dict, 
     if len(tra):
         cells = _cells(tra, ["backbone", "mode", "target_fraction"], "n_target")
         n_of = {c["target_fraction"]: c["n_target"] for c in cells if c["backbone"] == "scratch"}
-        names = [b for b in backbones]
+        # backbone -> (base, task), from the records (older results name one task in the config only)
+        info = {b: (v.get("base", b), v.get("pretrain", cfg.pretrain[0])) for b, v in backbones.items()}
+        first = cfg.pretrain[0]
         questions = []  # (question, arm, baseline)
-        for mode in cfg.modes:
-            questions.append((f"real sex backbone ({mode}) vs scratch", {"backbone": "real", "mode": mode},
-                              {"backbone": "scratch"}))
-        for b in names[1:]:
-            for mode in cfg.modes:
-                questions.append((f"{b} backbone vs real ({mode})", {"backbone": b, "mode": mode},
-                                  {"backbone": "real", "mode": mode}))
+        for b, (base, task) in info.items():
+            if base == "real":
+                for mode in cfg.modes:
+                    questions.append((f"{b} backbone ({mode}) vs scratch", {"backbone": b, "mode": mode},
+                                      {"backbone": "scratch"}))
+        for b, (base, task) in info.items():
+            real = next(x for x, (bb, tt) in info.items() if bb == "real" and tt == task)
+            if base != "real":
+                for mode in cfg.modes:
+                    questions.append((f"{b} backbone vs {real} ({mode})", {"backbone": b, "mode": mode},
+                                      {"backbone": real, "mode": mode}))
+            if task != first:
+                same = next(x for x, (bb, tt) in info.items() if bb == base and tt == first)
+                for mode in cfg.modes:
+                    questions.append((f"{b} backbone vs {same} ({mode})", {"backbone": b, "mode": mode},
+                                      {"backbone": same, "mode": mode}))
         if set(MODES) <= set(cfg.modes):
-            for b in names:
+            for b in info:
                 questions.append((f"{b} backbone: fine-tune vs linear probe", {"backbone": b, "mode": "finetune"},
                                   {"backbone": b, "mode": "probe"}))
         comps = []
@@ -587,7 +614,7 @@ def run_sweep(source_prep: str | Path, out: str | Path, *, target: str | Path | 
         raise NeuroditError("the transfer sweep needs a TARGET cohort (--target), or no --target-fraction")
     progress = progress or (lambda msg: None)
     source = labelled_from_prepared(source_prep, "sex", d.shape)
-    if cfg.pretrain == "sex+age" and not np.isfinite(source.age_or_nan()).any():
+    if "sex+age" in cfg.pretrain and not np.isfinite(source.age_or_nan()).any():
         raise NeuroditError("pretrain sex+age needs an 'age' column", Path(source_prep) / "participants.tsv")
     from neurodit.data.prepare import load_prepared
 
@@ -596,10 +623,11 @@ def run_sweep(source_prep: str | Path, out: str | Path, *, target: str | Path | 
         if cfg.target_fractions else None
     syn = {n: load_labelled(p, "sex", d.shape, synthetic=None) for n, p in (synthetic or {}).items()}
     audits = {n: copy_audit(s, source, Path(synthetic[n]) / "participants.tsv") for n, s in syn.items()}
-    backbones = {"real": {"pretrain": cfg.pretrain, "n_volumes": len(source.labels)},
-                 **{f"real+synthetic[{n}]": {"pretrain": cfg.pretrain, "n_volumes": len(source.labels) + len(s.labels),
-                                             "copy_audit": audits[n], "folder": str(Path(synthetic[n]).resolve())}
-                    for n, s in syn.items()}}
+    backbones = {}
+    for name, (base, task) in cfg.backbone_names(syn).items():
+        n = base[len("real+synthetic["):-1] if base != "real" else None
+        backbones[name] = {"base": base, "pretrain": task, "n_volumes": len(source.labels) + (len(syn[n].labels) if n else 0),
+                           **({"copy_audit": audits[n], "folder": str(Path(synthetic[n]).resolve())} if n else {})}
     prev = torch.get_num_threads()
     torch.set_num_threads(d.threads if d.threads > 0 else _auto_threads(d))
     t0 = time.perf_counter()
