@@ -528,7 +528,7 @@ def build_results(runs: pd.DataFrame, cfg: SweepConfig, data: dict, fits: dict, 
         info = {b: (v.get("base", b), v.get("pretrain", cfg.pretrain[0])) for b, v in backbones.items()}
         first = cfg.pretrain[0]
         questions = []  # (question, arm, baseline)
-        for b, (base, task) in info.items():
+        for b, (base, _task) in info.items():
             if base == "real":
                 for mode in cfg.modes:
                     questions.append((f"{b} backbone ({mode}) vs scratch", {"backbone": b, "mode": mode},
