@@ -145,6 +145,25 @@ def export_cmd(
     typer.echo(f"export: wrote {path}")
 
 
+@command("dti")
+def dti_cmd(
+    dwi: Annotated[Path, typer.Argument(help="4D DWI NIfTI, or a folder with participants.tsv and "
+                                             "<participant_id>[_<session_id>]_dwi.nii.gz + .bval/.bvec")],
+    out: Annotated[Path, typer.Option(help="output folder: md/fa/ad/rd .nii.gz (a file), or md/ fa/ ad/ rd/ "
+                                           "cohort folders (a folder)")],
+    bval: Annotated[Path | None, typer.Option(help="b-values in s/mm² (FSL .bval); a DWI file only")] = None,
+    bvec: Annotated[Path | None, typer.Option(help="b-vectors, 3xN or Nx3 text; a DWI file only")] = None,
+    mask: Annotated[Path | None, typer.Option(help="brain mask NIfTI on the DWI grid (default: median_otsu)")]
+    = None,
+    overwrite: Annotated[bool, typer.Option(help="replace a non-empty output folder")] = False,
+):
+    """Fit the diffusion tensor (dipy) and write MD, FA, AD, RD maps (mm²/s; FA unitless)."""
+    from neurodit.data.dti import dti
+
+    path = dti(dwi, out, bval=bval, bvec=bvec, mask=mask, overwrite=overwrite)
+    typer.echo(f"dti: wrote {path}")
+
+
 # --------------------------------------------------------------------------- reference generators
 @command("baseline")
 def baseline_cmd(

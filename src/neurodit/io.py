@@ -26,7 +26,7 @@ from neurodit.errors import NeuroditError
 
 _VERSIONED = (
     "neurodit", "torch", "diffusers", "accelerate", "monai", "nibabel", "nilearn", "numpy",
-    "scipy", "scikit-learn", "pandas", "safetensors", "pytorch-msssim",
+    "scipy", "scikit-learn", "pandas", "safetensors", "pytorch-msssim", "dipy",
 )
 
 
