@@ -127,7 +127,8 @@ def brain_mask(dwi: np.ndarray, bvals: np.ndarray) -> np.ndarray:
     from dipy.segment.mask import median_otsu
 
     b0_idx = np.flatnonzero(np.asarray(bvals) <= B0_THRESHOLD)
-    _, mask = median_otsu(np.asarray(dwi), vol_idx=b0_idx)
+    with np.errstate(invalid="ignore", divide="ignore"):  # dipy's Otsu divides by empty histogram tails
+        _, mask = median_otsu(np.asarray(dwi), vol_idx=b0_idx)
     return np.asarray(mask, dtype=bool)
 
 
