@@ -241,3 +241,21 @@ def test_folder_mode_missing_gradient_file_names_it(tmp_path):
     res = CliRunner().invoke(app, ["dti", str(src), "--out", str(out)])
     assert res.exit_code == 2 and "sub-01_dwi.bvec" in res.stderr and "file not found" in res.stderr, res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and not out.exists()
+
+
+@pytest.mark.parametrize("case", ["folder_with_bval", "file_without_bvec", "out_not_empty"])
+def test_usage_errors_exit_2(tmp_path, case):
+    p = synthetic_dwi(tmp_path / "in")
+    out = tmp_path / "out"
+    if case == "folder_with_bval":
+        args, culprit, pattern = [str(tmp_path / "in"), "--bval", str(p["bval"])], tmp_path / "in", "--bval apply to one"
+    elif case == "file_without_bvec":
+        args, culprit, pattern = [str(p["dwi"]), "--bval", str(p["bval"])], p["dwi"], "needs --bval and --bvec"
+    else:
+        out.mkdir()
+        (out / "keep.txt").write_text("x")
+        args, culprit, pattern = [str(p["dwi"]), "--bval", str(p["bval"]), "--bvec", str(p["bvec"])], out, "not empty"
+    res = CliRunner().invoke(app, ["dti", *args, "--out", str(out)])
+    assert res.exit_code == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert str(culprit) in res.stderr and pattern in res.stderr, res.stderr
+    assert sorted(q.name for q in tmp_path.iterdir()) == (["in", "out"] if case == "out_not_empty" else ["in"])

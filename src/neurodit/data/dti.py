@@ -256,8 +256,8 @@ def dti_file(dwi: str | Path, bval: str | Path, bvec: str | Path, out: str | Pat
 
     inp = check_dwi(dwi, bval, bvec)
     mask_arr = None if mask is None else _read_mask(mask, inp.shape[:3])
-    maps = _fit_one(inp, mask_arr)
-    with atomic_dir(out, overwrite=overwrite) as tmp:
+    with atomic_dir(out, overwrite=overwrite) as tmp:  # entered first: a non-empty OUT fails before the fit
+        maps = _fit_one(inp, mask_arr)
         for name in (*MAPS, "mask"):
             _write_map(maps[name].astype(np.float32), inp, tmp / f"{name}.nii.gz", name)
         write_run_info(tmp, {"dwi": inp.dwi, "bval": inp.bval, "bvec": inp.bvec, "mask": mask,
