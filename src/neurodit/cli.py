@@ -98,12 +98,14 @@ def prepare_cmd(
     out: Annotated[Path, typer.Option(help="prepared output folder")],
     shape: Annotated[tuple[int, int, int] | None, typer.Option(help="grid shape D H W")] = None,
     voxel_size: Annotated[float | None, typer.Option(help="grid voxel size in mm")] = None,
+    map_: Annotated[str | None, typer.Option("--map", help="the scalar map the folder holds: md, fa, ad or rd "
+                                                           "(default: its map.json, else md)")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace a non-empty output folder")] = False,
 ):
     """Validate, reorient to RAS, resample to one grid, mask and normalise a cohort."""
     from neurodit.data.prepare import prepare
 
-    path = prepare(data_dir, out, shape=shape, voxel_size=voxel_size, overwrite=overwrite)
+    path = prepare(data_dir, out, shape=shape, voxel_size=voxel_size, overwrite=overwrite, map_name=map_)
     typer.echo(f"prepare: wrote {path}")
 
 

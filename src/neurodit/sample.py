@@ -35,6 +35,7 @@ from neurodit.data.synthetic import SYN_PREFIX, parse_label, write_synthetic_coh
 from neurodit.defaults import SAMPLING
 from neurodit.diffusion import SAMPLERS, create_diffusion
 from neurodit.errors import NeuroditError
+from neurodit.io import read_json
 from neurodit.runs import TrainedRun, plan_classes
 
 
@@ -101,6 +102,7 @@ def sample_diffusion(run_dir: str | Path, n: int | None, out: str | Path, *,
     def write(volumes) -> Path:
         return write_synthetic_cohort(volumes, plan.columns(run.labels), run.grid.affine, out,
                                       overwrite=overwrite, seed=seed, avoid_ids=plan.avoid_ids,
+                                      map_name=read_json(Path(run_dir) / "prepare.json").get("map", "md"),
                                       meta={"run_dir": str(Path(run_dir).resolve()), "generator": run.generator,
                                             "n": n, "label": plan.wanted,
                                             "match": None if plan.match is None else str(plan.match.resolve()),

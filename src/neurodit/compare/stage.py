@@ -19,6 +19,7 @@ import numpy as np
 from neurodit.compare.render import comparison_figure, comparison_markdown
 from neurodit.compare.rows import budget_and_cost, make_row, rank_rows, read_info
 from neurodit.compare.schema import FIGURE_FILE, RESULT_FILE, SCHEMA, TABLE_FILE
+from neurodit.data.maps import require_md
 from neurodit.data.normalize import Normalization
 from neurodit.defaults import SAMPLING
 from neurodit.downstream.experiment import DownstreamConfig
@@ -104,6 +105,7 @@ def _load_on(folder: Path, grid) -> tuple[np.ndarray, object, bool]:
     from neurodit.data.cohort import load_volumes, read_cohort
 
     cohort = read_cohort(folder)
+    require_md(cohort, "compare")
     try:
         vols, g = load_volumes(cohort, None)
     except NeuroditError:  # mixed grids inside the folder: resample every file (a bad file raises again)
@@ -128,6 +130,7 @@ def _parse_inputs(inputs: list[Path], labels: dict[str, str]) -> list[dict]:
             kind, grid, vols, table = "run", _run_grid(p), None, None
         elif (p / "participants.tsv").is_file():
             cohort = read_cohort(p)
+            require_md(cohort, "compare")
             vols, grid = load_volumes(cohort, None)
             kind, table = "synthetic", cohort.table
         else:

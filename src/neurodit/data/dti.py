@@ -322,9 +322,12 @@ def dti_folder(dwi_dir: str | Path, out: str | Path, overwrite: bool = False, pr
 
     summaries = {}
     with atomic_dir(out, overwrite=overwrite) as tmp:
+        from neurodit.data.maps import write_map
+
         for name in MAPS:
             (tmp / name).mkdir()
             write_participants(raw, tmp / name / TABLE_NAME)
+            write_map(tmp / name, name)  # `prepare` reads each folder with its own map's unit checks
         for prefix, inp in tqdm(jobs, desc="dti", unit="dwi", disable=not progress):
             maps = _fit_one(inp, None)
             for name in MAPS:

@@ -88,19 +88,30 @@ def _table_for_output(table: pd.DataFrame) -> pd.DataFrame:
 def prepare(data_dir: str | Path, out: str | Path, shape: Sequence[int] | None = None,
             voxel_size: float | Sequence[float] | None = None, overwrite: bool = False,
             mask_margin_mm: float = DEFAULT_MASK_MARGIN_MM, norm: Normalization | None = None,
-            workers: int | None = None) -> Path:
+            workers: int | None = None, map_name: str | None = None) -> Path:
     """Validate the cohort in ``data_dir`` and write PREP_DIR ``out`` (see module docstring); returns ``out``.
 
     ``shape`` (D, H, W) and/or ``voxel_size`` (mm) define the grid as in :func:`make_grid`
     (default 2 mm, 96x112x96). Intensities stay in mm²/s until the final affine map to [-1, 1]
-    (``norm``, default [0, 4e-3] mm²/s). Files are read on ``workers`` threads (default min(4, CPUs)).
+    (``norm``, default the map's window: [0, 4e-3] mm²/s for MD / AD / RD, [0, 1] for FA). ``map_name``: the
+    scalar map the folder holds (``neurodit.data.maps``); None: its ``map.json``, else md; a name that
+    contradicts ``map.json`` is refused. Files are read on ``workers`` threads (default min(4, CPUs)).
     Raises NeuroditError naming the file on any bad input; nothing is left in ``out`` then.
     """
     t0 = time.perf_counter()
     data_dir = Path(data_dir)
     out = Path(out)
-    norm = norm or Normalization()
     cohort = read_cohort(data_dir)
+    if map_name is not None:
+        from neurodit.data.maps import MAP_FILE, get_map
+
+        map_name = get_map(map_name).name
+        if (cohort.data_dir / MAP_FILE).is_file() and cohort.map != map_name:
+            raise NeuroditError(f"--map {map_name}, but the folder says it holds {cohort.map}", cohort.data_dir / MAP_FILE)
+        cohort = dataclasses.replace(cohort, map=map_name)
+    from neurodit.data.maps import get_map
+
+    norm = norm or get_map(cohort.map).normalization()
     if cohort.n_participants < 2:
         raise NeuroditError(f"too few subjects: {cohort.n_participants} participant(s), need at least 2",
                             cohort.data_dir / "participants.tsv")
@@ -138,6 +149,7 @@ def prepare(data_dir: str | Path, out: str | Path, shape: Sequence[int] | None =
             if len(vc):
                 counts[col] = {str(k): int(v) for k, v in sorted(vc.items())}
         meta = {
+            "map": cohort.map,
             "grid": grid.to_dict(),
             "normalization": norm.to_dict(),
             "source": str(cohort.data_dir),
@@ -155,7 +167,7 @@ def prepare(data_dir: str | Path, out: str | Path, shape: Sequence[int] | None =
         write_json(tmp / META, meta)
         config = {"data_dir": str(cohort.data_dir), "out": str(out), "shape": list(grid.shape),
                   "voxel_size": list(grid.voxel_size), "mask_margin_mm": float(mask_margin_mm),
-                  "normalization": norm.to_dict(), "overwrite": overwrite}
+                  "normalization": norm.to_dict(), "map": cohort.map, "overwrite": overwrite}
         write_run_info(tmp, config, seed=None, stage="prepare")
     return out
 
@@ -186,6 +198,7 @@ class Prepared:
     grid: Grid
     norm: Normalization
     path: Path
+    map: str = "md"  # the scalar map (neurodit.data.maps); prepare.json "map", md before issue 22
 
     def __len__(self) -> int:
         return int(self.volumes.shape[0])
@@ -233,7 +246,7 @@ def load_prepared(prep_dir: str | Path) -> Prepared:
     if len(table) != volumes.shape[0]:
         raise NeuroditError(f"{len(table)} rows but {volumes.shape[0]} volumes", prep_dir / TABLE)
     return Prepared(volumes=volumes, mask=mask, table=table.reset_index(drop=True), grid=grid, norm=norm,
-                    path=prep_dir)
+                    path=prep_dir, map=str(meta.get("map", "md")))
 
 
 def subset_prepared(prep_dir: str | Path, participant_ids, out: str | Path, overwrite: bool = False) -> Path:
@@ -268,7 +281,7 @@ def subset_prepared(prep_dir: str | Path, participant_ids, out: str | Path, over
 
 def export_prepared(prep_dir: str | Path, out: str | Path, overwrite: bool = False) -> Path:
     """Write a PREP_DIR's volumes back as a cohort folder (``neurodit export``): NIfTI in mm²/s on the
-    prepared grid, ``<participant_id>[_<session_id>]_md.nii.gz``, plus ``participants.tsv`` and ``run.json``.
+    prepared grid, ``<participant_id>[_<session_id>]_<map>.nii.gz``, plus ``participants.tsv`` and ``run.json``.
 
     This is the real data exactly as the generator sees it (resampled, masked, clipped to the
     normalisation window), so real-vs-synthetic comparisons differ only by the generator.
@@ -280,11 +293,14 @@ def export_prepared(prep_dir: str | Path, out: str | Path, overwrite: bool = Fal
         for i, row in table.iterrows():
             ses = row.get("session_id")
             stem = str(row["participant_id"]) + (f"_{ses}" if isinstance(ses, str) and ses else "")
-            name = f"{stem}_md.nii.gz"
+            name = f"{stem}_{prep.map}.nii.gz"
             prep.to_nifti(prep.volumes[i], tmp / name)
             names.append(name)
         table = table.drop(columns=[c for c in ("source_path",) if c in table])
         table["path"] = names
         write_participants(table, tmp / TABLE)
+        from neurodit.data.maps import write_map
+
+        write_map(tmp, prep.map)
         write_run_info(tmp, {"prep_dir": str(Path(prep_dir)), "out": str(out)}, seed=None, stage="export")
     return Path(out)

@@ -97,13 +97,15 @@ def peak_memory_mb() -> dict[str, float | None]:
 
 def write_synthetic_cohort(volumes_mm2s: Iterable[np.ndarray], labels: Mapping[str, Sequence[Any]] | None,
                            affine: np.ndarray, out: str | Path, *, meta: dict, seed: int | None = None,
-                           overwrite: bool = False, avoid_ids: Collection[str] = (), **run_extra: Any) -> Path:
+                           overwrite: bool = False, avoid_ids: Collection[str] = (), map_name: str = "md",
+                           **run_extra: Any) -> Path:
     """Write volumes (an (N, D, H, W) array, or any iterable of (D, H, W) arrays, e.g. a generator that
     draws them batch by batch so memory stays flat in N) as a synthetic cohort folder ``out``.
 
     ``labels``: ``{column: [value per volume]}`` (may be empty/None); every list must have one value per
     volume. ``avoid_ids``: participant ids the synthetic ids must not take (:func:`synthetic_ids`).
-    ``meta`` is the resolved config stored in ``run.json`` with ``seed`` and ``run_extra``.
+    ``meta`` is the resolved config stored in ``run.json`` with ``seed`` and ``run_extra``. ``map_name``: the
+    scalar map the volumes hold, recorded in ``map.json`` (``neurodit.data.maps``).
     Atomic: on any error (including one raised by the volume iterator) ``out`` is left as it was.
     """
     labels = {str(k): list(v) for k, v in (labels or {}).items()}
@@ -139,6 +141,9 @@ def write_synthetic_cohort(volumes_mm2s: Iterable[np.ndarray], labels: Mapping[s
                               **{k: ["n/a" if v is None else v for v in vals] for k, vals in labels.items()},
                               "synthetic": [1] * n})
         write_participants(table, tmp / "participants.tsv")
+        from neurodit.data.maps import write_map
+
+        write_map(tmp, map_name)
         sampling = {"seconds": round(seconds, 3), "seconds_per_volume": round(seconds / n, 4), "n": n,
                     **peak_memory_mb()}
         write_run_info(tmp, meta, seed, n=n, sampling=sampling, **run_extra)

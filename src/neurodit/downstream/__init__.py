@@ -32,12 +32,13 @@ def load_labelled(data_dir: str | Path, task: str, shape: tuple[int, int, int], 
     """
     from neurodit.data.cohort import load_volumes, read_cohort
     from neurodit.data.grid import make_grid
-    from neurodit.data.normalize import Normalization
+    from neurodit.data.maps import get_map
 
     cohort = read_cohort(data_dir)
     grid = make_grid(shape=shape)
-    vols_mm2s, _ = load_volumes(cohort, grid)  # (N, D, H, W) float32 mm²/s on the RAS grid
-    vols = Normalization().to_model(vols_mm2s).astype("float32")  # -> [-1, 1], background -1
+    vols_phys, _ = load_volumes(cohort, grid)  # (N, D, H, W) float32 in the map's unit on the RAS grid
+    # the map's own window (MD / AD / RD [0, 4e-3] mm²/s, FA [0, 1]) -> [-1, 1], background -1
+    vols = get_map(cohort.map).normalization().to_model(vols_phys).astype("float32")
     return labelled_from_table(cohort.table, vols, task, name=str(Path(data_dir) / "participants.tsv"),
                                include_mci=include_mci, synthetic=synthetic)
 
@@ -48,7 +49,6 @@ def labelled_from_prepared(prep_dir: str | Path, task: str, shape: tuple[int, in
     generator's samples, written in mm²/s on the prepared grid, travel the same path) and scaled."""
     from neurodit.data.cohort import resample_to_grid
     from neurodit.data.grid import make_grid
-    from neurodit.data.normalize import Normalization
     from neurodit.data.prepare import load_prepared, model_to_mm2s
 
     prep = load_prepared(prep_dir)
@@ -57,7 +57,7 @@ def labelled_from_prepared(prep_dir: str | Path, task: str, shape: tuple[int, in
     for i in range(len(prep)):
         mm2s = model_to_mm2s(prep.volumes[i], prep.norm, prep.mask)
         vols[i] = resample_to_grid(mm2s, prep.grid.affine, grid)
-    vols = Normalization().to_model(vols).astype("float32")
+    vols = prep.norm.to_model(vols).astype("float32")
     return labelled_from_table(prep.table, vols, task, name=str(Path(prep_dir) / "participants.tsv"), synthetic=False)
 
 

@@ -132,6 +132,7 @@ class PCAGenerator:
                    for k in sorted(set(class_of))}
         volumes = (next(streams[k])[0] for k in class_of)
         return write_synthetic_cohort(volumes, plan.columns(labels), grid.affine, out, overwrite=overwrite,
+                                      map_name=read_json(run_dir / "prepare.json").get("map", "md"),
                                       seed=seed, avoid_ids=plan.avoid_ids,
                                       meta={"run_dir": str(run_dir.resolve()), "generator": self.name,
                                             "n": plan.n, "label": plan.wanted,

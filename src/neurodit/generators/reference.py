@@ -270,7 +270,7 @@ def write_baseline(train_cohort: str | Path, kind: str, n: int, out: str | Path,
     vols, grid = load_volumes(cohort, grid=None)
     return write_reference_samples(
         vols, labels, n, grid.affine, out, kind=kind, column=col, wanted=wanted, components=components,
-        seed=seed, overwrite=overwrite,
+        seed=seed, overwrite=overwrite, map_name=cohort.map,
         meta={"train_cohort": str(Path(train_cohort).resolve()), "kind": kind, "n": n, "label": label,
               "condition": col if labels is not None else None, "components": components})
 
@@ -278,7 +278,7 @@ def write_baseline(train_cohort: str | Path, kind: str, n: int, out: str | Path,
 def write_reference_samples(vols_mm2s: np.ndarray, labels: Sequence[str | None] | None, n: int, affine: np.ndarray,
                             out: str | Path, *, kind: str = "pca", column: str = "sex", wanted: str | None = None,
                             components: int | None = None, seed: int = 0, overwrite: bool = False,
-                            meta: dict | None = None) -> Path:
+                            meta: dict | None = None, map_name: str = "md") -> Path:
     """Fit ``kind`` on ``vols_mm2s`` (N, D, H, W) with class ``labels`` and write ``n`` samples (balanced
     over the classes, or all of class ``wanted``) as the synthetic cohort folder ``out``, drawn batch by
     batch (memory flat in ``n``); ``labels`` go to the table's ``column``. Returns ``out``."""
@@ -293,5 +293,5 @@ def write_reference_samples(vols_mm2s: np.ndarray, labels: Sequence[str | None] 
     gen = (v for v, _ in model.iter_samples(n, wanted, seed))
     columns = {column: labs_plan} if labels is not None else {}
     return write_synthetic_cohort(gen, columns, affine, out, meta=meta or {"kind": kind, "n": n}, seed=seed,
-                                  overwrite=overwrite, stage="baseline", reference=model.info())
+                                  overwrite=overwrite, stage="baseline", reference=model.info(), map_name=map_name)
 

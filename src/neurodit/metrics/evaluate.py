@@ -374,8 +374,10 @@ def _figures(s: _Sets, norm: Normalization, fig_dir: Path, ms: dict, mem: dict, 
 def _load(folder: str | Path):
     """(volumes on disk (a DiskVolumes in a scratch folder: memory flat in N), grid, table)."""
     from neurodit.data.cohort import read_cohort
+    from neurodit.data.maps import require_md
 
     cohort = read_cohort(folder)
+    require_md(cohort, "evaluate")
     vols, grid = DiskVolumes.from_cohort(cohort, grid=None)
     return vols, grid, cohort.table
 
