@@ -388,8 +388,37 @@ def presets_cmd(
         typer.echo(f"{'':<10} {row['prepare']}")
 
 # --------------------------------------------------------------------------- downstream
-@command("downstream")
+# `--synthetic dit=DIR pca=DIR`: one flag, several NAME=DIR values (the issue's spelling). Click options take one
+# value each, so the commands with no positional argument take the values after the first as extra arguments
+SEVERAL = {"context_settings": {"allow_extra_args": True}}
+
+
+def _more_values(ctx: typer.Context, flag: str) -> list[str]:
+    """The extra NAME=DIR arguments of ``ctx`` (values of ``flag`` after its first); NeuroditError for any
+    other stray argument."""
+    stray = [a for a in ctx.args if "=" not in a]
+    if stray:
+        raise NeuroditError(f"unexpected argument '{stray[0]}' (only {flag} NAME=DIR values may follow one another)")
+    return list(ctx.args)
+
+
+def _named_dirs(items: list[str] | None, flag: str, default_name: str = "synthetic") -> dict[str, Path]:
+    """``NAME=DIR`` option values (a bare ``DIR`` is named ``default_name``) as {name: folder}, in order;
+    NeuroditError for a repeated or empty name."""
+    named: dict[str, Path] = {}
+    for item in items or []:
+        name, folder = item.split("=", 1) if "=" in item and not Path(item).exists() else (default_name, item)
+        if not name or not folder:
+            raise NeuroditError(f"{flag} '{item}' must look like NAME=DIR or DIR")
+        if name in named:
+            raise NeuroditError(f"{flag}: the name '{name}' is given twice (name each cohort: NAME=DIR)")
+        named[name] = Path(folder)
+    return named
+
+
+@command("downstream", **SEVERAL)
 def downstream_cmd(
+    ctx: typer.Context,
     source: Annotated[Path, typer.Option(help="SOURCE_DIR cohort folder with sex labels (Cam-CAN-like)")],
     target: Annotated[Path, typer.Option(help="TARGET_DIR cohort folder with diagnosis labels (ADNI-like)")],
     out: Annotated[Path, typer.Option(help="DS_DIR output folder (results.json, runs.csv, plots)")],
@@ -417,7 +446,7 @@ def downstream_cmd(
 
     settings = {"shape": tuple(shape), "epochs": epochs, "freeze_backbone": freeze_backbone,
                 "include_mci": include_mci, "augment": augment, "seed": seed, **parse_overrides(set_)}
-    named = _named_dirs(synthetic, "--synthetic")
+    named = _named_dirs((synthetic or []) + _more_values(ctx, "--synthetic"), "--synthetic")
     # one bare DIR keeps the unnamed arms (sex/real+synthetic, ...); named cohorts get sex/real+synthetic[NAME]
     syn = named["synthetic"] if list(named) == ["synthetic"] else named or None
     path = run_downstream(source, target, out, synthetic=syn, arch=arch, folds=folds, seeds=seeds,
@@ -440,8 +469,9 @@ def _fractions(text: str | None, flag: str, kind: type = float) -> list | None:
         raise NeuroditError(f"{flag} '{text}' must be comma-separated numbers, e.g. 1,1.5,3") from exc
 
 
-@command("sweep")
+@command("sweep", **SEVERAL)
 def sweep_cmd(
+    ctx: typer.Context,
     source: Annotated[Path, typer.Option(help="SOURCE as a PREP_DIR (neurodit prepare; sex, age): generators are "
                                               "refitted on its subsets")],
     out: Annotated[Path, typer.Option(help="SWEEP_DIR (results.json, runs.csv, augment.png, transfer.png)")],
@@ -483,7 +513,8 @@ def sweep_cmd(
              "downstream": {k: v for k, v in {"folds": folds, "seeds": seeds, "epochs": epochs,
                                               "seed": seed}.items() if v is not None} or None}
     cfg = load_sweep_config(config, set_, **flags)
-    path = run_sweep(source, out, target=target, synthetic=_named_dirs(synthetic, "--synthetic") or None,
+    named = _named_dirs((synthetic or []) + _more_values(ctx, "--synthetic"), "--synthetic")
+    path = run_sweep(source, out, target=target, synthetic=named or None,
                      cfg=cfg, overwrite=overwrite, progress=typer.echo)
     res = read_results(path)
     typer.echo(f"sweep: wrote {path}")
@@ -573,20 +604,6 @@ def _pairs(items: list[str] | None, flag: str, form: str, last: bool = False) ->
         a, b = item.rsplit("=", 1) if last else item.split("=", 1)
         out.append((a, b))
     return out
-
-
-def _named_dirs(items: list[str] | None, flag: str, default_name: str = "synthetic") -> dict[str, Path]:
-    """``NAME=DIR`` option values (a bare ``DIR`` is named ``default_name``) as {name: folder}, in order;
-    NeuroditError for a repeated or empty name."""
-    named: dict[str, Path] = {}
-    for item in items or []:
-        name, folder = item.split("=", 1) if "=" in item and not Path(item).exists() else (default_name, item)
-        if not name or not folder:
-            raise NeuroditError(f"{flag} '{item}' must look like NAME=DIR or DIR")
-        if name in named:
-            raise NeuroditError(f"{flag}: the name '{name}' is given twice (name each cohort: NAME=DIR)")
-        named[name] = Path(folder)
-    return named
 
 
 @command("compare")

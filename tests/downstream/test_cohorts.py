@@ -102,6 +102,19 @@ def test_cli_takes_named_cohorts(make_set, tmp_path):
             "--set", "n_boot=200"]
     result = CliRunner().invoke(app, args)
     assert result.exit_code == 0, result.output
+    # the spelling, several values after one flag, makes the same call
+    one_flag = [a for a in args if a != f"b={tmp_path / 'b'}"]
+    one_flag[one_flag.index("--synthetic", one_flag.index("--synthetic") + 1)] = f"b={tmp_path / 'b'}"
+    one_flag.remove(f"b={tmp_path / 'b'}")
+    one_flag.insert(one_flag.index(f"a={tmp_path / 'a'}") + 1, f"b={tmp_path / 'b'}")
+    one_flag = [str(tmp_path / "ds1") if a == str(tmp_path / "ds") else a for a in one_flag]
+    assert one_flag.count("--synthetic") == 1
+    again = CliRunner().invoke(app, one_flag)
+    assert again.exit_code == 0, again.output
+    assert json.loads((tmp_path / "ds1" / "results.json").read_text())["arms"].keys() == \
+        json.loads((tmp_path / "ds" / "results.json").read_text())["arms"].keys()
+    stray = CliRunner().invoke(app, one_flag + ["oops"])
+    assert stray.exit_code == 2 and "unexpected argument 'oops'" in stray.output
     res = json.loads((tmp_path / "ds" / "results.json").read_text())
     assert list(res["arms"]) == SEX_ARMS + AD_ARMS
     run = json.loads((tmp_path / "ds" / "run.json").read_text())
