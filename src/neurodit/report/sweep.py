@@ -30,7 +30,8 @@ def _diff(c: dict) -> list:
 def results_html(res: dict, summary: H.Summary) -> str:
     parts = []
     lines = res["verdicts"]["augment"] + res["verdicts"]["transfer"]
-    for line in lines:
+    # the summary box: the augmentation curves and the transfer lines against scratch; the rest in the section
+    for line in res["verdicts"]["augment"] + [v for v in res["verdicts"]["transfer"] if "vs scratch" in v]:
         summary.say(f"Sweep: {line}", prio=0.2)
     parts.append("<ul>" + "".join(f'<li><span class="{H.verdict_class(v)}">{H.esc(v)}</span></li>'
                                   for v in lines) + "</ul>")
