@@ -54,7 +54,7 @@ class DownstreamConfig:
     augment: bool = False  # random intensity gain/offset/noise inside the brain (training only)
     amp: bool = True  # bf16 autocast on CUDA GPUs with bf16 (off on CPU: see models.fit.bf16_supported)
     device: str = "auto"  # auto | cpu | cuda
-    threads: int = 0  # torch CPU threads; 0 = auto (see _auto_threads)
+    threads: int = 0  # torch CPU threads; 0 = auto (see auto_threads)
     n_boot: int = 10000  # bootstrap resamples of the paired differences
     # arms to run (names of SOURCE_ARMS / TARGET_ARMS); empty = all. Without target arms no TARGET is
     # needed and no full source models are trained (``neurodit compare`` runs sex/real and

@@ -244,17 +244,18 @@ def fit_margin_classifier(train: LabelledSet, config=None, seed: int = 0):
 
     from neurodit.downstream import nets
     from neurodit.downstream.config import DownstreamConfig
+    from neurodit.downstream.experiment import device_of
     from neurodit.downstream.splits import grouped_holdout
     from neurodit.downstream.train import fit_classifier
     from neurodit.io import seed_everything
 
     cfg = config or DownstreamConfig()
-    device = _device(cfg.device)
+    device = device_of(cfg.device)
     fit_i, val_i = grouped_holdout(train.labels, train.groups, cfg.val_fraction, seed, f"{train.name} (classifier)")
     seed_everything(seed)
     model = nets.build_classifier(cfg.arch, n_classes=2)
     prev = torch.get_num_threads()
-    # the small CNN on CPU is fastest on one thread (measured: neurodit.downstream.experiment._auto_threads)
+    # the small CNN on CPU is fastest on one thread (measured: neurodit.downstream.experiment.auto_threads)
     torch.set_num_threads(cfg.threads if cfg.threads > 0 else (1 if device == "cpu" else prev))
     try:
         fit = fit_classifier(model, train.volumes[fit_i], train.labels[fit_i], train.volumes[val_i],
@@ -265,14 +266,6 @@ def fit_margin_classifier(train: LabelledSet, config=None, seed: int = 0):
         torch.set_num_threads(prev)
     n_part = (len(np.unique(train.groups[fit_i])), len(np.unique(train.groups[val_i])))
     return model, fit, n_part
-
-
-def _device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
 
 
 # ------------------------------------------------------------------------------------------ verdict
@@ -404,6 +397,7 @@ def guidance_effect(run_dir: str | Path, real_dir: str | Path, out: str | Path,
     from neurodit.config import to_dict
     from neurodit.downstream import load_labelled
     from neurodit.downstream.config import DownstreamConfig
+    from neurodit.downstream.experiment import device_of
     from neurodit.downstream.splits import grouped_holdout
     from neurodit.generators.base import is_diffusion, sample
     from neurodit.run_folder import is_run_folder, read_generator
@@ -440,7 +434,7 @@ def guidance_effect(run_dir: str | Path, real_dir: str | Path, out: str | Path,
         trained_on = f"{real_dir.resolve()} (participant-grouped 2/3; margin on the other 1/3)"
     say(f"effect: training the sex classifier on {len(np.unique(train.groups))} participants")
     model, fit, (n_fit, n_val) = fit_margin_classifier(train, cfg, seed)
-    device = _device(cfg.device)
+    device = device_of(cfg.device)
 
     with atomic_dir(out, overwrite=overwrite) as tmp:
         real_eff, real_boot = _effect_with_boot(real.volumes, real.labels, mask, n_boot, seed, real.name)

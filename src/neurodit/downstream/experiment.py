@@ -106,7 +106,7 @@ from neurodit.models.fit import bf16_supported
 
 
 # ------------------------------------------------------------------------------------------- core
-def _device(name: str) -> torch.device:
+def device_of(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
@@ -116,7 +116,7 @@ def _device(name: str) -> torch.device:
     return torch.device(name)
 
 
-def _auto_threads(cfg: DownstreamConfig) -> int:
+def auto_threads(cfg: DownstreamConfig) -> int:
     """CPU threads for torch: 1 for the small CNN on CPU, else the available cores (at most 8).
 
     Measured on a 2-core machine shared with other jobs (load ~10): SmallCNN training at 32^3 took
@@ -125,12 +125,12 @@ def _auto_threads(cfg: DownstreamConfig) -> int:
     have larger convolutions and use the cores.
     """
     n_cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if cfg.arch == "small" and _device(cfg.device).type == "cpu":
+    if cfg.arch == "small" and device_of(cfg.device).type == "cpu":
         return 1
     return max(1, min(n_cores, 8))
 
 
-def _per_participant(groups: np.ndarray, labels: np.ndarray, p: np.ndarray):
+def per_participant(groups: np.ndarray, labels: np.ndarray, p: np.ndarray):
     """Average the positive-class probability over each participant's sessions."""
     df = pd.DataFrame({"g": groups, "y": labels, "p": p}).groupby("g", sort=True).agg(y=("y", "first"),
                                                                                        p=("p", "mean"))
@@ -142,7 +142,7 @@ class _Runner:
 
     def __init__(self, cfg: DownstreamConfig, progress: Callable[[str], None] | None):
         self.cfg = cfg
-        self.device = _device(cfg.device)
+        self.device = device_of(cfg.device)
         self.progress = progress or (lambda msg: None)
         self.runs: list[dict[str, object]] = []
         self.preds: list[pd.DataFrame] = []
@@ -171,7 +171,7 @@ class _Runner:
                  train: LabelledSet, val: LabelledSet, n_syn: int) -> None:
         p = predict_proba(model, test.volumes, batch_size=2 * self.cfg.batch_size, device=self.device,
                           amp=self.cfg.amp and bf16_supported(self.device))[:, 1]
-        ids, y, pp = _per_participant(test.groups, test.labels, p)
+        ids, y, pp = per_participant(test.groups, test.labels, p)
         m = classification_metrics(y, pp)
         self.runs.append({"task": task, "arm": arm, "seed": seed, "fold": fold,
                           "n_train": int(len(np.unique(train.groups))), "n_val": int(len(np.unique(val.groups))),
@@ -254,7 +254,7 @@ def run_experiment(source: LabelledSet, target: LabelledSet | None, out: str | P
     cohorts = _cohorts(synthetic)
     run_target = _check_inputs(cfg, source, target, cohorts)
     prev_threads = torch.get_num_threads()
-    torch.set_num_threads(cfg.threads if cfg.threads > 0 else _auto_threads(cfg))
+    torch.set_num_threads(cfg.threads if cfg.threads > 0 else auto_threads(cfg))
     t0 = time.perf_counter()
     r = _Runner(cfg, progress)
     try:

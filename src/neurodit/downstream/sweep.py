@@ -229,10 +229,10 @@ class _Fits:
     """Trains and tests the classifiers; accumulates ``runs`` (one dict per model)."""
 
     def __init__(self, cfg: SweepConfig, progress: Callable[[str], None]):
-        from neurodit.downstream.experiment import _device
+        from neurodit.downstream.experiment import device_of
 
         self.cfg, self.ds = cfg, cfg.downstream
-        self.device = _device(self.ds.device)
+        self.device = device_of(self.ds.device)
         self.progress = progress
         self.runs: list[dict[str, Any]] = []
 
@@ -259,13 +259,13 @@ class _Fits:
 
     def test(self, model, fit, test: LabelledSet, row: dict[str, Any], train: LabelledSet, val: LabelledSet,
              n_syn: int = 0) -> None:
-        from neurodit.downstream.experiment import _per_participant
+        from neurodit.downstream.experiment import per_participant
         from neurodit.downstream.train import predict_proba
         from neurodit.models.fit import bf16_supported
 
         p = predict_proba(model, test.volumes, batch_size=2 * self.ds.batch_size, device=self.device,
                           amp=self.ds.amp and bf16_supported(self.device))[:, 1]
-        _, y, pp = _per_participant(test.groups, test.labels, p)
+        _, y, pp = per_participant(test.groups, test.labels, p)
         m = classification_metrics(y, pp)
         self.runs.append({**row, "n_train": len(np.unique(train.groups)) + len(np.unique(val.groups)),
                           "n_fit": len(np.unique(train.groups)), "n_val": len(np.unique(val.groups)),
@@ -602,7 +602,7 @@ def run_sweep(source_prep: str | Path, out: str | Path, *, target: str | Path | 
             backbones (``real+synthetic[name]``); refused when they copy source participants.
     """
     from neurodit.downstream import labelled_from_prepared, load_labelled
-    from neurodit.downstream.experiment import _auto_threads
+    from neurodit.downstream.experiment import auto_threads
     from neurodit.generators.registry import get_generator
 
     cfg = cfg or SweepConfig()
@@ -629,7 +629,7 @@ def run_sweep(source_prep: str | Path, out: str | Path, *, target: str | Path | 
         backbones[name] = {"base": base, "pretrain": task, "n_volumes": len(source.labels) + (len(syn[n].labels) if n else 0),
                            **({"copy_audit": audits[n], "folder": str(Path(synthetic[n]).resolve())} if n else {})}
     prev = torch.get_num_threads()
-    torch.set_num_threads(d.threads if d.threads > 0 else _auto_threads(d))
+    torch.set_num_threads(d.threads if d.threads > 0 else auto_threads(d))
     t0 = time.perf_counter()
     r = _Fits(cfg, progress)
     fits: dict[str, dict] = {}
