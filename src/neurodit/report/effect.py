@@ -10,7 +10,6 @@ from __future__ import annotations
 from pathlib import Path
 
 from neurodit.downstream.effect import effect_figure, read_effect
-from neurodit.errors import NeuroditError
 from neurodit.report import html as H
 
 
@@ -44,21 +43,15 @@ def effect_html(data: dict) -> str:
 
 def effect_section(folders: list[Path], summary: H.Summary) -> str:
     """One block per effect folder; empty string when none was given (the section is optional)."""
-    if not folders:
-        return ""
-    parts = ['<section id="effect"><h2>Class effect vs guidance</h2>']
-    for folder in folders:
-        if len(folders) > 1:
-            parts.append(f"<h3>{H.esc(folder.name)}</h3>")
+    def render(folder: Path) -> str:
         data = read_effect(folder)
-        try:
+        with H.bad_keys(folder / "effect.json"):
             body = effect_html(data)
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
-            raise NeuroditError(f"missing or bad key {exc}", folder / "effect.json") from exc
         summary.say(f"Sex effect vs guidance ({folder.name}): {data['verdict'].split('. ')[0]}.",
                     "verdict-neutral", prio=0.2)
         fig = effect_figure(folder)
         figs = [H.img(fig.read_bytes(), "effect vs guidance", f"{folder.name}/{fig.name}: each measure vs guidance "
                       "(95% CI); green band: real.")] if fig else []
-        parts.append(body + H.figs(figs))
-    return "".join(parts) + "</section>"
+        return body + H.figs(figs)
+
+    return H.folder_section("effect", "Class effect vs guidance", folders, render)

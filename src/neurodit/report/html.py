@@ -10,9 +10,13 @@ headless-browser test reads these from the dumped DOM.
 from __future__ import annotations
 
 import base64
+import contextlib
 import html
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from pathlib import Path
 from typing import Any
+
+from neurodit.errors import NeuroditError
 
 # numbers as text are shared with the stages that write tables of their own (neurodit compare)
 from neurodit.formatting import MINUS, fmt, signed  # noqa: F401  (H.fmt, H.signed)
@@ -119,6 +123,28 @@ def table(header: Sequence[str], rows: Iterable[Sequence[Any]], numeric_from: in
         out.append("</tr>")
     out.append("</tbody></table>")
     return "".join(out)
+
+
+def folder_section(anchor: str, title: str, folders: Sequence[Path], render: Callable[[Path], str]) -> str:
+    """A ``<section>`` with ``render(folder)`` per folder (a heading each when there are several); "" for
+    none (an optional section). ``render`` may raise NeuroditError (see :func:`bad_keys`)."""
+    if not folders:
+        return ""
+    parts = [f'<section id="{esc(anchor)}"><h2>{esc(title)}</h2>']
+    for folder in folders:
+        if len(folders) > 1:
+            parts.append(f"<h3>{esc(folder.name)}</h3>")
+        parts.append(render(folder))
+    return "".join(parts) + "</section>"
+
+
+@contextlib.contextmanager
+def bad_keys(path: Path) -> Iterator[None]:
+    """A stage file whose content lacks what the page needs: one NeuroditError naming ``path``."""
+    try:
+        yield
+    except (KeyError, TypeError, ValueError, IndexError) as exc:
+        raise NeuroditError(f"missing or bad key {exc}", path) from exc
 
 
 def details(summary: str, body_html: str) -> str:

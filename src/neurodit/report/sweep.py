@@ -8,7 +8,6 @@ import json
 from pathlib import Path
 
 from neurodit.downstream.sweep import read_results, result_figures
-from neurodit.errors import NeuroditError
 from neurodit.report import html as H
 
 CAPTIONS = {"augment": "Sex classifier by real source participants: real only (black) and with m× synthetic "
@@ -65,20 +64,14 @@ def results_html(res: dict, summary: H.Summary) -> str:
 
 def sweep_section(folders: list[Path], summary: H.Summary) -> str:
     """One block per SWEEP_DIR; empty when none was given (the default demo runs no sweep)."""
-    if not folders:
-        return ""
-    parts = ['<section id="sweep"><h2>When synthetic data helps (learning curves)</h2>']
-    for folder in folders:
-        if len(folders) > 1:
-            parts.append(f"<h3>{H.esc(folder.name)}</h3>")
+    def render(folder: Path) -> str:
         res = read_results(folder)
-        try:
+        with H.bad_keys(folder / "results.json"):
             body = results_html(res, summary)
-        except (KeyError, TypeError, ValueError) as exc:
-            raise NeuroditError(f"missing or bad key {exc}", folder / "results.json") from exc
         figs = [H.img(p.read_bytes(), n, CAPTIONS[n]) for n, p in result_figures(folder).items()]
-        parts.append(H.figs(figs) + body)
-    return "".join(parts) + "</section>"
+        return H.figs(figs) + body
+
+    return H.folder_section("sweep", "When synthetic data helps (learning curves)", folders, render)
 
 
 __all__ = ["sweep_section"]
