@@ -7,16 +7,17 @@ own MD ``M`` (a tensor with mean M and deviatoric norm s has ``|λ|² = 3 M² + 
 
     FA = sqrt(3/2) · s / sqrt(3 M² + s²)                  (Basser & Pierpaoli 1996 definition)
 
-So wherever the MD map rises (CSF, atrophy, ventricles, white-matter hyperintensities, the AD and age
-effects on WM MD) FA falls with it, and a voxel whose MD is free-water-like has FA near CSF's.
+So wherever the MD map rises locally (partial volume with CSF, atrophy, enlarged ventricles, white-matter
+hyperintensities, lacunes) FA falls with it, and a voxel whose MD is free-water-like has FA near CSF's.
 
 Tissue values (pure tissue, at or before 30 years; typical adult DTI values at b ≈ 1000 s/mm²):
-WM FA 0.58 (0.45-0.7 over the tract pattern), cortical GM 0.17, CSF 0.07 (its noise floor: free water is
-isotropic). WM FA falls by 0.002 per year after 30 (Westlye et al. 2010, Cereb Cortex 20:2055: global WM FA
-declines from the fourth decade; about -0.1 from 30 to 80 years). The tissue's s is set from its target
+WM FA 0.60 (0.5-0.7 over the tract pattern), cortical GM 0.17, CSF 0.07 (its noise floor: free water is
+isotropic). WM FA falls by 0.0025 per year after 30, -0.145 at 88 years (Westlye et al. 2010, life-span
+DTI: WM FA peaks around the third to fourth decade and declines after). The tissue's s is set from its target
 FA at the subject's own tissue MD, so pure tissue has exactly its target FA; what lowers FA beyond that is
-what raises MD locally (partial volume with CSF, atrophy, ventricles, lesions: WMH raise MD by 20-50 % and
-keep s, so their FA falls by about as much) and, in the study model, AD (WM FA × (1 - 0.08 · severity)).
+what raises MD locally (partial volume with CSF, atrophy, ventricles, lacunes; WMH raise MD by w = 20-50 %
+and lose s × (1 - 0.5 w), so their FA falls by about (1 - 0.5 w) / (1 + w): 27-50 %, as WMH FA is well
+below normal-appearing WM's; the MD map's smooth relative field, ±3 %, moves FA the other way) and, in the study model, AD (WM FA × (1 - 0.08 · severity)).
 
 The tract pattern is scalar (no orientation): deep WM far from its boundary (corpus callosum, internal
 capsule, centrum semiovale) is more anisotropic than juxtacortical WM, plus a smooth random field with a
@@ -34,7 +35,7 @@ from scipy import ndimage
 
 from neurodit.data.phantom.templates import Templates, basis, separable
 
-TISSUE_FA = {"wm": 0.58, "gm": 0.17, "csf": 0.07}  # pure tissue, at or before the age onset
+TISSUE_FA = {"wm": 0.60, "gm": 0.17, "csf": 0.07}  # pure tissue, at or before the age onset
 TRACT_SPACING_MM = 20.0      # control points of the fixed random part of the tract pattern
 TRACT_DEPTH_MM = 6.0         # WM depth (distance to the WM boundary) at which FA is ~63 % of the way up
 TRACT_SEED = 22              # the fixed pattern's seed (issue 22): the same pattern for every subject
@@ -48,12 +49,13 @@ class FAEffects:
     wm: float = TISSUE_FA["wm"]
     gm: float = TISSUE_FA["gm"]
     csf: float = TISSUE_FA["csf"]
-    wm_age_per_year: float = 0.002  # WM FA loss per year after ``age_onset`` (Westlye et al. 2010)
+    wm_age_per_year: float = 0.0025 # WM FA loss per year after ``age_onset`` (Westlye et al. 2010)
     age_onset: float = 30.0
     wm_sd: float = 0.02             # individual WM FA level sd
     gm_sd: float = 0.01
     tract_amp: float = 0.17         # relative WM FA modulation by the tract pattern T in [-1, 1]
     field_sd: float = 0.03          # per-subject smooth relative WM FA field, pointwise sd
+    wmh_loss: float = 0.5           # WMH: relative loss of s per relative MD increase (axonal loss)
     ad_wm: float = 0.08             # study model: relative WM FA loss at AD severity 1 (beyond its MD rise)
     noise_sd: float = 0.03          # classic model's relative voxel noise (the study model uses the site's)
 
@@ -104,13 +106,14 @@ def fa_latents(row: dict | pd.Series, f: FAEffects, rng: np.random.Generator) ->
 
 
 def tissue_aniso(t: Templates, lat: dict[str, float], wm_md: float, gm_md: float, csf_md: float,
-                 gm: np.ndarray, csf: np.ndarray, beta: float, replaced: list[np.ndarray], f: FAEffects,
+                 gm: np.ndarray, csf: np.ndarray, beta: float, focal: list[tuple[str, np.ndarray]], f: FAEffects,
                  rng: np.random.Generator) -> np.ndarray:
     """(D, H, W) float32 deviatoric norm s (mm²/s) in template space, the FA counterpart of the MD mixture.
 
     ``gm`` / ``csf``: the fractions the MD map used (after sulcal widening), ``beta`` its GM -> CSF
-    atrophy, ``replaced``: (D, H, W) fractions the MD map turned into CSF (hippocampal atrophy, lacunes),
-    in order. Each tissue's s gives its target FA at the subject's own tissue MD.
+    atrophy, ``focal``: the MD map's focal changes in order, ("csf", (D, H, W) fraction turned into CSF:
+    hippocampal atrophy, lacunes) or ("wmh", (D, H, W) relative MD increase w: s × (1 - wmh_loss · w),
+    axonal loss). Each tissue's s gives its target FA at the subject's own tissue MD.
     """
     nb = tuple(b.shape[1] for b in t.field_basis)
     field = separable(t.field_basis, rng.normal(0.0, f.field_sd, nb).astype(np.float32))
@@ -118,8 +121,8 @@ def tissue_aniso(t: Templates, lat: dict[str, float], wm_md: float, gm_md: float
     s_csf = deviatoric(f.csf, csf_md)
     s = t.wm * deviatoric(wm_fa, wm_md)
     s += gm * ((1.0 - beta) * deviatoric(lat["gm_fa"], gm_md)) + (csf + beta * gm) * s_csf
-    for frac in replaced:  # the same CSF replacement, in the same order, as the MD map
-        s = s * (1.0 - frac) + frac * s_csf
+    for kind, m in focal:  # the MD map's focal changes, in its order
+        s = s * (1.0 - m) + m * s_csf if kind == "csf" else s * (1.0 - f.wmh_loss * m)
     return s.astype(np.float32)
 
 

@@ -44,8 +44,8 @@ class ClassicModel:
         return float(row["wm_md"])
 
     def lesions(self, t: Templates, row: Row, md: np.ndarray) -> tuple[np.ndarray, dict[str, float], list]:
-        """(MD map with the model's focal changes, lesion volumes, the (D, H, W) fractions it replaced by
-        CSF, in order): none here."""
+        """(MD map with the model's focal changes, lesion volumes, those changes in order as (kind, (D, H, W)
+        map): ("csf", fraction replaced by CSF) or ("wmh", relative MD increase)): none here."""
         return md, {}, []
 
     def wm_fa_factor(self, row: Row, f: FAEffects) -> float:
@@ -115,7 +115,7 @@ class StudyModel(ClassicModel):
         wmh, lac, info = draw_lesions(t, row, self.s, self.rl)
         md *= 1.0 + wmh                                 # WMH: MD +20-50 % in the patch
         md = md * (1.0 - lac) + lac * csf_md            # lacunes: CSF-filled cavities
-        return md, info, [h, lac]
+        return md, info, [("csf", h), ("wmh", wmh), ("csf", lac)]
 
     def wm_fa_factor(self, row: Row, f: FAEffects) -> float:  # AD: WM FA lower with the mean severity
         return 1.0 - f.ad_wm * max(0.0, 0.5 * (float(row["sev_h"]) + float(row["sev_v"])))
@@ -213,7 +213,7 @@ def synthesize_maps(t: Templates, row: Row, effects: PhantomEffects | None = Non
         lat = fa_latents(row, f, rf)
         lat["wm_fa"] *= model.wm_fa_factor(row, f)
         s = tissue_aniso(t, lat, model.wm_md(row), float(row["gm_md"]), float(row["csf_md"]), latent["gm"],
-                         latent["csf"], latent["beta"], latent["replaced"], f, rf)
+                         latent["csf"], latent["beta"], latent["focal"], f, rf)
         s = ndimage.map_coordinates(s, coords, order=1, mode="constant", cval=0.0, prefilter=False,
                                     output=np.float32)
         fa_map = model.fa_scanner(s, pre, t, f, rf, noise)
@@ -226,7 +226,7 @@ def synthesize_maps(t: Templates, row: Row, effects: PhantomEffects | None = Non
 def _tissue_md(t: Templates, row: Row, e: PhantomEffects, model: ClassicModel, rng: np.random.Generator,
                field: bool) -> tuple[np.ndarray, dict[str, float], dict]:
     """(D, H, W) float32 MD in template space (before any warp), the lesion volumes, and the tissue
-    the MD was mixed from (``gm``, ``csf`` fractions, ``beta``, ``replaced``: fractions turned into CSF),
+    the MD was mixed from (``gm``, ``csf`` fractions, ``beta``, ``focal``: the lesion model's changes in order),
     which the FA map shares."""
     sign = 1.0 if row["sex"] == "M" else -1.0
     # relative MD field f (D, H, W): random smooth blobs + sex pattern (± half the M-F difference);
@@ -241,8 +241,8 @@ def _tissue_md(t: Templates, row: Row, e: PhantomEffects, model: ClassicModel, r
     md = (gm * ((1.0 - beta) * float(row["gm_md"])) + t.wm * model.wm_md(row)) * (1.0 + f)
     md += (csf + beta * gm) * float(row["csf_md"])
     md *= 1.0 + (e.hippo_md * float(row["sev_h"])) * t.hippocampus  # AD: medial-temporal MD increase
-    md, info, replaced = model.lesions(t, row, md)
-    return md.astype(np.float32), info, {"gm": gm, "csf": csf, "beta": beta, "replaced": replaced}
+    md, info, focal = model.lesions(t, row, md)
+    return md.astype(np.float32), info, {"gm": gm, "csf": csf, "beta": beta, "focal": focal}
 
 
 def _pullback(t: Templates, row: Row, e: PhantomEffects, model: ClassicModel, rng: np.random.Generator,
