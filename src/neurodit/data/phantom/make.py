@@ -10,9 +10,9 @@ import pandas as pd
 from neurodit.data.cohort import write_participants
 from neurodit.data.maps import write_map
 from neurodit.data.phantom.effects import EFFECT_MODELS, PhantomEffects, StudyEffects
+from neurodit.data.phantom.fa import FAEffects
 from neurodit.data.phantom.site import SiteEffects, resolve_site
 from neurodit.data.phantom.subjects import draw_subjects
-from neurodit.data.phantom.fa import FAEffects
 from neurodit.data.phantom.synthesize import MAP_NAMES, synthesize_maps
 from neurodit.data.phantom.templates import load_templates
 from neurodit.errors import NeuroditError
