@@ -83,12 +83,15 @@ def phantom_cmd(
                                               "(the model before issue 11, same bytes)")] = "study",
     site: Annotated[str | None, typer.Option(help="study only: none, camcan or adni scanner/protocol effects "
                                                   "(default: the cohort's own)")] = None,
+    maps: Annotated[str, typer.Option(help="comma-separated maps of the same subjects: md (one folder, the "
+                                           "earlier layout) or md,fa (OUT/md and OUT/fa cohort folders)")] = "md",
 ):
-    """Write a phantom cohort (MNI152-based MD maps with known effects, see docs/PHANTOM.md)."""
+    """Write a phantom cohort (MNI152-based MD, optionally FA, maps with known effects, see docs/PHANTOM.md)."""
     from neurodit.data.phantom import make_phantom_cohort
 
     path = make_phantom_cohort(cohort, n=n, out=out, seed=seed, voxel_size=voxel_size,
-                               include_mci=include_mci, overwrite=overwrite, effects_model=effects, site=site)
+                               include_mci=include_mci, overwrite=overwrite, effects_model=effects, site=site,
+                               maps=tuple(m for m in maps.split(",") if m.strip()))
     typer.echo(f"phantom: wrote {n} {cohort} subjects to {path}")
 
 

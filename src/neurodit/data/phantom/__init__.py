@@ -45,6 +45,11 @@ following the STRIVE definitions (Wardlaw et al. 2013, Lancet Neurol 12:822); a 
 deformation scale strongest at the cortex, ventricle shape/asymmetry, patchy sulcal widening with
 age, AD hippocampal atrophy; and per-cohort site effects (MD scale, noise, blur, smooth bias field).
 
+FA (issue 22, ``maps=("md", "fa")``; :mod:`neurodit.data.phantom.fa`): from the same latent subject as
+the MD map (same tissue fractions, atrophy, lesions, warp, site blur, and the MD itself): WM 0.60 with a
+fixed tract-like pattern (0.50-0.70), GM 0.17, CSF 0.07, WM -0.0025 per year after 30; written as
+``out/md/`` and ``out/fa/`` cohort folders (docs/PHANTOM.md "FA").
+
 Cohorts: ``camcan`` ages U(18, 88), sex F/M balanced, all diagnosis CN; ``adni`` ages U(55, 90),
 sex balanced, diagnosis CN/AD balanced (or CN/MCI/AD in thirds with ``include_mci``), ages drawn
 independently of sex and diagnosis (no confound). All blobs are ≥ 16 mm wide so every effect
@@ -75,13 +80,14 @@ from neurodit.data.phantom.effects import (
     PhantomEffects,
     StudyEffects,
 )
+from neurodit.data.phantom.fa import TISSUE_FA, FAEffects
 from neurodit.data.phantom.make import make_phantom_cohort
 from neurodit.data.phantom.site import SITES, SiteEffects, apply_site, resolve_site
 from neurodit.data.phantom.subjects import draw_subjects
-from neurodit.data.phantom.synthesize import synthesize_subject, synthesize_with_lesions
+from neurodit.data.phantom.synthesize import synthesize_maps, synthesize_subject, synthesize_with_lesions
 from neurodit.data.phantom.templates import Templates, load_templates
 
-__all__ = ["PhantomEffects", "StudyEffects", "SiteEffects", "SITES", "EFFECT_MODELS", "Templates",
-           "load_templates", "draw_subjects", "synthesize_subject", "synthesize_with_lesions", "apply_site",
+__all__ = ["PhantomEffects", "StudyEffects", "FAEffects", "TISSUE_FA", "SiteEffects", "SITES", "EFFECT_MODELS",
+           "Templates", "load_templates", "synthesize_maps", "draw_subjects", "synthesize_subject", "synthesize_with_lesions", "apply_site",
            "resolve_site", "make_phantom_cohort", "COHORTS", "TISSUE_MD", "HIPPOCAMPUS_MM",
            "VENTRICLE_CENTRE_MM", "SEX_PATTERN_MM"]

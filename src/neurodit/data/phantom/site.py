@@ -50,6 +50,15 @@ def resolve_site(site: str | SiteEffects | None, cohort: str) -> SiteEffects:
     return SITES[name]
 
 
+def blur_in_support(vol: np.ndarray, support: np.ndarray, fwhm_mm: float, voxel_size: float) -> np.ndarray:
+    """(D, H, W) float32: Gaussian PSF of FWHM ``fwhm_mm`` normalised inside ``support`` ((D, H, W) float32
+    0/1, the brain), so the outline stays where the brain mask puts it; 0 outside the support."""
+    sigma = fwhm_mm / 2.3548 / voxel_size
+    num = ndimage.gaussian_filter(vol, sigma, mode="constant")
+    den = ndimage.gaussian_filter(support, sigma, mode="constant")
+    return np.where(support > 0, num / np.maximum(den, 1e-6), 0.0).astype(np.float32)
+
+
 def apply_site(vol: np.ndarray, site: SiteEffects, voxel_size: float, rng: np.random.Generator,
                noise: bool = True) -> np.ndarray:
     """Scanner / protocol effects on one (D, H, W) MD map in mm²/s (0 = background), in this order:
@@ -59,10 +68,7 @@ def apply_site(vol: np.ndarray, site: SiteEffects, voxel_size: float, rng: np.ra
     out = np.asarray(vol, np.float32).copy()
     support = (out > 0).astype(np.float32)
     if site.blur_fwhm_mm > 0:
-        sigma = site.blur_fwhm_mm / 2.3548 / voxel_size
-        num = ndimage.gaussian_filter(out, sigma, mode="constant")
-        den = ndimage.gaussian_filter(support, sigma, mode="constant")
-        out = np.where(support > 0, num / np.maximum(den, 1e-6), 0.0).astype(np.float32)
+        out = blur_in_support(out, support, site.blur_fwhm_mm, voxel_size)
     gain = np.float32(site.md_scale)
     if site.bias_sd > 0:
         bases = tuple(basis(np.arange(n) * voxel_size, BIAS_SPACING_MM) for n in out.shape)

@@ -4,6 +4,10 @@ The pipeline is shared: tissue mixture in template space -> pull-back warp (head
 expansion, smooth random deformation) -> scanner effects -> background 0. Where the ``classic`` and
 the ``study`` model differ, :class:`ClassicModel` and :class:`StudyModel` (one method per step) say how;
 the classic one is the model before issue 11, bit for bit.
+
+FA (:mod:`neurodit.data.phantom.fa`, issue 22) comes from the same run: the same tissue fractions,
+atrophy, lesions, warp and site blur, and the MD map itself; its draws have a stream of their own (spawn
+key 9 of the subject's seed), so asking for FA leaves the MD map's bytes as they were.
 """
 
 from __future__ import annotations
@@ -19,11 +23,14 @@ from neurodit.data.phantom.effects import (
     PhantomEffects,
     StudyEffects,
 )
+from neurodit.data.phantom.fa import FA_STREAM, FAEffects, fa_from, fa_latents, tissue_aniso
 from neurodit.data.phantom.lesions import draw_lesions, study_maps
-from neurodit.data.phantom.site import SITES, SiteEffects, apply_site
+from neurodit.data.phantom.site import SITES, SiteEffects, apply_site, blur_in_support
 from neurodit.data.phantom.templates import Templates, gauss_1d, outer3, separable
+from neurodit.errors import NeuroditError
 
 Row = dict | pd.Series
+MAP_NAMES = ("md", "fa")  # the maps the phantom writes
 
 
 class ClassicModel:
@@ -36,9 +43,14 @@ class ClassicModel:
     def wm_md(self, row: Row) -> float:
         return float(row["wm_md"])
 
-    def lesions(self, t: Templates, row: Row, md: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
-        """(MD map with the model's focal changes, lesion volumes): none here."""
-        return md, {}
+    def lesions(self, t: Templates, row: Row, md: np.ndarray) -> tuple[np.ndarray, dict[str, float], list]:
+        """(MD map with the model's focal changes, lesion volumes, those changes in order as (kind, (D, H, W)
+        map): ("csf", fraction replaced by CSF) or ("wmh", relative MD increase)): none here."""
+        return md, {}, []
+
+    def wm_fa_factor(self, row: Row, f: FAEffects) -> float:
+        """Relative WM FA change of the model's disease effects: none here."""
+        return 1.0
 
     def ventricles(self, row: Row, y: list[np.ndarray], alpha: float) -> tuple[tuple[float, ...], np.ndarray]:
         """(expansion centre mm, alpha x envelope (D, H, W)) at the head-scaled positions ``y``."""
@@ -54,6 +66,15 @@ class ClassicModel:
         if noise:
             out *= 1.0 + rng.standard_normal(t.shape, dtype=np.float32) * np.float32(e.noise_sd)
         return out
+
+    def fa_scanner(self, s: np.ndarray, md: np.ndarray, t: Templates, f: FAEffects, rng: np.random.Generator,
+                   noise: bool) -> np.ndarray:
+        """FA (D, H, W) from the warped deviatoric norm ``s`` and the warped MD before the scanner, with
+        relative voxel noise of its own (FA's noise is not MD's: a ratio of the same signals)."""
+        fa = fa_from(s, md)
+        if noise:
+            fa *= 1.0 + rng.standard_normal(t.shape, dtype=np.float32) * np.float32(f.noise_sd)
+        return fa
 
 
 class StudyModel(ClassicModel):
@@ -85,7 +106,7 @@ class StudyModel(ClassicModel):
         return float(row["wm_md"]) * (1.0 + self.s.ad_wm_md * max(
             0.0, 0.5 * (float(row["sev_h"]) + float(row["sev_v"]))))
 
-    def lesions(self, t: Templates, row: Row, md: np.ndarray) -> tuple[np.ndarray, dict[str, float]]:
+    def lesions(self, t: Templates, row: Row, md: np.ndarray) -> tuple[np.ndarray, dict[str, float], list]:
         csf_md = float(row["csf_md"])
         # AD hippocampal atrophy: tissue replaced by CSF (enlarged temporal horn), a non-linear,
         # CSF-contrast change that the site's blur and noise do not wash out
@@ -94,7 +115,10 @@ class StudyModel(ClassicModel):
         wmh, lac, info = draw_lesions(t, row, self.s, self.rl)
         md *= 1.0 + wmh                                 # WMH: MD +20-50 % in the patch
         md = md * (1.0 - lac) + lac * csf_md            # lacunes: CSF-filled cavities
-        return md, info
+        return md, info, [("csf", h), ("wmh", wmh), ("csf", lac)]
+
+    def wm_fa_factor(self, row: Row, f: FAEffects) -> float:  # AD: WM FA lower with the mean severity
+        return 1.0 - f.ad_wm * max(0.0, 0.5 * (float(row["sev_h"]) + float(row["sev_v"])))
 
     def ventricles(self, row: Row, y: list[np.ndarray], alpha: float) -> tuple[tuple[float, ...], np.ndarray]:
         # shifted centre, per-axis envelope widths, left-right asymmetric expansion
@@ -114,6 +138,20 @@ class StudyModel(ClassicModel):
                 noise: bool) -> np.ndarray:
         out[out < BACKGROUND_MM2S] = 0.0  # the site's blur is normalised inside the brain support
         return apply_site(out, self.site, t.voxel_size, self.rs, noise=noise)
+
+    def fa_scanner(self, s: np.ndarray, md: np.ndarray, t: Templates, f: FAEffects, rng: np.random.Generator,
+                   noise: bool) -> np.ndarray:
+        # the site's blur acts on the signals, i.e. on the tensor: blur s and MD alike (same support as
+        # the MD map's blur), then FA; MD scale and bias field scale s and MD alike: FA does not see them
+        if self.site.blur_fwhm_mm > 0:
+            support = (md >= BACKGROUND_MM2S).astype(np.float32)
+            s = blur_in_support(s, support, self.site.blur_fwhm_mm, t.voxel_size)
+            md = blur_in_support(np.where(support > 0, md, 0.0).astype(np.float32), support,
+                                 self.site.blur_fwhm_mm, t.voxel_size)
+        fa = fa_from(s, md)
+        if noise and self.site.noise_sd > 0:
+            fa *= 1.0 + rng.standard_normal(t.shape, dtype=np.float32) * np.float32(self.site.noise_sd)
+        return fa
 
 
 def synthesize_subject(t: Templates, row: Row, effects: PhantomEffects | None = None,
@@ -137,24 +175,59 @@ def synthesize_with_lesions(t: Templates, row: Row, effects: PhantomEffects | No
                             site: SiteEffects | None = None) -> tuple[np.ndarray, dict[str, float]]:
     """:func:`synthesize_subject` plus the lesion volumes ``{"wmh_ml", "lacune_ml"}`` (template
     space, partial-volume sums; empty dict for the classic model)."""
+    vols, info = synthesize_maps(t, row, effects, deform=deform, noise=noise, field=field, study=study, site=site)
+    return vols["md"], info
+
+
+def synthesize_maps(t: Templates, row: Row, effects: PhantomEffects | None = None,
+                    *, deform: bool = True, noise: bool = True, field: bool = True,
+                    study: StudyEffects | None = None, site: SiteEffects | None = None,
+                    maps: tuple[str, ...] = ("md",),
+                    fa: FAEffects | None = None) -> tuple[dict[str, np.ndarray], dict[str, float]]:
+    """One subject's maps ``{name: (D, H, W) float32}`` for ``maps`` (md: mm²/s; fa: unitless in [0, 1])
+    from one latent subject, and ``info``: the lesion volumes (:func:`synthesize_with_lesions`), plus
+    the subject's pure-tissue FA levels ``wm_fa``, ``gm_fa`` when FA is asked for.
+
+    The MD map is the same, byte for byte, whichever maps are asked for. ``fa``: FA sizes (defaults if None).
+    """
+    unknown = [m for m in maps if m not in MAP_NAMES]
+    if unknown or not maps:
+        raise NeuroditError(f"phantom: unknown map '{unknown[0] if unknown else ''}' (choose {', '.join(MAP_NAMES)})")
     e = effects or PhantomEffects()
     model = ClassicModel() if study is None else StudyModel(study, site, row, t)
     rng = np.random.default_rng(int(row["seed"]))  # the classic stream: MD field, warp, voxel noise
-    md, info = _tissue_md(t, row, e, model, rng, field)
+    md, info, latent = _tissue_md(t, row, e, model, rng, field)
     coords = _pullback(t, row, e, model, rng, deform)
     out = ndimage.map_coordinates(md, coords, order=1, mode="constant", cval=0.0, prefilter=False,
                                   output=np.float32)
+    pre = out.copy() if "fa" in maps else None  # (D, H, W) MD before the scanner: FA's MD
     out = model.scanner(out, t, e, rng, noise)
     # Template resampling and the warp leave a halo of tiny positive values (down to 1e-19) around
     # the brain; below 1% of WM MD nothing is tissue, so the background is exactly 0, as the input
     # format promises.
     out[out < BACKGROUND_MM2S] = 0.0
-    return out, info
+    vols = {"md": out}
+    if pre is not None:
+        f = fa or FAEffects()
+        rf = np.random.default_rng(np.random.SeedSequence(int(row["seed"]), spawn_key=(FA_STREAM,)))
+        lat = fa_latents(row, f, rf)
+        lat["wm_fa"] *= model.wm_fa_factor(row, f)
+        s = tissue_aniso(t, lat, model.wm_md(row), float(row["gm_md"]), float(row["csf_md"]), latent["gm"],
+                         latent["csf"], latent["beta"], latent["focal"], f, rf)
+        s = ndimage.map_coordinates(s, coords, order=1, mode="constant", cval=0.0, prefilter=False,
+                                    output=np.float32)
+        fa_map = model.fa_scanner(s, pre, t, f, rf, noise)
+        # FA in [0, 1] and exactly 0 where the MD map is background: one brain outline for both maps
+        vols["fa"] = np.where(out > 0, np.clip(fa_map, 0.0, 1.0), 0.0).astype(np.float32)
+        info = {**info, **lat}
+    return {m: vols[m] for m in maps}, info
 
 
 def _tissue_md(t: Templates, row: Row, e: PhantomEffects, model: ClassicModel, rng: np.random.Generator,
-               field: bool) -> tuple[np.ndarray, dict[str, float]]:
-    """(D, H, W) float32 MD in template space (before any warp), and the lesion volumes."""
+               field: bool) -> tuple[np.ndarray, dict[str, float], dict]:
+    """(D, H, W) float32 MD in template space (before any warp), the lesion volumes, and the tissue
+    the MD was mixed from (``gm``, ``csf`` fractions, ``beta``, ``focal``: the lesion model's changes in order),
+    which the FA map shares."""
     sign = 1.0 if row["sex"] == "M" else -1.0
     # relative MD field f (D, H, W): random smooth blobs + sex pattern (± half the M-F difference);
     # the coefficients are drawn even without ``field``, so the later draws do not move
@@ -168,8 +241,8 @@ def _tissue_md(t: Templates, row: Row, e: PhantomEffects, model: ClassicModel, r
     md = (gm * ((1.0 - beta) * float(row["gm_md"])) + t.wm * model.wm_md(row)) * (1.0 + f)
     md += (csf + beta * gm) * float(row["csf_md"])
     md *= 1.0 + (e.hippo_md * float(row["sev_h"])) * t.hippocampus  # AD: medial-temporal MD increase
-    md, info = model.lesions(t, row, md)
-    return md.astype(np.float32), info
+    md, info, focal = model.lesions(t, row, md)
+    return md.astype(np.float32), info, {"gm": gm, "csf": csf, "beta": beta, "focal": focal}
 
 
 def _pullback(t: Templates, row: Row, e: PhantomEffects, model: ClassicModel, rng: np.random.Generator,
