@@ -61,8 +61,12 @@ def test_an_fa_folder_is_read_prepared_and_exported_as_fa(tmp_path):
     assert read_map(out) == "fa" and sorted(f.name for f in out.glob("*_fa.nii.gz"))
     back, _ = load_volumes(read_cohort(out))  # read back with FA's checks
     assert 0.0 <= back.min() and back.max() <= 1.0
-    # a map.json makes --map unnecessary; a contradicting --map is refused
+    # a map.json makes --map unnecessary; a contradicting --map is refused; split keeps it on both halves
     write_map(src, "fa")
+    from neurodit.data.split import split_cohort
+
+    halves = split_cohort(src, tmp_path / "tr", tmp_path / "ho", heldout_fraction=0.5)
+    assert [read_cohort(h).map for h in halves] == ["fa", "fa"]
     assert load_prepared(prepare(src, tmp_path / "prep2", shape=(16, 16, 16))).map == "fa"
     with pytest.raises(NeuroditError, match="--map md, but the folder says it holds fa"):
         prepare(src, tmp_path / "prep3", shape=(16, 16, 16), map_name="md")

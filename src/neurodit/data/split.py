@@ -16,6 +16,7 @@ import pandas as pd
 from sklearn.model_selection import StratifiedGroupKFold
 
 from neurodit.data.cohort import TABLE_NAME, Cohort, read_cohort, write_participants
+from neurodit.data.maps import MAP_FILE, write_map
 from neurodit.errors import NeuroditError
 from neurodit.io import atomic_dir, write_run_info
 
@@ -77,5 +78,7 @@ def split_cohort(data_dir: str | Path, train_out: str | Path, heldout_out: str |
         for side, rows, out in (("train", idx[0], train_out), ("heldout", idx[1], heldout_out)):
             tmp = stack.enter_context(atomic_dir(out, overwrite=overwrite))
             write_participants(_copy_rows(cohort, table.iloc[rows], tmp), tmp / TABLE_NAME)
+            if (cohort.data_dir / MAP_FILE).is_file():  # an FA / AD / RD folder's halves hold the same map
+                write_map(tmp, cohort.map)
             write_run_info(tmp, config, seed, stage="split", side=side, n=len(rows))
     return Path(train_out), Path(heldout_out)

@@ -242,26 +242,16 @@ def fit_margin_classifier(train: LabelledSet, config=None, seed: int = 0):
     default its defaults). Returns (model, fit result, (n_fit, n_val) participants)."""
     import torch
 
-    from neurodit.downstream import nets
     from neurodit.downstream.config import DownstreamConfig
-    from neurodit.downstream.experiment import device_of
+    from neurodit.downstream.experiment import auto_threads, device_of, fit_model
     from neurodit.downstream.splits import grouped_holdout
-    from neurodit.downstream.train import fit_classifier
-    from neurodit.io import seed_everything
 
     cfg = config or DownstreamConfig()
-    device = device_of(cfg.device)
     fit_i, val_i = grouped_holdout(train.labels, train.groups, cfg.val_fraction, seed, f"{train.name} (classifier)")
-    seed_everything(seed)
-    model = nets.build_classifier(cfg.arch, n_classes=2)
     prev = torch.get_num_threads()
-    # the small CNN on CPU is fastest on one thread (measured: neurodit.downstream.experiment.auto_threads)
-    torch.set_num_threads(cfg.threads if cfg.threads > 0 else (1 if device == "cpu" else prev))
+    torch.set_num_threads(cfg.threads if cfg.threads > 0 else auto_threads(cfg))
     try:
-        fit = fit_classifier(model, train.volumes[fit_i], train.labels[fit_i], train.volumes[val_i],
-                             train.labels[val_i], epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                             weight_decay=cfg.weight_decay, patience=cfg.patience, augment=cfg.augment,
-                             amp=cfg.amp, device=device, seed=seed)
+        model, fit = fit_model(cfg, device_of(cfg.device), train.subset(fit_i), train.subset(val_i), seed)
     finally:
         torch.set_num_threads(prev)
     n_part = (len(np.unique(train.groups[fit_i])), len(np.unique(train.groups[val_i])))

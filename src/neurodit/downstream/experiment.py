@@ -130,6 +130,33 @@ def auto_threads(cfg: DownstreamConfig) -> int:
     return max(1, min(n_cores, 8))
 
 
+def fit_model(cfg: DownstreamConfig, device: torch.device, train: LabelledSet, val: LabelledSet, init_seed: int,
+              *, state: dict[str, torch.Tensor] | None = None, frozen: bool = False,
+              sex_age: bool = False) -> tuple[torch.nn.Module, object]:
+    """One classifier of ``cfg.arch`` seeded by ``init_seed`` (every arm of one (fold, seed) starts from the
+    same weights, so arms differ only in their data), its backbone copied from ``state`` when given (head
+    new; ``frozen``: trained head only, the linear probe), trained on ``train`` with early stopping on
+    ``val``; ``sex_age``: three outputs, sex and age together (``train.fit_sex_age``). The experiment's,
+    the sweep's and the effect measure's one training routine. Returns (model, fit result)."""
+    from neurodit.downstream.train import fit_sex_age
+
+    seed_everything(init_seed)
+    model = nets.build_classifier(cfg.arch, n_classes=3 if sex_age else 2)
+    if state is not None:
+        nets.transfer_backbone(model, state)
+        if frozen:
+            nets.freeze_backbone(model)
+    common = dict(epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr, weight_decay=cfg.weight_decay,
+                  patience=cfg.patience, augment=cfg.augment, amp=cfg.amp, device=device, seed=init_seed)
+    if sex_age:
+        fit = fit_sex_age(model, train.volumes, train.labels, train.age_or_nan(), val.volumes, val.labels,
+                          val.age_or_nan(), **common)
+    else:
+        fit = fit_classifier(model, train.volumes, train.labels, val.volumes, val.labels,
+                             frozen_backbone=frozen and state is not None, **common)
+    return model, fit
+
+
 def per_participant(groups: np.ndarray, labels: np.ndarray, p: np.ndarray):
     """Average the positive-class probability over each participant's sessions."""
     df = pd.DataFrame({"g": groups, "y": labels, "p": p}).groupby("g", sort=True).agg(y=("y", "first"),
@@ -150,20 +177,9 @@ class _Runner:
 
     def fit(self, train: LabelledSet, val: LabelledSet, init_seed: int,
             source_state: dict[str, torch.Tensor] | None = None) -> tuple[torch.nn.Module, object]:
-        cfg = self.cfg
         # same initial weights for every arm of one (fold, seed), every synthetic cohort's arms included
-        seed_everything(init_seed)
-        model = nets.build_classifier(cfg.arch, n_classes=2)
-        frozen = False
-        if source_state is not None:
-            nets.transfer_backbone(model, source_state)
-            if cfg.freeze_backbone:
-                nets.freeze_backbone(model)
-                frozen = True
-        fit = fit_classifier(model, train.volumes, train.labels, val.volumes, val.labels,
-                             epochs=cfg.epochs, batch_size=cfg.batch_size, lr=cfg.lr,
-                             weight_decay=cfg.weight_decay, patience=cfg.patience, augment=cfg.augment,
-                             amp=cfg.amp, device=self.device, seed=init_seed, frozen_backbone=frozen)
+        model, fit = fit_model(self.cfg, self.device, train, val, init_seed, state=source_state,
+                               frozen=self.cfg.freeze_backbone)
         self.n_models += 1
         return model, fit
 

@@ -71,7 +71,6 @@ import pandas as pd
 import torch
 
 from neurodit.config import CONFIG_DIR, to_dict
-from neurodit.downstream import nets
 from neurodit.downstream.config import DownstreamConfig
 from neurodit.downstream.labelled import LabelledSet
 from neurodit.downstream.splits import grouped_folds, grouped_holdout
@@ -79,7 +78,7 @@ from neurodit.downstream.stats import METRICS, classification_metrics, paired_co
 from neurodit.errors import NeuroditError
 from neurodit.formatting import signed
 from neurodit.generators import registry
-from neurodit.io import atomic_dir, atomic_write_text, seed_everything, write_json, write_run_info
+from neurodit.io import atomic_dir, atomic_write_text, write_json, write_run_info
 
 SCHEMA = "neurodit.sweep/1"
 SWEEP_CONFIG_DIR = CONFIG_DIR / "sweep"  # configs/sweep/<name>.yaml: the sweep presets (demo.yaml)
@@ -236,26 +235,10 @@ class _Fits:
         self.progress = progress
         self.runs: list[dict[str, Any]] = []
 
-    def fit(self, train: LabelledSet, val: LabelledSet, init_seed: int, *, n_outputs: int = 2,
-            state: dict[str, torch.Tensor] | None = None, frozen: bool = False, sex_age: bool = False):
-        from neurodit.downstream.train import fit_classifier, fit_sex_age
+    def fit(self, train: LabelledSet, val: LabelledSet, init_seed: int, **kw):
+        from neurodit.downstream.experiment import fit_model
 
-        d = self.ds
-        seed_everything(init_seed)  # one initialisation per (seed, fold): arms differ only in their data
-        model = nets.build_classifier(d.arch, n_classes=n_outputs)
-        if state is not None:
-            nets.transfer_backbone(model, state)
-            if frozen:
-                nets.freeze_backbone(model)
-        common = dict(epochs=d.epochs, batch_size=d.batch_size, lr=d.lr, weight_decay=d.weight_decay,
-                      patience=d.patience, augment=d.augment, amp=d.amp, device=self.device, seed=init_seed)
-        if sex_age:
-            fit = fit_sex_age(model, train.volumes, train.labels, train.age_or_nan(), val.volumes, val.labels,
-                              val.age_or_nan(), **common)
-        else:
-            fit = fit_classifier(model, train.volumes, train.labels, val.volumes, val.labels,
-                                 frozen_backbone=frozen, **common)
-        return model, fit
+        return fit_model(self.ds, self.device, train, val, init_seed, **kw)
 
     def test(self, model, fit, test: LabelledSet, row: dict[str, Any], train: LabelledSet, val: LabelledSet,
              n_syn: int = 0) -> None:
@@ -389,7 +372,7 @@ def _backbones(r: _Fits, source: LabelledSet, synthetic: dict[str, LabelledSet],
     states = {}
     for name, (base, task) in r.cfg.backbone_names(synthetic).items():
         sex_age = task == "sex+age"
-        model, fit = r.fit(data[base], val, 1000 * seed + 999, n_outputs=3 if sex_age else 2, sex_age=sex_age)
+        model, fit = r.fit(data[base], val, 1000 * seed + 999, sex_age=sex_age)
         r.progress(f"backbone {name} ({task}) seed {seed}: best epoch {fit.best_epoch}/{fit.epochs_run}")
         states[name] = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         save_file({k: v.contiguous() for k, v in states[name].items()},
@@ -635,7 +618,7 @@ def run_sweep(source_prep: str | Path, out: str | Path, *, target: str | Path | 
     fits: dict[str, dict] = {}
     try:
         with atomic_dir(out, overwrite=overwrite) as tmp:
-            if cfg.generators and cfg.real_fractions and max(cfg.synthetic_multiples) >= 0:
+            if cfg.generators and cfg.real_fractions:
                 _augment(r, source, Path(source_prep), prep_table, tmp, fits)
             if tgt is not None:
                 _transfer(r, source, tgt, syn, tmp)
