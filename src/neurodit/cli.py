@@ -101,14 +101,19 @@ def prepare_cmd(
     out: Annotated[Path, typer.Option(help="prepared output folder")],
     shape: Annotated[tuple[int, int, int] | None, typer.Option(help="grid shape D H W")] = None,
     voxel_size: Annotated[float | None, typer.Option(help="grid voxel size in mm")] = None,
-    map_: Annotated[str | None, typer.Option("--map", help="the scalar map the folder holds: md, fa, ad or rd "
+    map_: Annotated[str | None, typer.Option("--map", help="the scalar map the folder holds: md, fa, ad, rd or a "
+                                                           "map its map.json declares with unit and window "
                                                            "(default: its map.json, else md)")] = None,
+    maps: Annotated[str | None, typer.Option(help="several maps kept together, e.g. md,fa: DATA_DIR holds one "
+                                                  "cohort folder per map (DATA_DIR/md, DATA_DIR/fa, as "
+                                                  "`neurodit dti` and `phantom --maps` write)")] = None,
     overwrite: Annotated[bool, typer.Option(help="replace a non-empty output folder")] = False,
 ):
     """Validate, reorient to RAS, resample to one grid, mask and normalise a cohort."""
     from neurodit.data.prepare import prepare
 
-    path = prepare(data_dir, out, shape=shape, voxel_size=voxel_size, overwrite=overwrite, map_name=map_)
+    path = prepare(data_dir, out, shape=shape, voxel_size=voxel_size, overwrite=overwrite, map_name=map_,
+                   maps=maps)
     typer.echo(f"prepare: wrote {path}")
 
 
@@ -577,6 +582,7 @@ def evaluate_cmd(
 ):
     """C2ST, MS-SSIM, kernel MMD, memorization audit and through-plane coherence of synthetic volumes."""
     from neurodit.metrics.evaluate import EvalConfig, evaluate
+    from neurodit.metrics.joint import read_joint
     from neurodit.metrics.schema import read_metrics
 
     cfg = EvalConfig(protocol=protocol, max_pairs=max_pairs, seed=seed, permutations=permutations,
@@ -585,9 +591,18 @@ def evaluate_cmd(
                      encoder=None if encoder is None else str(encoder),
                      encoder_cache=None if encoder_cache is None else str(encoder_cache))
     path = evaluate(real, synthetic, out, train=train, overwrite=overwrite, cfg=cfg)
+    typer.echo(f"evaluate: wrote {path}")
+    joint = read_joint(path)
+    if joint is not None:  # several maps: one EVAL_DIR per map under path, and the joint view
+        for name, h in joint["headline"].items():
+            aucs = ", ".join(f"{v} {a:.2f}" for v, a in h["c2st"].items() if a is not None)
+            fr = h["frechet_ratio"]
+            typer.echo(f"{name}: C2ST {aucs or 'n/a'}; Fréchet {'n/a' if fr is None else f'{fr:.1f}x'} the floor; "
+                       f"syn-syn MS-SSIM {h['syn_syn']:.3f} (real-real {h['real_real']:.3f}); see {path / name}")
+        typer.echo(f"joint: {joint['verdict']}")
+        return
     m = read_metrics(path)
     ms, rbf, mem = m["msssim"], m["mmd"]["rbf"], m["memorization"]
-    typer.echo(f"evaluate: wrote {path}")
     typer.echo(f"MS-SSIM real-real {ms['real_real']['mean']:.4f}  real-syn {ms['real_syn']['mean']:.4f}  "
                f"syn-syn {ms['syn_syn']['mean']:.4f} (kernel {ms['kernel_size']}, {ms['scales']} scales)")
     typer.echo(f"RBF MMD^2 real-syn {rbf['real_syn']['mmd2']:.4g} (p={rbf['real_syn']['p_value']:.3g}), "

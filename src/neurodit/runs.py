@@ -287,6 +287,11 @@ class TrainedRun:
         cfg = yaml.safe_load((self.path / "train_config.yaml").read_text()) or {}
         self.train_config = cfg
         self.diffusion = from_dict(DiffusionConfig, cfg.get("diffusion", {}), "diffusion")
+        self.maps = tuple(str(m) for m in prep.get("maps") or ())  # several maps: channel names; () for one
+        try:
+            self.norms = tuple(Normalization.from_dict(prep["normalizations"][m]) for m in self.maps)
+        except (KeyError, TypeError) as exc:
+            raise NeuroditError(f"missing or bad normalizations entry {exc}", self.path / "prepare.json") from exc
         mask_file = self.path / "mask.npy"
         self.mask = np.load(mask_file, allow_pickle=False) if mask_file.is_file() else None
         self.inputs = get_generator(self.generator).inputs.open(self.path)
@@ -321,10 +326,15 @@ class TrainedRun:
 
     def to_volumes(self, x: torch.Tensor) -> np.ndarray:
         """(B, C, *spatial) model outputs (standardized when the run is) -> (B, D, H, W) float32 volumes
-        in mm²/s (0 outside the mask)."""
-        from neurodit.data.prepare import model_to_mm2s
+        in mm²/s (0 outside the mask); a several-map run: (B, M, D, H, W), each map in its own unit and the
+        maps made consistent (``neurodit.data.prepare.maps_to_physical``: MD >= 0, FA in [0, 1], AD >= RD)."""
+        from neurodit.data.prepare import maps_to_physical, model_to_mm2s
 
-        return model_to_mm2s(self.inputs.decode(x), self.norm, self.mask)
+        y = self.inputs.decode(x)
+        if not self.maps:
+            return model_to_mm2s(y, self.norm, self.mask)
+        phys = maps_to_physical(y, self.maps, self.norms, self.mask)
+        return np.stack([phys[m] for m in self.maps], axis=1)
 
 
 __all__ = ["AGE_BIN", "FINISHED_RUN_FILES", "GENERATOR_FILE", "RUN_FILES", "ClassPlan", "LabelSpec", "TrainedRun",

@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from neurodit.data.synthetic import SYN_PREFIX, parse_label, write_synthetic_cohort
+from neurodit.data.synthetic import SYN_PREFIX, parse_label, write_synthetic_cohort, write_synthetic_maps
 from neurodit.defaults import SAMPLING
 from neurodit.diffusion import SAMPLERS, create_diffusion
 from neurodit.errors import NeuroditError
@@ -100,16 +100,20 @@ def sample_diffusion(run_dir: str | Path, n: int | None, out: str | Path, *,
         bar.close()
 
     def write(volumes) -> Path:
+        if run.maps:  # several maps: one cohort folder per map, out/<map>/, the same subjects in each
+            return write_synthetic_maps(volumes, run.maps, plan.columns(run.labels), run.grid.affine, out,
+                                        overwrite=overwrite, seed=seed, avoid_ids=plan.avoid_ids, meta=meta,
+                                        classes=list(plan.counts(run.labels)),
+                                        class_counts=plan.counts(run.labels), processes=world)
         return write_synthetic_cohort(volumes, plan.columns(run.labels), run.grid.affine, out,
                                       overwrite=overwrite, seed=seed, avoid_ids=plan.avoid_ids,
                                       map_name=read_json(Path(run_dir) / "prepare.json").get("map", "md"),
-                                      meta={"run_dir": str(Path(run_dir).resolve()), "generator": run.generator,
-                                            "n": n, "label": plan.wanted,
-                                            "match": None if plan.match is None else str(plan.match.resolve()),
-                                            "steps": steps, "guidance": guidance,
-                                            "scheduler": scheduler, "batch_size": batch_size},
-                                      classes=list(plan.counts(run.labels)), class_counts=plan.counts(run.labels),
-                                      processes=world)
+                                      meta=meta, classes=list(plan.counts(run.labels)),
+                                      class_counts=plan.counts(run.labels), processes=world)
+
+    meta = {"run_dir": str(Path(run_dir).resolve()), "generator": run.generator, "n": n, "label": plan.wanted,
+            "match": None if plan.match is None else str(plan.match.resolve()), "steps": steps,
+            "guidance": guidance, "scheduler": scheduler, "batch_size": batch_size}
 
     if state is None:  # one batch at a time: memory stays flat in n
         return write(v for _, vols in batches(mine_only=False) for v in vols)

@@ -85,60 +85,100 @@ def _table_for_output(table: pd.DataFrame) -> pd.DataFrame:
     return table.rename(columns={"path": "source_path"})
 
 
+def _named_cohort(folder: Path, map_name: str | None):
+    """The cohort folder ``folder`` as holding ``map_name`` (None: its ``map.json``, else md); a name that
+    contradicts ``map.json`` is refused."""
+    from neurodit.data.maps import MAP_FILE, get_map
+
+    cohort = read_cohort(folder)
+    if map_name is None:
+        return cohort
+    map_name = get_map(map_name).name
+    if (cohort.data_dir / MAP_FILE).is_file() and cohort.map != map_name:
+        raise NeuroditError(f"--map {map_name}, but the folder says it holds {cohort.map}", cohort.data_dir / MAP_FILE)
+    return dataclasses.replace(cohort, map=map_name)
+
+
+def _same_rows(cohorts: Sequence[Any]) -> None:
+    """NeuroditError naming the table when the per-map folders do not list the same (participant, session)
+    rows in the same order: a subject's maps are kept together by row."""
+    def rows(c) -> list[tuple[str, str]]:
+        ses = c.table["session_id"] if "session_id" in c.table else [None] * len(c.table)
+        return [(str(p), "" if s is None else str(s)) for p, s in zip(c.table["participant_id"], ses, strict=True)]
+
+    first = rows(cohorts[0])
+    for c in cohorts[1:]:
+        other = rows(c)
+        if other != first:
+            diff = sorted(set(first) ^ set(other))
+            what = f"e.g. {diff[0][0]} is in one and not the other" if diff else "the same rows in another order"
+            raise NeuroditError(f"the {c.map} folder does not list the participants of the {cohorts[0].map} folder "
+                                f"({what}): a subject's maps must come in the same rows", c.data_dir / "participants.tsv")
+
+
 def prepare(data_dir: str | Path, out: str | Path, shape: Sequence[int] | None = None,
             voxel_size: float | Sequence[float] | None = None, overwrite: bool = False,
             mask_margin_mm: float = DEFAULT_MASK_MARGIN_MM, norm: Normalization | None = None,
-            workers: int | None = None, map_name: str | None = None) -> Path:
+            workers: int | None = None, map_name: str | None = None,
+            maps: Sequence[str] | None = None) -> Path:
     """Validate the cohort in ``data_dir`` and write PREP_DIR ``out`` (see module docstring); returns ``out``.
 
     ``shape`` (D, H, W) and/or ``voxel_size`` (mm) define the grid as in :func:`make_grid`
-    (default 2 mm, 96x112x96). Intensities stay in mm²/s until the final affine map to [-1, 1]
+    (default 2 mm, 96x112x96). Intensities stay in physical units until the final affine map to [-1, 1]
     (``norm``, default the map's window: [0, 4e-3] mm²/s for MD / AD / RD, [0, 1] for FA). ``map_name``: the
     scalar map the folder holds (``neurodit.data.maps``); None: its ``map.json``, else md; a name that
-    contradicts ``map.json`` is refused. Files are read on ``workers`` threads (default min(4, CPUs)).
+    contradicts ``map.json`` is refused. ``maps`` (e.g. ``("md", "fa")``): ``data_dir`` is a multi-map
+    folder (one cohort folder per map, ``data_dir/<map>/``) and each subject's maps are kept together:
+    ``volumes.npy`` is then (N, C, D, H, W), channel c the map ``maps[c]`` in its own window (``norm`` does
+    not apply), ``prepare.json`` lists ``maps`` and ``normalizations``; one mask serves every map. Files are
+    read on ``workers`` threads (default min(4, CPUs)).
     Raises NeuroditError naming the file on any bad input; nothing is left in ``out`` then.
     """
+    from neurodit.data.maps import get_map, map_folders, parse_maps
+
     t0 = time.perf_counter()
     data_dir = Path(data_dir)
     out = Path(out)
-    cohort = read_cohort(data_dir)
-    if map_name is not None:
-        from neurodit.data.maps import MAP_FILE, get_map
-
-        map_name = get_map(map_name).name
-        if (cohort.data_dir / MAP_FILE).is_file() and cohort.map != map_name:
-            raise NeuroditError(f"--map {map_name}, but the folder says it holds {cohort.map}", cohort.data_dir / MAP_FILE)
-        cohort = dataclasses.replace(cohort, map=map_name)
-    from neurodit.data.maps import get_map
-
-    norm = norm or get_map(cohort.map).normalization()
+    if maps is not None:
+        maps = parse_maps(maps)
+        if map_name is not None or norm is not None:
+            raise NeuroditError("--maps reads one folder per map with its own window: drop --map (and norm)")
+        cohorts = [_named_cohort(d, m) for m, d in map_folders(data_dir, maps).items()]
+        _same_rows(cohorts)
+    else:
+        cohorts = [_named_cohort(data_dir, map_name)]
+    cohort = cohorts[0]  # the table, counts and the source of the first map stand for the subject's maps
+    norms = [norm or get_map(c.map).normalization() for c in cohorts]
     if cohort.n_participants < 2:
         raise NeuroditError(f"too few subjects: {cohort.n_participants} participant(s), need at least 2",
                             cohort.data_dir / "participants.tsv")
     grid = make_grid(shape, voxel_size)
-    if out.resolve() == cohort.data_dir or cohort.data_dir in out.resolve().parents:
+    if out.resolve() == data_dir.resolve() or data_dir.resolve() in out.resolve().parents:
         raise NeuroditError("output folder must not be inside the cohort folder", out)
     mni = mni_mask_on_grid(grid)
-    n = len(cohort)
+    n, several = len(cohort), maps is not None and len(maps) > 1
     checksums: dict[str, str] = {}
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        vols = np.lib.format.open_memmap(tmp / VOLUMES, mode="w+", dtype=np.float32, shape=(n, *grid.shape))
+        # (N, D, H, W), or (N, C, D, H, W) for several maps: a subject's maps side by side
+        vol_shape = (n, len(cohorts), *grid.shape) if several else (n, *grid.shape)
+        vols = np.lib.format.open_memmap(tmp / VOLUMES, mode="w+", dtype=np.float32, shape=vol_shape)
         support = np.zeros(grid.shape, dtype=bool)
-        # Stream one volume at a time: memory stays O(one volume) whatever N is.
-        for i, (vol, _, sha) in enumerate(iter_volumes(cohort, grid, workers)):
-            src = cohort.paths[i]
-            positive = vol > 0
-            coverage = float(positive[mni].mean()) if mni.any() else 0.0
-            if coverage < MIN_MNI_COVERAGE:
-                raise NeuroditError(f"non-zero voxels cover only {coverage:.0%} of the MNI152 brain on the grid "
-                                    "(is the volume in MNI space?)", src)
-            support |= positive
-            vols[i] = norm.to_model(vol)  # (D, H, W) mm²/s -> [-1, 1]
-            checksums[os.path.relpath(src, cohort.data_dir)] = sha  # a path column may point outside
+        for c, (co, nm) in enumerate(zip(cohorts, norms, strict=True)):
+            # Stream one volume at a time: memory stays O(one volume) whatever N is.
+            for i, (vol, _, sha) in enumerate(iter_volumes(co, grid, workers)):
+                src = co.paths[i]
+                positive = vol > 0
+                coverage = float(positive[mni].mean()) if mni.any() else 0.0
+                if coverage < MIN_MNI_COVERAGE:
+                    raise NeuroditError(f"non-zero voxels cover only {coverage:.0%} of the MNI152 brain on the grid "
+                                        "(is the volume in MNI space?)", src)
+                support |= positive
+                vols[(i, c) if several else i] = nm.to_model(vol)  # (D, H, W) physical -> [-1, 1]
+                checksums[os.path.relpath(src, data_dir)] = sha  # a path column may point outside
         mask = brain_mask(mni, support, grid, mask_margin_mm)
         outside = ~mask
         for i in range(n):
-            vols[i][outside] = -1.0
+            vols[i][..., outside] = -1.0
         vols.flush()
         del vols
         np.save(tmp / MASK, mask)
@@ -148,11 +188,12 @@ def prepare(data_dir: str | Path, out: str | Path, shape: Sequence[int] | None =
             vc = cohort.table[col].dropna().value_counts()
             if len(vc):
                 counts[col] = {str(k): int(v) for k, v in sorted(vc.items())}
+        names = [c.map for c in cohorts]
         meta = {
-            "map": cohort.map,
+            "map": "+".join(names),
             "grid": grid.to_dict(),
-            "normalization": norm.to_dict(),
-            "source": str(cohort.data_dir),
+            "normalization": norms[0].to_dict(),
+            "source": str(data_dir.resolve() if several else cohort.data_dir),
             "n": n,
             "counts": counts,
             "mask": {"method": "mni152_brain_mask(2mm) resampled, dilated by margin_mm, AND any(volume > 0)",
@@ -164,10 +205,14 @@ def prepare(data_dir: str | Path, out: str | Path, shape: Sequence[int] | None =
             "checksums": checksums,
             "seconds": round(time.perf_counter() - t0, 3),
         }
-        write_json(tmp / META, meta)
-        config = {"data_dir": str(cohort.data_dir), "out": str(out), "shape": list(grid.shape),
+        if several:
+            meta.update(maps=names, normalizations={m: nm.to_dict() for m, nm in zip(names, norms, strict=True)},
+                        map_units={m: get_map(m).unit for m in names})
+        config = {"data_dir": str(data_dir), "out": str(out), "shape": list(grid.shape),
                   "voxel_size": list(grid.voxel_size), "mask_margin_mm": float(mask_margin_mm),
-                  "normalization": norm.to_dict(), "map": cohort.map, "overwrite": overwrite}
+                  "normalization": norms[0].to_dict(), "map": meta["map"], "maps": list(maps) if maps else None,
+                  "overwrite": overwrite}
+        write_json(tmp / META, meta)
         write_run_info(tmp, config, seed=None, stage="prepare")
     return out
 
@@ -187,10 +232,27 @@ def model_to_mm2s(volumes_model_range: Any, norm: Normalization, mask: np.ndarra
     return x
 
 
+def maps_to_physical(volumes_model_range: Any, maps: Sequence[str], norms: Sequence[Normalization],
+                     mask: np.ndarray | None) -> dict[str, np.ndarray]:
+    """(B, C, D, H, W) or (C, D, H, W) model-range maps (numpy or torch) -> ``{map: (B, D, H, W) physical}``,
+    each map through its own window (:func:`model_to_mm2s`) and then made consistent with the others
+    (``neurodit.data.maps.make_consistent``: MD >= 0, FA in [0, 1], AD >= RD; 0 outside ``mask``)."""
+    from neurodit.data.maps import make_consistent
+
+    y = volumes_model_range
+    c_axis = y.ndim - 4  # the channel axis: 0 for one subject, 1 for a batch
+    if y.shape[c_axis] != len(maps):
+        raise NeuroditError(f"{y.shape[c_axis]} channels for {len(maps)} maps ({', '.join(maps)})")
+    out = {m: model_to_mm2s(y[:, c] if c_axis else y[c], nm, mask)
+           for c, (m, nm) in enumerate(zip(maps, norms, strict=True))}
+    return make_consistent(out, mask)
+
+
 @dataclasses.dataclass(frozen=True, eq=False)
 class Prepared:
-    """A loaded PREP_DIR: ``volumes`` (N, D, H, W) read-only memmap in model range, ``mask`` bool
-    (D, H, W), ``table`` (rows in volume order), ``grid``, ``norm``, ``path`` (the folder)."""
+    """A loaded PREP_DIR: ``volumes`` (N, D, H, W) read-only memmap in model range [(N, C, D, H, W) for a
+    several-map folder: ``maps`` names the channels, ``norms`` their windows], ``mask`` bool (D, H, W),
+    ``table`` (rows in volume order), ``grid``, ``norm`` (the first map's), ``path`` (the folder)."""
 
     volumes: np.ndarray
     mask: np.ndarray
@@ -198,10 +260,23 @@ class Prepared:
     grid: Grid
     norm: Normalization
     path: Path
-    map: str = "md"  # the scalar map (neurodit.data.maps); prepare.json "map", md before issue 22
+    map: str = "md"  # the scalar map (neurodit.data.maps); prepare.json "map", md before issue 22; "md+fa" for several
+    maps: tuple[str, ...] = ()  # several maps: the channel names; () for one map
+    norms: tuple[Normalization, ...] = ()  # several maps: each channel's window
 
     def __len__(self) -> int:
         return int(self.volumes.shape[0])
+
+    @property
+    def channels(self) -> int:
+        """Maps per voxel: 1, or len(maps) for a several-map folder."""
+        return len(self.maps) or 1
+
+    def require_one_map(self, stage: str) -> None:
+        """NeuroditError naming the folder when it holds several maps: ``stage`` works on one map."""
+        if self.maps:
+            raise NeuroditError(f"{stage} takes a one-map prepared folder; this one holds {', '.join(self.maps)} "
+                                "(prepare one map with --map, or use the dit / ddpm3d generators)", self.path)
 
     def to_mm2s(self, volume_model_range: Any) -> np.ndarray:
         """(D, H, W) model-range volume (numpy or torch) -> float32 mm²/s: clipped to [-1, 1], mapped
@@ -236,9 +311,22 @@ def load_prepared(prep_dir: str | Path) -> Prepared:
         mask = np.load(prep_dir / MASK, allow_pickle=False)
     except (ValueError, OSError) as exc:
         raise NeuroditError(f"cannot read arrays ({exc})", prep_dir) from exc
-    if volumes.ndim != 4 or volumes.shape[1:] != grid.shape or volumes.dtype != np.float32:
-        raise NeuroditError(f"volumes {volumes.shape} {volumes.dtype} do not match grid {grid.shape}",
-                            prep_dir / VOLUMES)
+    maps = tuple(str(m) for m in meta.get("maps") or ())
+    norms: tuple[Normalization, ...] = ()
+    if maps:
+        from neurodit.data.maps import BUILTIN, custom_map
+
+        try:
+            norms = tuple(Normalization.from_dict(meta["normalizations"][m]) for m in maps)
+        except (KeyError, TypeError) as exc:
+            raise NeuroditError(f"missing or bad normalizations entry {exc}", prep_dir / META) from exc
+        for m, nm in zip(maps, norms, strict=True):  # a custom map's window, for make_consistent
+            if m not in BUILTIN:
+                custom_map(m, nm.unit, (nm.vmin, nm.vmax), prep_dir / META)
+    want = ((len(maps),) if maps else ()) + tuple(grid.shape)
+    if volumes.shape[1:] != want or volumes.dtype != np.float32:
+        raise NeuroditError(f"volumes {volumes.shape} {volumes.dtype} do not match grid {grid.shape}"
+                            + (f" with {len(maps)} maps" if maps else ""), prep_dir / VOLUMES)
     if mask.shape != grid.shape or mask.dtype != bool:
         raise NeuroditError(f"mask {mask.shape} {mask.dtype} does not match grid {grid.shape}", prep_dir / MASK)
     raw = pd.read_csv(prep_dir / TABLE, sep="\t", dtype=str, keep_default_na=False, na_filter=False)
@@ -246,7 +334,7 @@ def load_prepared(prep_dir: str | Path) -> Prepared:
     if len(table) != volumes.shape[0]:
         raise NeuroditError(f"{len(table)} rows but {volumes.shape[0]} volumes", prep_dir / TABLE)
     return Prepared(volumes=volumes, mask=mask, table=table.reset_index(drop=True), grid=grid, norm=norm,
-                    path=prep_dir, map=str(meta.get("map", "md")))
+                    path=prep_dir, map=str(meta.get("map", "md")), maps=maps, norms=norms)
 
 
 def subset_prepared(prep_dir: str | Path, participant_ids, out: str | Path, overwrite: bool = False) -> Path:
@@ -270,7 +358,7 @@ def subset_prepared(prep_dir: str | Path, participant_ids, out: str | Path, over
     meta.update(subset_of=str(Path(prep_dir).resolve()),
                 counts={"volumes": int(len(keep)), "participants": len(wanted)})
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        np.save(tmp / VOLUMES, np.ascontiguousarray(prep.volumes[keep]))  # (n, D, H, W) float32
+        np.save(tmp / VOLUMES, np.ascontiguousarray(prep.volumes[keep]))  # (n, [C,] D, H, W) float32
         np.save(tmp / MASK, prep.mask)
         write_participants(prep.table.iloc[keep], tmp / TABLE)
         write_json(tmp / META, meta)
@@ -280,27 +368,39 @@ def subset_prepared(prep_dir: str | Path, participant_ids, out: str | Path, over
 
 
 def export_prepared(prep_dir: str | Path, out: str | Path, overwrite: bool = False) -> Path:
-    """Write a PREP_DIR's volumes back as a cohort folder (``neurodit export``): NIfTI in mm²/s on the
-    prepared grid, ``<participant_id>[_<session_id>]_<map>.nii.gz``, plus ``participants.tsv`` and ``run.json``.
+    """Write a PREP_DIR's volumes back as a cohort folder (``neurodit export``): NIfTI in physical units on the
+    prepared grid, ``<participant_id>[_<session_id>]_<map>.nii.gz``, plus ``participants.tsv``, ``map.json``
+    and ``run.json``; a several-map PREP_DIR as a multi-map folder (``OUT/<map>/``, one cohort folder per map,
+    the maps made consistent as sampled ones are: ``maps_to_physical``).
 
     This is the real data exactly as the generator sees it (resampled, masked, clipped to the
     normalisation window), so real-vs-synthetic comparisons differ only by the generator.
     """
+    from neurodit.data.maps import write_map
+
     prep = load_prepared(prep_dir)
     table = prep.table.copy()
+    stems = []
+    for _, row in table.iterrows():
+        ses = row.get("session_id")
+        stems.append(str(row["participant_id"]) + (f"_{ses}" if isinstance(ses, str) and ses else ""))
+    table = table.drop(columns=[c for c in ("source_path",) if c in table])
     with atomic_dir(out, overwrite=overwrite) as tmp:
-        names = []
-        for i, row in table.iterrows():
-            ses = row.get("session_id")
-            stem = str(row["participant_id"]) + (f"_{ses}" if isinstance(ses, str) and ses else "")
-            name = f"{stem}_{prep.map}.nii.gz"
-            prep.to_nifti(prep.volumes[i], tmp / name)
-            names.append(name)
-        table = table.drop(columns=[c for c in ("source_path",) if c in table])
-        table["path"] = names
-        write_participants(table, tmp / TABLE)
-        from neurodit.data.maps import write_map
-
-        write_map(tmp, prep.map)
-        write_run_info(tmp, {"prep_dir": str(Path(prep_dir)), "out": str(out)}, seed=None, stage="export")
+        folders = {m: tmp / m for m in prep.maps} or {prep.map: tmp}
+        for d in folders.values():
+            d.mkdir(exist_ok=True)
+        for i, stem in enumerate(stems):
+            if prep.maps:  # (C, D, H, W) model range -> {map: (D, H, W) physical}
+                vols = maps_to_physical(prep.volumes[i], prep.maps, prep.norms, prep.mask)
+            else:
+                vols = {prep.map: prep.to_mm2s(prep.volumes[i])}
+            for m, vol in vols.items():
+                write_nifti(vol, prep.grid.affine, folders[m] / f"{stem}_{m}.nii.gz")
+        for m, d in folders.items():
+            write_participants(table.assign(path=[f"{stem}_{m}.nii.gz" for stem in stems]), d / TABLE)
+            write_map(d, m)
+            write_run_info(d, {"prep_dir": str(Path(prep_dir)), "out": str(out), "map": m}, seed=None, stage="export")
+        if prep.maps:
+            write_run_info(tmp, {"prep_dir": str(Path(prep_dir)), "out": str(out), "maps": list(prep.maps)},
+                           seed=None, stage="export")
     return Path(out)

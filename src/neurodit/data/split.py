@@ -61,7 +61,8 @@ def _copy_rows(cohort: Cohort, part: pd.DataFrame, tmp: Path) -> pd.DataFrame:
 def split_cohort(data_dir: str | Path, train_out: str | Path, heldout_out: str | Path,
                  heldout_fraction: float = 0.2, seed: int = 0, stratify: str | None = "sex",
                  overwrite: bool = False) -> tuple[Path, Path]:
-    """Split a cohort folder by participant into ``train_out`` and ``heldout_out`` (``neurodit split``).
+    """Split a cohort folder by participant into ``train_out`` and ``heldout_out`` (``neurodit split``); a
+    multi-map folder (``neurodit.data.maps``) is split map by map with one split of its participants.
 
     All sessions of one participant land on the same side; classes of ``stratify`` keep their
     proportions (see :func:`_split_indices`). Files are copied, ``path`` columns name the copies, and
@@ -69,16 +70,31 @@ def split_cohort(data_dir: str | Path, train_out: str | Path, heldout_out: str |
     """
     if not 0.0 < heldout_fraction < 1.0:
         raise NeuroditError(f"heldout_fraction must be in (0, 1), got {heldout_fraction}")
-    cohort = read_cohort(data_dir)
-    table = cohort.table.reset_index(drop=True)
+    from neurodit.data.maps import map_folders
+
+    folders = map_folders(data_dir)  # {} for a one-map cohort folder
+    cohorts = {m: read_cohort(d) for m, d in folders.items()} or {"": read_cohort(data_dir)}
+    first = next(iter(cohorts.values()))
+    table = first.table.reset_index(drop=True)
+    for c in cohorts.values():  # one split for every map: the same participants in the same rows
+        if list(c.table["participant_id"]) != list(table["participant_id"]):
+            raise NeuroditError(f"the {c.map} folder does not list the participants of the {first.map} folder in "
+                                "the same rows", c.data_dir / TABLE_NAME)
     idx = _split_indices(table, heldout_fraction, seed, stratify, data_dir)
     config = {"data_dir": str(data_dir), "train_out": str(train_out), "heldout_out": str(heldout_out),
-              "heldout_fraction": heldout_fraction, "stratify": stratify, "overwrite": overwrite}
+              "heldout_fraction": heldout_fraction, "stratify": stratify, "overwrite": overwrite,
+              "maps": list(folders) or None}
     with contextlib.ExitStack() as stack:  # both folders are renamed into place only if both were written
         for side, rows, out in (("train", idx[0], train_out), ("heldout", idx[1], heldout_out)):
-            tmp = stack.enter_context(atomic_dir(out, overwrite=overwrite))
-            write_participants(_copy_rows(cohort, table.iloc[rows], tmp), tmp / TABLE_NAME)
-            if (cohort.data_dir / MAP_FILE).is_file():  # an FA / AD / RD folder's halves hold the same map
-                write_map(tmp, cohort.map)
-            write_run_info(tmp, config, seed, stage="split", side=side, n=len(rows))
+            top = stack.enter_context(atomic_dir(out, overwrite=overwrite))
+            for m, cohort in cohorts.items():
+                tmp = top / m if m else top
+                tmp.mkdir(exist_ok=True)
+                write_participants(_copy_rows(cohort, cohort.table.reset_index(drop=True).iloc[rows], tmp),
+                                   tmp / TABLE_NAME)
+                if (cohort.data_dir / MAP_FILE).is_file():  # an FA / AD / RD folder's halves hold the same map
+                    write_map(tmp, cohort.map)
+                if m:
+                    write_run_info(tmp, config, seed, stage="split", side=side, n=len(rows), map=m)
+            write_run_info(top, config, seed, stage="split", side=side, n=len(rows))
     return Path(train_out), Path(heldout_out)

@@ -148,3 +148,24 @@ def write_synthetic_cohort(volumes_mm2s: Iterable[np.ndarray], labels: Mapping[s
                     **peak_memory_mb()}
         write_run_info(tmp, meta, seed, n=n, sampling=sampling, **run_extra)
     return Path(out)
+
+
+def write_synthetic_maps(volumes: Iterable[np.ndarray], maps: Sequence[str],
+                         labels: Mapping[str, Sequence[Any]] | None, affine: np.ndarray, out: str | Path, *,
+                         meta: dict, seed: int | None = None, overwrite: bool = False,
+                         avoid_ids: Collection[str] = (), **run_extra: Any) -> Path:
+    """Write synthetic subjects of several maps, an iterable of (M, D, H, W) arrays (map order ``maps``), as a
+    multi-map folder (``neurodit.data.maps``): ``out/<map>/`` one synthetic cohort folder per map
+    (:func:`write_synthetic_cohort`), the same participant ids and labels in each, so subject k's maps stay
+    together; ``out/run.json`` beside them. Atomic as a whole. The subjects are held in memory (M volumes
+    each) until every map's folder is written."""
+    subjects = [np.asarray(v, dtype=np.float32) for v in volumes]
+    for k, v in enumerate(subjects):
+        if v.ndim != 4 or v.shape[0] != len(maps):
+            raise NeuroditError(f"synthetic subject {k + 1} has shape {v.shape}, expected ({len(maps)}, D, H, W)", out)
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        for c, m in enumerate(maps):
+            write_synthetic_cohort((v[c] for v in subjects), labels, affine, tmp / m, meta=meta, seed=seed,
+                                   avoid_ids=avoid_ids, map_name=m, maps=list(maps), **run_extra)
+        write_run_info(tmp, meta, seed, n=len(subjects), maps=list(maps), **run_extra)
+    return Path(out)

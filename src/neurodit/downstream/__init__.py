@@ -52,6 +52,7 @@ def labelled_from_prepared(prep_dir: str | Path, task: str, shape: tuple[int, in
     from neurodit.data.prepare import load_prepared, model_to_mm2s
 
     prep = load_prepared(prep_dir)
+    prep.require_one_map("downstream")
     grid = make_grid(shape=shape)
     vols = np.empty((len(prep),) + tuple(grid.shape), np.float32)  # (N, D, H, W) on the common grid
     for i in range(len(prep)):

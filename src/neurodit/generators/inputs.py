@@ -87,15 +87,17 @@ class InputAdapter(ABC):
         """(B, C, *spatial) network space -> raw inputs (model range / latents)."""
         return self.standardizer.invert(x) if self.standardizer is not None else x
 
+    maps = 1  # scalar maps per subject (channels of the volumes, not of a VAE latent)
+
     def encode(self, volumes: np.ndarray) -> torch.Tensor:
-        """(N, D, H, W) model-range volumes -> (N, C, *spatial) network inputs (standardized if the run
-        is)."""
+        """(N, D, H, W) [or (N, M, D, H, W)] model-range volumes -> (N, C, *spatial) network inputs
+        (standardized if the run is)."""
         raw = self.encode_raw(volumes)
         return self.standardizer.apply(raw) if self.standardizer is not None else raw
 
     def decode(self, x: torch.Tensor) -> np.ndarray:
-        """(B, C, *spatial) network outputs -> (B, D, H, W) float32 model-range volumes, clamped to
-        [-1, 1]."""
+        """(B, C, *spatial) network outputs -> (B, D, H, W) [(B, M, D, H, W) for several maps] float32
+        model-range volumes, clamped to [-1, 1]."""
         if self.standardizer is not None:
             x = self.standardizer.invert(x.float())  # standardized -> model range
         return self._decode_raw(x)
@@ -110,7 +112,7 @@ class InputAdapter(ABC):
 
     @abstractmethod
     def preview_mosaics(self, x: torch.Tensor, *, clamp: bool) -> torch.Tensor:
-        """(B, C, *spatial) network space -> (B, 1, M, M) model-range mosaics for the preview PNGs;
+        """(B, C, *spatial) network space -> (B, maps, M, M) model-range mosaics for the preview PNGs;
         ``clamp`` to [-1, 1] (samples; real inputs are shown as they are)."""
 
     @abstractmethod
@@ -129,6 +131,33 @@ def with_pixel_head(model: torch.nn.Module, preset: Any) -> torch.nn.Module:
     from neurodit.models.pixel_head import HeadedDiT, PixelHead
 
     return HeadedDiT(model, PixelHead(preset.in_channels, preset.pixel_head, preset.pixel_head_depth))
+
+
+def run_maps(run_dir: Path) -> int:
+    """Scalar maps per subject of a run: the length of its ``prepare.json`` ``maps`` (1 when absent)."""
+    return len(read_json(Path(run_dir) / "prepare.json").get("maps") or ()) or 1
+
+
+def tile_maps(volumes: Any, spec: Any) -> Any:
+    """(N, D, H, W) -> (N, 1, S, S) or (N, M, D, H, W) -> (N, M, S, S) mosaics (numpy or torch): each map
+    tiled on its own, with one spec."""
+    from neurodit.tiling import volume_to_mosaic
+
+    if volumes.ndim == 4:
+        return volume_to_mosaic(volumes, spec)[:, None]
+    n, m = volumes.shape[:2]
+    mos = volume_to_mosaic(volumes.reshape(n * m, *volumes.shape[2:]), spec)  # (N*M, S, S)
+    return mos.reshape(n, m, *mos.shape[1:])
+
+
+def untile_maps(mosaics: Any, spec: Any) -> Any:
+    """(B, M, S, S) mosaics -> (B, D, H, W) for one map, (B, M, D, H, W) for several (inverse of
+    :func:`tile_maps`)."""
+    from neurodit.tiling import mosaic_to_volume
+
+    b, m = mosaics.shape[:2]
+    vol = mosaic_to_volume(mosaics.reshape(b * m, *mosaics.shape[2:]), spec)  # (B*M, D, H, W)
+    return vol if m == 1 else vol.reshape(b, m, *vol.shape[1:])
 
 
 def check_grid(prep, preset, prep_dir: Path) -> None:
@@ -159,6 +188,10 @@ class MosaicInputs(InputAdapter):
         from neurodit.tiling import make_spec
 
         preset = load_preset(cfg.preset, cfg.preset_overrides or None)
+        if preset.maps != prep.channels:  # the prepared folder says how many maps a subject has
+            import dataclasses
+
+            preset = dataclasses.replace(preset, maps=prep.channels)
         check_grid(prep, preset, prep_dir)
         spec = make_spec(prep.grid.shape, axis=preset.axis, fill=-1.0, affine=prep.grid.affine)
         if spec.mosaic_shape != (preset.mosaic_size, preset.mosaic_size):
@@ -198,26 +231,26 @@ class MosaicInputs(InputAdapter):
                 "vae": self.preset.vae if vae is None else "given", "scale": self.preset.latent_scale,
                 "vae_params": sum(p.numel() for p in vae.parameters()) if vae is not None else 0}
 
-    def encode_raw(self, volumes: np.ndarray) -> torch.Tensor:
-        from neurodit.tiling import volume_to_mosaic
+    @property
+    def maps(self) -> int:  # type: ignore[override]
+        return int(self.preset.maps)
 
-        vols = np.asarray(volumes, dtype=np.float32)  # (N, D, H, W) model range
-        mosaics = torch.from_numpy(np.ascontiguousarray(volume_to_mosaic(vols, self.spec)))[:, None]
+    def encode_raw(self, volumes: np.ndarray) -> torch.Tensor:
+        vols = np.asarray(volumes, dtype=np.float32)  # (N, [M,] D, H, W) model range
+        mosaics = torch.from_numpy(np.ascontiguousarray(tile_maps(vols, self.spec)))  # (N, M, S, S)
         if self.codec is None:
-            return mosaics  # (N, 1, S, S)
-        return self.codec.encode(mosaics.to(self.codec.device)).cpu()  # (N, 4, S/8, S/8)
+            return mosaics
+        return self.codec.encode(mosaics.to(self.codec.device)).cpu()  # (N, 4, S/8, S/8): maps fill RGB
 
     def _decode_raw(self, x: torch.Tensor) -> np.ndarray:
-        from neurodit.tiling import mosaic_to_volume
-
-        mos = self.codec.decode(x) if self.codec is not None else x  # (B, 1, M, M)
-        mos = mos[:, 0].clamp(-1.0, 1.0).float().cpu().numpy()  # (B, M, M)
-        return np.asarray(mosaic_to_volume(mos, self.spec), dtype=np.float32)  # (B, D, H, W)
+        mos = self.codec.decode(x, self.maps) if self.codec is not None else x  # (B, M, S, S)
+        mos = mos.clamp(-1.0, 1.0).float().cpu().numpy()
+        return np.asarray(untile_maps(mos, self.spec), dtype=np.float32)  # (B, [M,] D, H, W)
 
     def preview_mosaics(self, x: torch.Tensor, *, clamp: bool) -> torch.Tensor:
         x = self.unstandardize(x)
         if self.codec is not None:
-            return self.codec.decode(x)  # (B, 4, h, w) -> (B, 1, 8h, 8w), clamped by the codec
+            return self.codec.decode(x, self.maps)  # (B, 4, h, w) -> (B, M, 8h, 8w), clamped by the codec
         return x.clamp(-1, 1) if clamp else x
 
     def build_model(self, cfg: Any, num_classes: int) -> torch.nn.Module:
@@ -249,9 +282,11 @@ class MosaicInputs(InputAdapter):
 
 
 class VolumeInputs(InputAdapter):
-    """Whole volumes, one channel (MD): (N, D, H, W) -> (N, 1, D, H, W)."""
+    """Whole volumes, one channel per map: (N, D, H, W) -> (N, 1, D, H, W), (N, M, D, H, W) as it is."""
 
-    CHANNELS = 1  # one map per voxel
+    def __init__(self, preset: Any, spec: Any, standardizer: Any = None, maps: int = 1):
+        super().__init__(preset, spec, standardizer)
+        self.maps = int(maps)
 
     @classmethod
     def plan(cls, cfg: Any, prep: Any, prep_dir: Path) -> VolumeInputs:
@@ -259,7 +294,8 @@ class VolumeInputs(InputAdapter):
 
         cfg.unet.check_grid(prep.grid.shape, prep_dir)
         # the UNet runs on whole volumes; the tiling only renders preview mosaics
-        return cls(cfg.unet, make_spec(prep.grid.shape, axis=2, fill=-1.0, affine=prep.grid.affine))
+        return cls(cfg.unet, make_spec(prep.grid.shape, axis=2, fill=-1.0, affine=prep.grid.affine),
+                   maps=prep.channels)
 
     @classmethod
     def open(cls, run_dir: Path) -> VolumeInputs:
@@ -270,23 +306,22 @@ class VolumeInputs(InputAdapter):
 
         spec = TilingSpec.from_dict(read_json(run_dir / "tiling.json"), run_dir / "tiling.json")
         preset = from_dict(UNet3DConfig, read_json(run_dir / "preset.json"), "preset.json")
-        return cls(preset, spec, load_standardizer(run_dir))
+        return cls(preset, spec, load_standardizer(run_dir), maps=run_maps(run_dir))
 
     @property
     def input_shape(self) -> tuple[int, ...]:
-        return (self.CHANNELS, *(int(s) for s in self.spec.volume_shape))
+        return (self.maps, *(int(s) for s in self.spec.volume_shape))
 
     def encode_raw(self, volumes: np.ndarray) -> torch.Tensor:
-        return torch.from_numpy(np.array(volumes, dtype=np.float32))[:, None]  # (N, 1, D, H, W)
+        x = torch.from_numpy(np.array(volumes, dtype=np.float32))
+        return x[:, None] if x.ndim == 4 else x  # (N, M, D, H, W)
 
     def _decode_raw(self, x: torch.Tensor) -> np.ndarray:
-        return x[:, 0].clamp(-1.0, 1.0).float().cpu().numpy()  # (B, D, H, W) model range
+        x = x.clamp(-1.0, 1.0).float().cpu().numpy()  # (B, M, D, H, W) model range
+        return x[:, 0] if self.maps == 1 else x
 
     def preview_mosaics(self, x: torch.Tensor, *, clamp: bool) -> torch.Tensor:
-        from neurodit.tiling import volume_to_mosaic
-
-        # (B, 1, D, H, W) -> (B, 1, M, M)
-        mos = volume_to_mosaic(self.unstandardize(x)[:, 0], self.spec)[:, None]
+        mos = tile_maps(self.unstandardize(x), self.spec)  # (B, M, D, H, W) -> (B, M, S, S)
         return mos.clamp(-1, 1) if clamp else mos
 
     def build_model(self, cfg: Any, num_classes: int) -> torch.nn.Module:
@@ -295,7 +330,7 @@ class VolumeInputs(InputAdapter):
 
         if cfg.init:
             raise NeuroditError("train: --init (pretrained DiT weights) applies to generator dit only")
-        return UNet3D(self.preset, num_classes, in_channels=self.channels)
+        return UNet3D(self.preset, num_classes, in_channels=self.maps)
 
     def load_model(self, folder: Path, device: torch.device) -> tuple[torch.nn.Module, int]:
         from neurodit.models.unet3d import UNet3D
@@ -305,4 +340,4 @@ class VolumeInputs(InputAdapter):
         return model, model.num_classes
 
 
-__all__ = ["InputAdapter", "MosaicInputs", "VolumeInputs", "check_grid"]
+__all__ = ["InputAdapter", "MosaicInputs", "VolumeInputs", "check_grid", "run_maps", "tile_maps", "untile_maps"]

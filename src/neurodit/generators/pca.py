@@ -92,6 +92,7 @@ class PCAGenerator:
             return run_dir  # a PCA fit has no steps: the finished run is the resumed one
         prep_dir = Path(prep_dir)
         prep = load_prepared(prep_dir)
+        prep.require_one_map("the pca generator")
         labels, class_ids = make_labels(prep.table, cfg.label, cfg.age_bins, prep_dir / "participants.tsv")
         vols = model_to_mm2s(np.asarray(prep.volumes), prep.norm, prep.mask)  # (N, D, H, W) mm2/s
         names = list(labels.classes)

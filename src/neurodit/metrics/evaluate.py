@@ -180,8 +180,9 @@ def evaluate_arrays(real: np.ndarray, synthetic: np.ndarray, train: np.ndarray |
                     encoder: Callable[[torch.Tensor], torch.Tensor] | None = None,
                     syn_labels: list[str | None] | None = None,
                     train_labels: list[str | None] | None = None, voxel_volume_ml: float | None = None,
-                    tables: dict | None = None) -> dict:
+                    tables: dict | None = None, map_name: str = "md") -> dict:
     """All metrics for (N, D, H, W) volumes in mm²/s on one grid; returns the metrics.json dict.
+    ``map_name`` other than md: the sets are that map on MD's scale; tissue and morphometry are skipped.
 
     ``train`` given: memorization is against it with ``real`` as held-out subjects, and the MMD
     floor is MMD(train, real). Without it: memorization against ``real`` (leave-one-out held-out),
@@ -204,10 +205,11 @@ def evaluate_arrays(real: np.ndarray, synthetic: np.ndarray, train: np.ndarray |
         feat_encoder = feature_encoder(train, tables.get("train"), cfg, norm)
         enc_s = time.perf_counter() - t0
         out = _evaluate_arrays(real, synthetic, train, cfg, norm, fig_dir, ids,
-                               encoder if encoder is not None else feat_encoder, feat_encoder=feat_encoder)
+                               encoder if encoder is not None else feat_encoder, feat_encoder=feat_encoder,
+                               md=map_name == "md")
         if feat_encoder is not None:
             out["timings_s"]["encoder"] = round(enc_s, 3)
-        if cfg.morphometry and voxel_volume_ml is not None:
+        if cfg.morphometry and voxel_volume_ml is not None and map_name == "md":
             from neurodit.metrics.morphometry import morphometry_metrics
 
             t0 = time.perf_counter()
@@ -256,8 +258,9 @@ def feature_encoder(train: np.ndarray | None, train_table, cfg: EvalConfig, norm
 
 
 def _evaluate_arrays(real, synthetic, train, cfg: EvalConfig, norm, fig_dir, ids: dict, encoder,
-                     light: bool = False, feat_encoder=None) -> dict:
+                     light: bool = False, feat_encoder=None, md: bool = True) -> dict:
     """``light``: only the families of the calibration panel (MS-SSIM, MMD, memorization, C2ST, features).
+    ``md`` False: the sets are another map on MD's scale; the tissue classes (MD thresholds) are skipped.
 
     The families run in a fixed order: ``rng`` (seed ``cfg.seed``) draws the MMD floor's halves, then the
     tissue histograms' voxels."""
@@ -302,7 +305,8 @@ def _evaluate_arrays(real, synthetic, train, cfg: EvalConfig, norm, fig_dir, ids
         coh = coherence_report(s.r_m, s.s_m, s.mask, axis=2, seed=cfg.seed,
                                max_pairs=pairs_for(s.r_m.shape[1:], cfg.coherence_pairs, floor=20))
     with timed(timings, "tissue"):
-        tissue, r_vals, s_vals = tissue_family(s.real, s.synthetic, s.mask, rng)
+        tissue, r_vals, s_vals = (tissue_family(s.real, s.synthetic, s.mask, rng) if md else
+                                  ({"skipped": "tissue classes are MD thresholds"}, {}, {}))
     out = {
         "schema": SCHEMA, "protocol": cfg.protocol, "n_real": len(s.real), "n_synthetic": len(s.synthetic),
         "n_train": None if s.train is None else len(s.train), "mask_voxels": int(s.mask.sum()),
@@ -371,15 +375,19 @@ def _figures(s: _Sets, norm: Normalization, fig_dir: Path, ms: dict, mem: dict, 
 
 
 # ------------------------------------------------------------------------------------------- folders
-def _load(folder: str | Path):
-    """(volumes on disk (a DiskVolumes in a scratch folder: memory flat in N), grid, table)."""
+def _load(folder: str | Path, map_name: str | None = None):
+    """(volumes on disk (a DiskVolumes in a scratch folder: memory flat in N), grid, table, map). A map
+    other than MD is put on MD's scale (``neurodit.metrics.volumes.md_scale``); ``map_name``: the map the
+    folder must hold (NeuroditError naming its map.json otherwise)."""
     from neurodit.data.cohort import read_cohort
-    from neurodit.data.maps import require_md
+    from neurodit.data.maps import MAP_FILE
 
     cohort = read_cohort(folder)
-    require_md(cohort, "evaluate")
-    vols, grid = DiskVolumes.from_cohort(cohort, grid=None)
-    return vols, grid, cohort.table
+    if map_name is not None and cohort.map != map_name:
+        raise NeuroditError(f"holds {cohort.map.upper()}, the real folder {map_name.upper()}: judge one map "
+                            "against the same map", Path(folder) / MAP_FILE)
+    vols, grid = DiskVolumes.from_cohort(cohort, grid=None, to_md_scale=True)
+    return vols, grid, cohort.table, cohort.map
 
 
 def participant_ids(table) -> list[str] | None:
@@ -422,7 +430,8 @@ def check_inputs(real: str | Path, real_ids: list[str], synthetic: str | Path, s
 
 def write_evaluation(folder: str | Path, sets: dict[str, Any], tables: dict[str, Any], grid, cfg: EvalConfig,
                      folders: dict[str, str | Path | None], inputs: dict[str, str | None], *,
-                     stage: str | None = None, notes: Sequence[str] = (), load_seconds: float | None = None) -> dict:
+                     stage: str | None = None, notes: Sequence[str] = (), load_seconds: float | None = None,
+                     map_name: str = "md") -> dict:
     """The one writer of an EVAL_DIR: check the participants (:func:`check_inputs`), judge
     (:func:`evaluate_arrays`) and write ``metrics.json``, its figures and ``run.json`` into the existing
     ``folder`` (the caller makes it atomic). Returns the metrics dict.
@@ -430,7 +439,9 @@ def write_evaluation(folder: str | Path, sets: dict[str, Any], tables: dict[str,
     ``sets`` / ``tables`` / ``folders``: ``{"real" | "synthetic" | "train": (N, D, H, W) mm²/s on ``grid`` /
     cohort table, rows aligned / folder read for the checks}`` ("train" may be None); ``inputs``: the folders
     as metrics.json names them; ``notes`` are appended to metrics.json ``notes``; ``stage`` goes to run.json.
-    Draws no seed of its own: the caller seeds once (a comparison judges its rows in one seeded sequence)."""
+    Draws no seed of its own: the caller seeds once (a comparison judges its rows in one seeded sequence).
+    ``map_name``: the map the sets hold, already on MD's scale (``neurodit.metrics.volumes.md_scale``) when it
+    is not MD; the MD-only families (tissue, morphometry) are then skipped and a note says so."""
     ids = {k: participant_ids(tables.get(k)) for k in ("real", "synthetic", "train")}
     leakage = check_inputs(folders["real"], ids["real"], folders["synthetic"], ids["synthetic"],
                            folders.get("train"), ids["train"])
@@ -438,8 +449,17 @@ def write_evaluation(folder: str | Path, sets: dict[str, Any], tables: dict[str,
                               fig_dir=Path(folder), real_ids=ids["real"], syn_ids=ids["synthetic"],
                               train_ids=ids["train"], syn_labels=labels_of(tables["synthetic"], cfg.condition),
                               train_labels=labels_of(tables.get("train"), cfg.condition),
-                              voxel_volume_ml=float(np.prod(grid.voxel_size)) / 1000.0, tables=tables)
+                              voxel_volume_ml=float(np.prod(grid.voxel_size)) / 1000.0, tables=tables,
+                              map_name=map_name)
     metrics["grid"] = grid.to_dict()
+    metrics["map"] = map_name
+    if map_name != "md":
+        from neurodit.data.maps import get_map
+
+        spec = get_map(map_name)
+        notes = [f"{map_name.upper()} judged on MD's scale: its window [{spec.vmin:g}, {spec.vmax:g}] {spec.unit} "
+                 "mapped linearly onto [0, 4e-3] (model-range numbers unchanged); the MD-only families (tissue "
+                 "classes, morphometry) are skipped", *notes]
     if load_seconds is not None:
         metrics["timings_s"]["load"] = round(load_seconds, 3)
     metrics["inputs"] = inputs
@@ -481,19 +501,32 @@ def evaluate(real: str | Path, synthetic: str | Path, out: str | Path, train: st
     cfg = cfg or EvalConfig(**loose)
     if cfg.calibrate and train is None:
         raise NeuroditError("--calibrate needs --train (the reference generators are fitted on it)")
+    from neurodit.metrics.joint import evaluate_maps, maps_of
+
+    maps = maps_of(real, synthetic, train)
+    if maps:  # multi-map folders: every map judged on its own, then the joint view (neurodit.metrics.joint)
+        return evaluate_maps(real, synthetic, out, maps, train=train, cfg=cfg, overwrite=overwrite)
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        judge_folders(tmp, real, synthetic, train, cfg)
+    return Path(out)
+
+
+def judge_folders(folder: Path, real: str | Path, synthetic: str | Path, train: str | Path | None,
+                  cfg: EvalConfig) -> dict:
+    """One map's evaluation of three cohort folders into the existing ``folder`` (the caller makes it
+    atomic): load (a map other than MD on MD's scale), check the grids, :func:`write_evaluation`."""
     seed_everything(cfg.seed)
     t0 = time.perf_counter()
-    r, grid, r_table = _load(real)
-    s, s_grid, s_table = _load(synthetic)
-    t, t_grid, t_table = (None, None, None) if train is None else _load(train)
+    r, grid, r_table, map_name = _load(real)
+    s, s_grid, s_table, _ = _load(synthetic, map_name)
+    t, t_grid, t_table, _ = (None, None, None, None) if train is None else _load(train, map_name)
     _check_grids(real, grid, r_table, ((s_grid, s_table), (t_grid, t_table)))
     load_s = time.perf_counter() - t0
     inputs = {"real": str(real), "synthetic": str(synthetic), "train": None if train is None else str(train)}
-    with atomic_dir(out, overwrite=overwrite) as tmp:
-        write_evaluation(tmp, {"real": r, "synthetic": s, "train": t},
-                         {"real": r_table, "synthetic": s_table, "train": t_table}, grid, cfg,
-                         {"real": real, "synthetic": synthetic, "train": train}, inputs, load_seconds=load_s)
-    return Path(out)
+    return write_evaluation(folder, {"real": r, "synthetic": s, "train": t},
+                            {"real": r_table, "synthetic": s_table, "train": t_table}, grid, cfg,
+                            {"real": real, "synthetic": synthetic, "train": train}, inputs, load_seconds=load_s,
+                            map_name=map_name)
 
 
 __all__ = ["EvalConfig", "check_disjoint", "check_inputs", "evaluate", "evaluate_arrays", "feature_encoder",

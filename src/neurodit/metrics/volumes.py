@@ -33,6 +33,18 @@ from neurodit.data.stream import CHUNK_VOXELS, chunk_size, chunks  # noqa: F401
 __all__ = ["DiskVolumes", "ModelRange", "chunks", "take", "is_lazy", "model_range_on_disk"]
 
 
+def md_scale(volumes: np.ndarray, map_name: str) -> np.ndarray:
+    """Values of map ``map_name`` (physical units) -> the same positions in MD's window [0, 4e-3] mm²/s
+    (``MD.to_physical(map.to_model(x))``: linear, the model range unchanged, clipped to the map's window).
+    The judge's families were built and calibrated on MD maps (their thresholds, feature scales and the
+    CNN's input range are MD's); judging another map at MD's scale keeps every model-range number exactly
+    what it is in the map's own window. Background 0 stays 0 for maps whose window starts at 0."""
+    from neurodit.data.maps import get_map
+
+    md, own = get_map("md").normalization(), get_map(map_name).normalization()
+    return np.asarray(md.to_physical(own.to_model(np.asarray(volumes, dtype=np.float32))), dtype=np.float32)
+
+
 class DiskVolumes:
     """(N, D, H, W) float32 volumes in a ``.npy`` file, read on demand (see the module docstring)."""
 
@@ -45,13 +57,21 @@ class DiskVolumes:
             weakref.finalize(self, shutil.rmtree, str(cleanup), ignore_errors=True)
 
     @classmethod
-    def from_cohort(cls, cohort: Any, grid: Any = None) -> tuple[DiskVolumes, Any]:
-        """Load a cohort into a scratch ``.npy`` (``load_volumes(..., out=)``) removed with the object."""
+    def from_cohort(cls, cohort: Any, grid: Any = None, to_md_scale: bool = False) -> tuple[DiskVolumes, Any]:
+        """Load a cohort into a scratch ``.npy`` (``load_volumes(..., out=)``) removed with the object.
+        ``to_md_scale``: map the cohort's values from its map's window onto MD's (:func:`md_scale`)."""
         from neurodit.data.cohort import load_volumes
 
         scratch = Path(tempfile.mkdtemp(prefix="neurodit-volumes-"))
         try:
-            _, g = load_volumes(cohort, grid, out=scratch / "volumes.npy")
+            arr, g = load_volumes(cohort, grid, out=scratch / "volumes.npy")
+            if to_md_scale and cohort.map != "md":
+                del arr
+                vols = np.load(scratch / "volumes.npy", mmap_mode="r+")
+                for i in range(len(vols)):  # one volume at a time: memory flat in N
+                    vols[i] = md_scale(vols[i], cohort.map)
+                vols.flush()
+                del vols
         except BaseException:
             shutil.rmtree(scratch, ignore_errors=True)
             raise

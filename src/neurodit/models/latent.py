@@ -2,8 +2,11 @@
 Synthesis with Latent Diffusion Models"), as DiT-XL/2 was trained (Peebles & Xie 2023, Sec. 3.1).
 
 MD mosaics are grayscale in the model range [-1, 1]; the SD VAE wants RGB in [-1, 1]. We replicate the
-gray channel to RGB on the way in and average the three decoded channels on the way out. Latents are
-multiplied by ``scale`` (0.18215 for the SD VAE) so they have about unit variance.
+gray channel to RGB on the way in and average the three decoded channels on the way out. Several maps of
+one subject (issue 22: MD, FA, ...; at most as many as the VAE's image channels) fill the RGB channels
+instead: image channel k carries map ``k % C`` (MD, FA -> R = MD, G = FA, B = MD), and each decoded map is
+the mean of the image channels that carry it; one map is the grey copy above. Latents are multiplied by
+``scale`` (0.18215 for the SD VAE) so they have about unit variance.
 """
 
 from __future__ import annotations
@@ -51,34 +54,46 @@ class LatentCodec:
     def dtype(self) -> torch.dtype:
         return next(self.vae.parameters()).dtype
 
+    def carriers(self, maps: int) -> list[list[int]]:
+        """For ``maps`` maps: the image channels carrying each map (channel k carries map k % maps)."""
+        if not 1 <= maps <= self.image_channels:
+            raise NeuroditError(f"LatentCodec: {maps} maps do not fit the VAE's {self.image_channels} image "
+                                "channel(s)")
+        return [list(range(c, self.image_channels, maps)) for c in range(maps)]
+
     @torch.no_grad()
     def encode(self, x: torch.Tensor, generator: torch.Generator | None = None) -> torch.Tensor:
-        """(B, 1, H, W) mosaics in [-1, 1] -> (B, 4, H/8, W/8) scaled latents (float32, VAE device)."""
-        if x.ndim != 4 or x.shape[1] != 1:
-            raise NeuroditError(f"LatentCodec.encode: expected (B, 1, H, W) mosaics, got {tuple(x.shape)}")
+        """(B, C, H, W) mosaics of C maps in [-1, 1] -> (B, 4, H/8, W/8) scaled latents (float32, VAE device)."""
+        if x.ndim != 4:
+            raise NeuroditError(f"LatentCodec.encode: expected (B, C, H, W) mosaics, got {tuple(x.shape)}")
+        order = [k % x.shape[1] for k in range(self.image_channels)]
+        self.carriers(x.shape[1])  # checks C
         if x.shape[-1] % self.downsample or x.shape[-2] % self.downsample:
             raise NeuroditError(f"LatentCodec.encode: mosaic {tuple(x.shape[-2:])} is not a multiple of "
                                 f"the VAE downsampling {self.downsample}")
         out = []
         for chunk in x.split(self.batch_size):
-            # (b, 1, H, W) -> (b, 3, H, W): gray replicated to RGB, as the SD VAE was trained on RGB
-            rgb = chunk.to(self.device, self.dtype).expand(-1, self.image_channels, -1, -1)
+            # (b, C, H, W) -> (b, 3, H, W): the maps fill RGB (one map: grey replicated), as the SD VAE was
+            # trained on RGB
+            rgb = chunk.to(self.device, self.dtype)[:, order]
             dist = self.vae.encode(rgb).latent_dist
             z = dist.sample(generator) if self.sample else dist.mean  # (b, 4, H/8, W/8)
             out.append(z.float() * self.scale)
         return torch.cat(out)
 
     @torch.no_grad()
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """(B, 4, h, w) scaled latents -> (B, 1, 8h, 8w) mosaics in [-1, 1] (float32, VAE device)."""
+    def decode(self, z: torch.Tensor, maps: int = 1) -> torch.Tensor:
+        """(B, 4, h, w) scaled latents -> (B, ``maps``, 8h, 8w) mosaics in [-1, 1] (float32, VAE device)."""
+        carry = self.carriers(maps)
         if z.ndim != 4 or z.shape[1] != self.latent_channels:
             raise NeuroditError(f"LatentCodec.decode: expected (B, {self.latent_channels}, h, w) latents, "
                                 f"got {tuple(z.shape)}")
         out = []
         for chunk in z.split(self.batch_size):
             rgb = self.vae.decode(chunk.to(self.device, self.dtype) / self.scale).sample  # (b, 3, 8h, 8w)
-            # RGB -> gray: the mean of the three channels, clamped to the model range
-            out.append(rgb.float().mean(dim=1, keepdim=True).clamp(-1.0, 1.0))
+            # RGB -> maps: each the mean of its carrier channels (grey: all three), clamped to the model range
+            rgb = rgb.float()
+            out.append(torch.stack([rgb[:, ks].mean(dim=1) for ks in carry], dim=1).clamp(-1.0, 1.0))
         return torch.cat(out)
 
 

@@ -111,6 +111,7 @@ def prepared_mosaics(prep_dir: str | Path, axis: int = 2) -> torch.Tensor:
     from neurodit.tiling import make_spec, volume_to_mosaic
 
     prep = load_prepared(prep_dir)
+    prep.require_one_map("the mosaic VAE")
     spec = make_spec(prep.grid.shape, axis=axis, fill=-1.0, affine=prep.grid.affine)
     vols = np.asarray(prep.volumes, dtype=np.float32)
     return torch.from_numpy(np.ascontiguousarray(volume_to_mosaic(vols, spec)))[:, None]

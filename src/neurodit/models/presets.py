@@ -55,6 +55,9 @@ class ModelPreset:
             (:mod:`neurodit.models.pixel_head`; 0 = none), ``pixel_head_depth`` its 3x3 convolutions.
         pretrained: suggested ``--init`` source for this size (documentation only, never loaded
             automatically), e.g. ``facebook/DiT-XL-2-256``.
+        maps: scalar maps per voxel (issue 22: MD, FA, ... as channels): a pixel DiT sees ``maps`` channels;
+            a latent one fills the VAE's RGB with up to three maps instead of a grey copy. Set by the input
+            adapter from the prepared folder (``prepare --maps``), so a preset YAML leaves it at 1.
         description: one line for ``list_presets`` / help text.
     """
 
@@ -75,6 +78,7 @@ class ModelPreset:
     pixel_head_depth: int = 3
     pretrained: str | None = None
     description: str = ""
+    maps: int = 1
 
     def __post_init__(self) -> None:
         where = f"preset '{self.name}'"
@@ -94,6 +98,9 @@ class ModelPreset:
                                 f"{self.pixel_head} and {self.pixel_head_depth}")
         if self.pixel_head and self.space != "pixel":
             raise NeuroditError(f"{where}: a pixel_head needs space 'pixel'")
+        if self.maps < 1 or (self.space == "latent" and self.maps > 3):
+            raise NeuroditError(f"{where}: maps must be >= 1 (at most 3 for a latent preset: the VAE's RGB), "
+                                f"got {self.maps}")
         if self.latent_scale <= 0:
             raise NeuroditError(f"{where}: latent_scale must be > 0, got {self.latent_scale}")
         # The mosaic must split into whole VAE cells and whole patches, else unpatchify fails.
@@ -121,8 +128,8 @@ class ModelPreset:
 
     @property
     def in_channels(self) -> int:
-        """1 for a grayscale mosaic, 4 for SD VAE latents."""
-        return LATENT_CHANNELS if self.space == "latent" else 1
+        """``maps`` for pixel mosaics (1: grey MD), 4 for SD VAE latents."""
+        return LATENT_CHANNELS if self.space == "latent" else int(self.maps)
 
     @property
     def out_channels(self) -> int:

@@ -58,8 +58,10 @@ def cohort_set(found: Found) -> VolumeSet:
 def prepared_set(found: Found) -> VolumeSet:
     prep = load_prepared(found.path)
     source = Path(read_json(found.path / "prepare.json")["source"]).resolve()
+    # a several-map folder is shown by its first map (prep.norm is that map's window)
     return VolumeSet(found.name, found.path, "prepared", prep.table,
-                     lambda i: (prep.to_mm2s(prep.volumes[i]), prep.grid.voxel_size), source)
+                     lambda i: (prep.to_mm2s(prep.volumes[i][0] if prep.maps else prep.volumes[i]),
+                                prep.grid.voxel_size), source)
 
 
 def label_info(trains: list[Found]) -> tuple[str | None, list[str]]:

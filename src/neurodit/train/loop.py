@@ -548,9 +548,13 @@ def render_previews(model, labels: LabelSpec, cfg: TrainConfig, process: Diffusi
     real_mos = adapter.preview_mosaics(real[pick], clamp=False)
     titles = [labels.classes[int(k)] for k in ids]
     out = run_dir / "samples"
-    save_mosaic_png(mos[:, 0].cpu(), out / "preview.png", vmin=-1.0, vmax=1.0, titles=titles)
-    save_mosaic_png(real_mos[:, 0].cpu(), out / "real.png", vmin=-1.0, vmax=1.0,
-                    titles=[labels.classes[int(real_ids[i])] for i in pick])
+    real_titles = [labels.classes[int(real_ids[i])] for i in pick]
+    # several maps (MD, FA, ...): preview.png / real.png show the first, preview_<map>.png the others
+    names = read_json(run_dir / "prepare.json").get("maps") or [None]
+    for c, name in enumerate(names):
+        tail = f"_{name}" if c else ""
+        save_mosaic_png(mos[:, c].cpu(), out / f"preview{tail}.png", vmin=-1.0, vmax=1.0, titles=titles)
+        save_mosaic_png(real_mos[:, c].cpu(), out / f"real{tail}.png", vmin=-1.0, vmax=1.0, titles=real_titles)
     mse_to_mean = float(((mos.mean(0) - real_mos.float().mean(0)) ** 2).mean()) if len(pick) else math.nan
     return {"preview": str(out / "preview.png"), "real": str(out / "real.png"),
             "preview_mean_mse_to_real_mean": mse_to_mean}
