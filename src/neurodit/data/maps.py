@@ -165,13 +165,15 @@ def _map_order(name: str) -> tuple[int, str]:
 def make_consistent(volumes: dict[str, np.ndarray], mask: np.ndarray | None = None) -> dict[str, np.ndarray]:
     """Several maps of one subject (or a batch: any equal shapes), in physical units -> the same maps made
     consistent as a diffusion tensor's maps are: every map clipped to its window (MD, AD, RD >= 0; FA in
-    [0, 1]); where AD < RD (impossible: AD is the largest eigenvalue, RD the mean of the two others) both
+    [0, 1]); FA 0 where MD is 0 (no diffusion, no anisotropy); where AD < RD (impossible: AD is the largest eigenvalue, RD the mean of the two others) both
     become their tensor's MD, (AD + 2 RD) / 3, an isotropic tensor of the same trace, and FA there (when
     given) becomes 0, as an isotropic tensor's is; 0 outside ``mask``. Pure: returns new arrays."""
     out = {}
     for name, v in volumes.items():
         spec = get_map(name)
         out[name] = np.clip(np.asarray(v, dtype=np.float32), spec.vmin, spec.vmax)
+    if "fa" in out and "md" in out:  # no diffusion, no anisotropy: FA is 0 where MD is
+        out["fa"] = np.where(out["md"] > 0, out["fa"], 0.0).astype(np.float32)
     if "ad" in out and "rd" in out:
         bad = out["ad"] < out["rd"]
         iso = (out["ad"] + 2.0 * out["rd"]) / 3.0
@@ -194,6 +196,8 @@ def check_consistent(volumes: dict[str, np.ndarray], atol: float = 1e-7) -> list
         lo, hi = float(np.min(v)), float(np.max(v))
         if lo < spec.vmin - atol or hi > spec.vmax + atol:
             bad.append(f"{name} outside [{spec.vmin:g}, {spec.vmax:g}]: [{lo:.3g}, {hi:.3g}]")
+    if "fa" in volumes and "md" in volumes and np.any((volumes["md"] <= 0) & (volumes["fa"] > atol)):
+        bad.append(f"fa > 0 where md is 0 in {int(np.sum((volumes['md'] <= 0) & (volumes['fa'] > atol)))} voxels")
     if "ad" in volumes and "rd" in volumes and np.any(volumes["ad"] < volumes["rd"] - atol):
         bad.append(f"ad < rd in {int(np.sum(volumes['ad'] < volumes['rd'] - atol))} voxels")
     return bad

@@ -32,12 +32,13 @@ from neurodit.report.discover import Found, detect_kind, discover
 from neurodit.report.downstream import downstream_section
 from neurodit.report.effect import effect_section
 from neurodit.report.evaluation import eval_sections
+from neurodit.report.maps import maps_section
 from neurodit.report.sweep import sweep_section
 from neurodit.report.volumes import images_section
 
 CONFIG_FILES = ("run.json", "train_config.yaml", "labels.json", "preset.json", "tiling.json", "prepare.json")
 NAV = [("summary", "Summary"), ("images", "Volumes"), ("judge", "Judge"), ("similarity", "MS-SSIM / MMD"),
-       ("memorization", "Memorization"), ("downstream", "Downstream"), ("effect", "Effect"), ("sweep", "Sweep"),
+       ("memorization", "Memorization"), ("maps", "Maps"), ("downstream", "Downstream"), ("effect", "Effect"), ("sweep", "Sweep"),
        ("compare", "Compared"), ("training", "Training"), ("provenance", "Configs")]
 
 
@@ -159,6 +160,7 @@ def build_report(dirs: list[str | Path], out_html: str | Path, title: str = "neu
     summary = H.Summary()
     sections = [images_section(by_kind, training_sources(by_kind), summary),
                 eval_sections([f.path for f in by_kind.get("eval", [])], summary),
+                maps_section([f.path for f in by_kind.get("maps", [])], summary),
                 downstream_section([f.path for f in by_kind.get("downstream", [])], summary, phantom_sites(by_kind)),
                 effect_section([f.path for f in by_kind.get("effect", [])], summary),
                 sweep_section([f.path for f in by_kind.get("sweep", [])], summary),
@@ -166,7 +168,7 @@ def build_report(dirs: list[str | Path], out_html: str | Path, title: str = "neu
                 training_section(by_kind.get("train", []), summary), provenance_section(found, roots)]
     kinds = ", ".join(f"{len(v)} {k}" for k, v in by_kind.items())
     subtitle = f"{kinds} · generated {time.strftime('%Y-%m-%d %H:%M')} · neurodit {__version__}"
-    nav = [x for x in NAV if x[0] not in ("compare", "effect", "sweep") or by_kind.get(x[0])]
+    nav = [x for x in NAV if x[0] not in ("compare", "effect", "sweep", "maps") or by_kind.get(x[0])]
     return atomic_write_text(out_html, H.page(title, subtitle, nav, summary.html_items(), [s for s in sections if s]))
 
 

@@ -5,6 +5,7 @@ Kinds (see docs/ARCHITECTURE.md for each stage's folder layout):
 - ``train``: a training RUN_DIR (``train_config.yaml``, ``loss.csv``, ``labels.json``, ``model/``, ...).
 - ``compare``: a CMP_DIR (``comparison.json``; its ``eval-*`` subfolders are its own, not searched).
 - ``eval``: an EVAL_DIR (``metrics.json`` + PNG figures).
+- ``maps``: the EVAL_DIR of multi-map folders (``joint.json``; its per-map EVAL_DIRs are its own, not searched).
 - ``downstream``: a DS_DIR (``results.json``, ``runs.csv``, PNG plots).
 - ``sweep``: a SWEEP_DIR (``results.json`` of schema ``neurodit.sweep/1``, learning-curve PNGs).
 - ``effect``: an effect folder of ``neurodit effect`` (``effect.json``, ``effect.png``; its ``samples/`` are
@@ -24,7 +25,7 @@ from neurodit.data.cohort import read_cohort
 from neurodit.errors import NeuroditError
 from neurodit.run_folder import is_run_folder
 
-KINDS = ("train", "compare", "eval", "sweep", "downstream", "effect", "prepared", "synthetic", "real")
+KINDS = ("train", "compare", "eval", "maps", "sweep", "downstream", "effect", "prepared", "synthetic", "real")
 
 
 @dataclass(frozen=True)
@@ -54,6 +55,8 @@ def detect_kind(path: str | Path) -> str | None:
         return "compare"
     if (p / "metrics.json").is_file():
         return "eval"
+    if (p / "joint.json").is_file():
+        return "maps"
     if (p / "results.json").is_file():
         from neurodit.downstream.sweep import is_sweep_folder
 
