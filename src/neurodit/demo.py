@@ -73,6 +73,12 @@ class DemoConfig:
     # `neurodit effect` (issue 21): the sex difference in the DiT's samples against real, by guidance; empty: not
     # run (the default demo), --full: 1, 1.5, 3, 5
     effect_guidance: list[float] = field(default_factory=list)
+    # issue 22: several maps generated together (e.g. [md, fa]): the camcan phantom drawn with those maps, split
+    # and prepared with --maps, one DiT trained on all of them as channels, sampled and judged per map with the
+    # joint view; empty: not run (the default demo), --full: md, fa. ``maps_train_steps``: that DiT's budget
+    # (None: ``train_steps``)
+    maps: list[str] = field(default_factory=list)
+    maps_train_steps: int | None = None
 
 
 def load_demo_config(quick: bool = False, overrides: dict[str, Any] | None = None, full: bool = False) -> DemoConfig:
@@ -88,7 +94,7 @@ def load_demo_config(quick: bool = False, overrides: dict[str, Any] | None = Non
 
 FOLDERS = ("camcan", "camcan_train", "camcan_heldout", "adni", "prep_train", "prep_heldout", "prep_adni",
            "real_train", "real_heldout", "adni_grid", "tile", "run", "synthetic", "eval", "downstream", "cache",
-           "compare", "sweep", "effect")
+           "compare", "sweep", "effect", "maps", "maps_eval")
 
 
 def _q(path: Any) -> str:
@@ -429,6 +435,61 @@ def _effect(r: _DemoRun) -> None:
             f"--guidance {scales} --n {c.n_synthetic} --steps {c.sample_steps} --seed {c.seed} --overwrite", run)
 
 
+def _maps(r: _DemoRun) -> None:
+    """Several maps together (issue 22): the camcan phantom with ``cfg.maps`` (the same subjects and seed as the
+    MD cohort), split and prepared with ``--maps``, one DiT on the maps as channels (the demo's recipe),
+    ``n_synthetic`` subjects sampled, judged per map with the joint view; the folders under ``out/maps/``, the
+    evaluation in ``out/maps_eval/``."""
+    from neurodit.data.phantom import make_phantom_cohort
+    from neurodit.data.prepare import export_prepared, prepare
+    from neurodit.data.split import split_cohort
+    from neurodit.metrics.evaluate import EvalConfig, evaluate
+    from neurodit.metrics.joint import read_joint
+    from neurodit.sample import sample_diffusion
+    from neurodit.train import resolve_train_config, train_diffusion
+
+    c, root = r.cfg, r.d["maps"]
+    d = {k: root / k for k in ("phantom", "train", "heldout", "prep_train", "prep_heldout", "real_train",
+                               "real_heldout", "run", "synthetic")}
+    d["eval"] = r.d["maps_eval"]  # beside the other stage folders: the report finds it one level down
+    maps = ",".join(c.maps)
+    steps = c.maps_train_steps if c.maps_train_steps is not None else c.train_steps
+
+    def run() -> str:
+        make_phantom_cohort("camcan", n=c.n_camcan, out=d["phantom"], seed=c.seed, voxel_size=c.phantom_voxel_size,
+                            overwrite=True, maps=tuple(c.maps))
+        split_cohort(d["phantom"], d["train"], d["heldout"], c.heldout_fraction, seed=c.seed, overwrite=True)
+        for side in ("train", "heldout"):
+            prepare(d[side], d[f"prep_{side}"], shape=r.shape, overwrite=True, maps=tuple(c.maps))
+            export_prepared(d[f"prep_{side}"], d[f"real_{side}"], overwrite=True)
+        flags: dict[str, Any] = {"prep_dir": str(d["prep_train"]), "out": str(d["run"]), "preset": c.preset,
+                                 "seed": c.seed, "overwrite": True, **({"max_steps": steps} if steps else {})}
+        train_diffusion(resolve_train_config(None, dict(c.train_overrides), **flags))
+        sample_diffusion(d["run"], c.n_synthetic, d["synthetic"], steps=c.sample_steps, guidance=c.guidance,
+                         scheduler=c.sampler, seed=c.seed, overwrite=True)
+        ecfg = EvalConfig(max_pairs=c.eval_max_pairs, seed=c.seed, permutations=c.eval_permutations,
+                          calibrate=False, encoder_cache=str(r.d["cache"]))
+        evaluate(d["real_heldout"], d["synthetic"], d["eval"], train=d["real_train"], overwrite=True, cfg=ecfg)
+        return read_joint(d["eval"])["verdict"]
+
+    q = {k: _q(v) for k, v in d.items()}
+    steps_flag = f" --max-steps {steps}" if steps else ""
+    r.stage("maps", "; ".join([
+        f"neurodit phantom --cohort camcan --n {c.n_camcan} --out {q['phantom']} --seed {c.seed} --voxel-size "
+        f"{c.phantom_voxel_size:g} --maps {maps} --overwrite",
+        f"neurodit split {q['phantom']} --train-out {q['train']} --heldout-out {q['heldout']} --heldout-fraction "
+        f"{c.heldout_fraction:g} --seed {c.seed} --overwrite",
+        *(f"neurodit prepare {q[side]} --out {q['prep_' + side]} --maps {maps} --shape {r.shape_arg} --overwrite; "
+          f"neurodit export {q['prep_' + side]} --out {q['real_' + side]} --overwrite" for side in ("train", "heldout")),
+        f"neurodit train {q['prep_train']} --out {q['run']} --preset {c.preset} --seed {c.seed}{steps_flag}"
+        f"{_set_flags(c.train_overrides)} --overwrite",
+        f"neurodit sample {q['run']} --n {c.n_synthetic} --out {q['synthetic']} --steps {c.sample_steps} "
+        f"--guidance {c.guidance:g} --seed {c.seed} --overwrite",
+        f"neurodit evaluate --real {q['real_heldout']} --synthetic {q['synthetic']} --train {q['real_train']} "
+        f"--out {q['eval']} --max-pairs {c.eval_max_pairs} --permutations {c.eval_permutations} --seed {c.seed} "
+        f"--encoder-cache {_q(r.d['cache'])} --overwrite"]), run)
+
+
 def run_demo(out: str | Path, quick: bool = False, overrides: dict[str, Any] | None = None,
              echo: Callable[[str], None] = print, full: bool = False) -> Path:
     """Run every stage into ``out``; returns the path of ``out/report.html``."""
@@ -453,6 +514,8 @@ def run_demo(out: str | Path, quick: bool = False, overrides: dict[str, Any] | N
             _effect(r)
         if cfg.sweep:
             _sweep(r)
+        if cfg.maps:
+            _maps(r)
     finally:
         if child is not None:
             child.kill()  # a stage that failed here leaves no orphan training in the background
