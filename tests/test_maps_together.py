@@ -212,3 +212,23 @@ def test_cli_prepare_maps_and_evaluate_refuses_a_one_map_real_folder(md_fa, tmp_
     res = runner.invoke(app, ["evaluate", "--real", str(md_fa["real"] / "md"), "--synthetic", str(md_fa["real"]),
                               "--out", str(tmp_path / "ev")])
     assert res.exit_code == 2 and "not a multi-map folder" in res.output and not (tmp_path / "ev").exists()
+
+
+def test_a_grey_model_initialises_a_several_map_dit(tmp_path):
+    """--init from a one-map (grey) DiT into a 2-map one: fed the same mosaic in both channels, each output
+    channel is the grey model's output (the embedding / C, the head copied per map)."""
+    from neurodit.models import build_dit, load_init, load_preset
+
+    grey = load_preset("tiny", {"grid_shape": list(GRID), "patch_size": 8, "num_layers": 2, "learn_sigma": True})
+    torch.manual_seed(0)
+    src = build_dit(grey, 2, dit_init=False).eval()
+    src.save_pretrained(tmp_path / "grey")
+    two = load_init(tmp_path / "grey", grey.__class__(**{**grey.__dict__, "maps": 2}), 2).eval()
+    assert two.config.in_channels == 2 and two.config.out_channels == 4
+    x = torch.randn(3, 1, 64, 64)
+    t, y = torch.tensor([10, 500, 900]), torch.tensor([0, 1, 2])
+    with torch.no_grad():
+        a = src(x, timestep=t, class_labels=y).sample  # (3, 2, 64, 64): prediction, variance
+        b = two(x.expand(-1, 2, -1, -1), timestep=t, class_labels=y).sample  # (3, 4, 64, 64)
+    for c in range(2):
+        assert torch.allclose(b[:, c], a[:, 0], atol=1e-4) and torch.allclose(b[:, 2 + c], a[:, 1], atol=1e-4)

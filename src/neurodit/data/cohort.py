@@ -236,6 +236,12 @@ def read_cohort(data_dir: str | Path) -> Cohort:
         if not any(data_dir.iterdir()):
             raise NeuroditError("cohort folder is empty (expected participants.tsv and NIfTI volumes)",
                                 data_dir)
+        from neurodit.data.maps import map_folders
+
+        several = map_folders(data_dir)
+        if several:  # a multi-map folder: this stage takes one map (prepare --maps, evaluate take several)
+            raise NeuroditError(f"a multi-map folder ({', '.join(several)}): this step takes one map's cohort folder, "
+                                f"e.g. {data_dir / next(iter(several))}", data_dir)
         raise NeuroditError(f"missing {TABLE_NAME} (found {len(files)} NIfTI files)", tsv)
     table = _clean_table(_read_table(tsv), tsv)
     if not files and table["path"].isna().all():

@@ -15,12 +15,26 @@ from pathlib import Path
 
 import numpy as np
 
+from neurodit.data.maps import get_map
 from neurodit.downstream.experiment import DownstreamConfig, run_experiment
 from neurodit.downstream.labelled import LabelledSet, labelled_from_table
 from neurodit.errors import NeuroditError
 
 __all__ = ["DownstreamConfig", "LabelledSet", "labelled_from_prepared", "labelled_from_table", "load_labelled", "resolve_config",
            "run_downstream", "run_experiment"]
+
+
+def same_map(*folders: str | Path) -> str:
+    """The one map every cohort folder holds (``neurodit.data.maps.read_map``); NeuroditError naming the first
+    folder that holds another: a classifier trained on MD must not be tested on FA, nor augmented with it."""
+    from neurodit.data.maps import MAP_FILE, read_map
+
+    maps = [read_map(f) for f in folders]
+    for f, m in zip(folders, maps, strict=True):
+        if m != maps[0]:
+            raise NeuroditError(f"holds {m.upper()} but {folders[0]} holds {maps[0].upper()}: every cohort of one "
+                                "downstream experiment must hold the same map", Path(f) / MAP_FILE)
+    return maps[0]
 
 
 def load_labelled(data_dir: str | Path, task: str, shape: tuple[int, int, int], *, synthetic: bool | None,
@@ -93,6 +107,8 @@ def run_downstream(source: str | Path, target: str | Path, out: str | Path,
             given (not None) overrides ``config``'s value, so no argument is ever silently ignored.
     """
     cfg = resolve_config(config, arch=arch, folds=folds, seeds=seeds, **settings)
+    map_name = same_map(source, target, *(synthetic.values() if isinstance(synthetic, dict) else
+                                          [synthetic] if synthetic is not None else []))
     src = load_labelled(source, "sex", cfg.shape, synthetic=False)
     tgt = load_labelled(target, "diagnosis", cfg.shape, synthetic=False, include_mci=cfg.include_mci)
     if isinstance(synthetic, dict):
@@ -110,5 +126,6 @@ def run_downstream(source: str | Path, target: str | Path, out: str | Path,
         syn = load_labelled(synthetic, "sex", cfg.shape, synthetic=None) if synthetic is not None else None
         syn_inputs = str(Path(synthetic).resolve()) if synthetic is not None else None
     inputs = {"source": str(Path(source).resolve()), "target": str(Path(target).resolve()), "synthetic": syn_inputs,
-              "grid_shape": list(cfg.shape), "normalization": "Normalization() defaults (0 to 4e-3 mm2/s)"}
+              "grid_shape": list(cfg.shape), "map": map_name,
+              "normalization": get_map(map_name).normalization().to_dict()}
     return run_experiment(src, tgt, out, syn, cfg, overwrite=overwrite, progress=progress, inputs=inputs)

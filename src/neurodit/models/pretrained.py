@@ -26,7 +26,8 @@ Adaptation to the target preset (every copied tensor's shape is checked):
 - class table (rows = classes + null, last row = null): same class count -> copied; otherwise our
   rows start at the mean of the source's real-class rows plus small Gaussian noise (``class_noise`` x the
   rows' std), or at chosen source rows (``class_rows``), and the source null row becomes our last row;
-- input channels: equal -> copied; source C -> 1 (pixel preset): patch-embed weights summed over the C
+- input channels: equal -> copied; source 1 -> C (several maps, ``prepare --maps``): the grey weights / C in
+  every channel, the output head's grey rows copied to each map; source C -> 1 (pixel preset): patch-embed weights summed over the C
   input channels (= the source model seeing the gray mosaic in every channel; ``in_reduce="mean"``
   divides by C);
 - output channels: DiT's learn_sigma head is [prediction channels, variance channels]; each group is
@@ -309,7 +310,9 @@ def _adapt_in(w: torch.Tensor, cin: int, reduce: str, where: str) -> torch.Tenso
     if cin == 1:
         out = w.sum(dim=1, keepdim=True)  # gray mosaic = the same value in every source channel
         return out / w.shape[1] if reduce == "mean" else out
-    raise NeuroditError(f"{where}: cannot adapt {w.shape[1]} input channels to {cin} (only C -> C or C -> 1)")
+    if w.shape[1] == 1:  # a grey model into several maps: C equal channels embed as the grey mosaic did
+        return w.repeat(1, cin, 1, 1) / cin
+    raise NeuroditError(f"{where}: cannot adapt {w.shape[1]} input channels to {cin} (only C -> C, C -> 1 or 1 -> C)")
 
 
 def _adapt_out(t: torch.Tensor, patch: int, src: tuple[int, int], dst: tuple[int, int],
@@ -335,8 +338,11 @@ def _adapt_out(t: torch.Tensor, patch: int, src: tuple[int, int], dst: tuple[int
         elif dc == 1:
             y[:, :, g] = x[:, :, g].mean(dim=2, keepdim=True)  # gray = mean of the source channels
             how.append(f"group {g}: mean of {sc} channels")
+        elif sc == 1:  # several maps from a grey model: every map starts from the grey prediction
+            y[:, :, g] = x[:, :, g].expand_as(y[:, :, g])
+            how.append(f"group {g}: the grey channel copied to {dc} maps")
         else:
-            raise NeuroditError(f"{where}: cannot adapt {sc} output channels to {dc} (only C -> C or C -> 1)")
+            raise NeuroditError(f"{where}: cannot adapt {sc} output channels to {dc} (only C -> C, C -> 1 or 1 -> C)")
     if sg > dg:
         how.append("source variance channels dropped (target has no learn_sigma)")
     return y.reshape(t.shape[0] * dc * dg // (sc * sg), *rest), "; ".join(how) or "copied"
