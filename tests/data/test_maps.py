@@ -75,7 +75,7 @@ def test_an_fa_folder_is_read_prepared_and_exported_as_fa(tmp_path):
         read_cohort(src)
 
 
-def test_a_pca_run_on_fa_samples_fa_and_the_judge_refuses_it(tmp_path):
+def test_a_pca_run_on_fa_samples_fa_and_the_judge_takes_it_on_mds_scale(tmp_path):
     from neurodit.generators import fit, sample
     from neurodit.metrics.evaluate import evaluate
     from neurodit.train import resolve_train_config
@@ -88,7 +88,23 @@ def test_a_pca_run_on_fa_samples_fa_and_the_judge_refuses_it(tmp_path):
     assert read_map(syn) == "fa"
     vols, _ = load_volumes(read_cohort(syn))
     assert 0.0 <= vols.min() and vols.max() <= 1.0
-    real = export_prepared(prep, tmp_path / "real")
-    with pytest.raises(NeuroditError, match="evaluate judges MD maps only so far; this folder holds FA"):
-        evaluate(real, syn, tmp_path / "eval")
-    assert not (tmp_path / "eval").exists()
+    # the judge's reference: FA of participants the generator never saw (another draw, other ids)
+    held = _as_fa(write_tiny_cohort(tmp_path / "held", n=6, shape=(16, 16, 16), voxel_size=10.0, seed=5))
+    tsv = held / "participants.tsv"
+    tsv.write_text(tsv.read_text().replace("sub-", "hel-"))
+    for f in held.glob("sub-*.nii.gz"):
+        f.rename(f.with_name(f.name.replace("sub-", "hel-")))
+    real = export_prepared(prepare(held, tmp_path / "prep_held", shape=(16, 16, 16), map_name="fa"),
+                           tmp_path / "real")
+    from neurodit.metrics.config import EvalConfig
+
+    cfg = EvalConfig(max_pairs=6, permutations=10, c2st_views=("voxel",), features=False)
+    metrics = json.loads((evaluate(real, syn, tmp_path / "eval", cfg=cfg) / "metrics.json").read_text())
+    assert metrics["map"] == "fa" and metrics["tissue"] == {"skipped": "tissue classes are MD thresholds"}
+    assert "morphometry" not in metrics and any("FA judged on MD's scale" in n for n in metrics["notes"])
+    assert 0.0 <= metrics["msssim"]["real_syn"]["mean"] <= 1.0
+    # one map judged against the same map only
+    with pytest.raises(NeuroditError, match="holds FA, the real folder MD"):
+        evaluate(write_tiny_cohort(tmp_path / "md", n=4, shape=(16, 16, 16), voxel_size=10.0), syn, tmp_path / "e2",
+                 cfg=cfg)
+    assert not (tmp_path / "e2").exists()

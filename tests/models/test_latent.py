@@ -45,8 +45,10 @@ def test_scale_and_gray_replication():
 
 def test_bad_inputs():
     codec = LatentCodec(make_tiny_vae())
-    with pytest.raises(NeuroditError, match=r"\(B, 1, H, W\)"):
-        codec.encode(torch.zeros(1, 3, 16, 16))
+    with pytest.raises(NeuroditError, match="4 maps do not fit the VAE's 3 image channel"):
+        codec.encode(torch.zeros(1, 4, 16, 16))
+    with pytest.raises(NeuroditError, match=r"\(B, C, H, W\)"):
+        codec.encode(torch.zeros(3, 16, 16))
     with pytest.raises(NeuroditError, match="multiple of the VAE downsampling 8"):
         codec.encode(torch.zeros(1, 1, 12, 16))
     with pytest.raises(NeuroditError, match=r"\(B, 4, h, w\)"):

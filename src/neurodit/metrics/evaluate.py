@@ -505,7 +505,7 @@ def evaluate(real: str | Path, synthetic: str | Path, out: str | Path, train: st
 
     maps = maps_of(real, synthetic, train)
     if maps:  # multi-map folders: every map judged on its own, then the joint view (neurodit.metrics.joint)
-        return evaluate_maps(real, synthetic, out, maps, train=train, cfg=cfg, overwrite=overwrite)
+        return evaluate_maps(real, synthetic, out, maps, judge_folders, train=train, cfg=cfg, overwrite=overwrite)
     with atomic_dir(out, overwrite=overwrite) as tmp:
         judge_folders(tmp, real, synthetic, train, cfg)
     return Path(out)

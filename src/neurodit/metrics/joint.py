@@ -226,13 +226,13 @@ def headline(metrics: dict[str, Any]) -> dict[str, Any]:
             "memorization_fraction": (metrics.get("memorization") or {}).get("fraction_above")}
 
 
-def evaluate_maps(real: str | Path, synthetic: str | Path, out: str | Path, maps: Sequence[str], *,
+def evaluate_maps(real: str | Path, synthetic: str | Path, out: str | Path, maps: Sequence[str], judge, *,
                   train: str | Path | None = None, cfg=None, overwrite: bool = False) -> Path:
-    """``neurodit evaluate`` on multi-map folders: ``out/<map>/`` per map
-    (:func:`neurodit.metrics.evaluate.judge_folders`, one set of settings), then ``joint.json`` and
-    ``joint.png`` (module docstring). Atomic as a whole; returns ``out``."""
+    """``neurodit evaluate`` on multi-map folders: ``out/<map>/`` per map by ``judge(folder, real, synthetic,
+    train, cfg) -> metrics`` (``neurodit.metrics.evaluate.judge_folders``, handed in so that this module does
+    not import the evaluate stage that calls it), one set of settings, then ``joint.json`` and ``joint.png``
+    (module docstring). Atomic as a whole; returns ``out``."""
     from neurodit.metrics.config import EvalConfig
-    from neurodit.metrics.evaluate import judge_folders
 
     cfg = cfg or EvalConfig()
     real, synthetic = Path(real), Path(synthetic)
@@ -241,7 +241,7 @@ def evaluate_maps(real: str | Path, synthetic: str | Path, out: str | Path, maps
         heads = {}
         for m in maps:
             (tmp / m).mkdir()
-            metrics = judge_folders(tmp / m, real / m, synthetic / m, None if train is None else Path(train) / m, cfg)
+            metrics = judge(tmp / m, real / m, synthetic / m, None if train is None else Path(train) / m, cfg)
             heads[m] = headline(metrics)
         subjects = {k: list(_subjects([p / m for m in maps])) for k, p in sets.items()}
         view = joint_view(subjects["real"], subjects["synthetic"], maps, subjects.get("train"), cfg.seed)
