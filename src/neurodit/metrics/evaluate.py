@@ -206,7 +206,7 @@ def evaluate_arrays(real: np.ndarray, synthetic: np.ndarray, train: np.ndarray |
         enc_s = time.perf_counter() - t0
         out = _evaluate_arrays(real, synthetic, train, cfg, norm, fig_dir, ids,
                                encoder if encoder is not None else feat_encoder, feat_encoder=feat_encoder,
-                               md=map_name == "md")
+                               map_name=map_name)
         if feat_encoder is not None:
             out["timings_s"]["encoder"] = round(enc_s, 3)
         if cfg.morphometry and voxel_volume_ml is not None and map_name == "md":
@@ -258,9 +258,10 @@ def feature_encoder(train: np.ndarray | None, train_table, cfg: EvalConfig, norm
 
 
 def _evaluate_arrays(real, synthetic, train, cfg: EvalConfig, norm, fig_dir, ids: dict, encoder,
-                     light: bool = False, feat_encoder=None, md: bool = True) -> dict:
+                     light: bool = False, feat_encoder=None, map_name: str = "md") -> dict:
     """``light``: only the families of the calibration panel (MS-SSIM, MMD, memorization, C2ST, features).
-    ``md`` False: the sets are another map on MD's scale; the tissue classes (MD thresholds) are skipped.
+    ``map_name`` other than md: the sets are that map on MD's scale; the tissue classes (MD thresholds) are
+    skipped and the mosaic figure says how to read its scale.
 
     The families run in a fixed order: ``rng`` (seed ``cfg.seed``) draws the MMD floor's halves, then the
     tissue histograms' voxels."""
@@ -305,7 +306,7 @@ def _evaluate_arrays(real, synthetic, train, cfg: EvalConfig, norm, fig_dir, ids
         coh = coherence_report(s.r_m, s.s_m, s.mask, axis=2, seed=cfg.seed,
                                max_pairs=pairs_for(s.r_m.shape[1:], cfg.coherence_pairs, floor=20))
     with timed(timings, "tissue"):
-        tissue, r_vals, s_vals = (tissue_family(s.real, s.synthetic, s.mask, rng) if md else
+        tissue, r_vals, s_vals = (tissue_family(s.real, s.synthetic, s.mask, rng) if map_name == "md" else
                                   ({"skipped": "tissue classes are MD thresholds"}, {}, {}))
     out = {
         "schema": SCHEMA, "protocol": cfg.protocol, "n_real": len(s.real), "n_synthetic": len(s.synthetic),
@@ -322,7 +323,7 @@ def _evaluate_arrays(real, synthetic, train, cfg: EvalConfig, norm, fig_dir, ids
     figures: dict[str, str] = {}
     if fig_dir is not None and cfg.figures:
         with timed(timings, "figures"):
-            figures = _figures(s, norm, Path(fig_dir), ms, mem, coh, r_vals, s_vals)
+            figures = _figures(s, norm, Path(fig_dir), ms, mem, coh, r_vals, s_vals, map_name)
     out["figures"] = figures
     out["timings_s"] = {k: round(v, 3) for k, v in timings.items()}
     out["notes"] = _notes(s, cfg, mmd["floor_sets"])
@@ -351,13 +352,14 @@ def _notes(s: _Sets, cfg: EvalConfig, floor_sets: str) -> list[str]:
 
 
 def _figures(s: _Sets, norm: Normalization, fig_dir: Path, ms: dict, mem: dict, coh: dict, r_vals: dict,
-             s_vals: dict) -> dict[str, str]:
+             s_vals: dict, map_name: str = "md") -> dict[str, str]:
     """Write the evaluation's PNGs into ``fig_dir``; returns metrics.json ``figures`` (name -> file)."""
     from neurodit.metrics import figures as fg
 
     vmax = float(norm.vmax) * 0.75  # CSF (~3e-3) still below the top of the scale at the default 4e-3
     figures = {}
-    fg.mosaic_figure(s.real, s.synthetic, s.mask, fig_dir / "mosaics.png", vmax)
+    label = fg.MD_LABEL if map_name == "md" else f"{map_name.upper()} on MD's scale (4e-3 = top of its window)"
+    fg.mosaic_figure(s.real, s.synthetic, s.mask, fig_dir / "mosaics.png", vmax, label=label)
     figures["mosaics"] = "mosaics.png"
     if r_vals:
         fg.tissue_histogram_figure(r_vals, s_vals, fig_dir / "tissue_histograms.png")

@@ -42,7 +42,7 @@ def brain_slices(mask: np.ndarray, axis: int = 2, n: int = 9) -> list[int]:
 
 
 def mosaic_figure(real: np.ndarray, syn: np.ndarray, mask: np.ndarray, path: Path, vmax: float,
-                  n_each: int = 3, axis: int = 2) -> Path:
+                  n_each: int = 3, axis: int = 2, label: str = MD_LABEL) -> Path:
     """Mosaics of the same axial slices of ``n_each`` real and synthetic volumes (N, D, H, W) mm²/s."""
     from neurodit.mosaic_files import save_mosaic_png
     from neurodit.tiling import make_spec, volume_to_mosaic
@@ -51,7 +51,7 @@ def mosaic_figure(real: np.ndarray, syn: np.ndarray, mask: np.ndarray, path: Pat
     r, s = real[:n_each], syn[:n_each]
     mosaics = np.concatenate([volume_to_mosaic(np.asarray(r), spec), volume_to_mosaic(np.asarray(s), spec)])
     titles = [f"real {i}" for i in range(len(r))] + [f"synthetic {i}" for i in range(len(s))]
-    return save_mosaic_png(mosaics, path, vmin=0.0, vmax=vmax, colorbar_label=MD_LABEL, titles=titles)
+    return save_mosaic_png(mosaics, path, vmin=0.0, vmax=vmax, colorbar_label=label, titles=titles)
 
 
 def tissue_histogram_figure(real_vals: dict[str, np.ndarray], syn_vals: dict[str, np.ndarray],
