@@ -137,7 +137,7 @@ def test_shape_and_format_errors(tmp_path, tiny_pixel, dt):
         load_init(tmp_path / "ok.pt", dt.pixel_preset(grid_shape=(8, 8, 4), patch_size=4), 2)
     with pytest.raises(NeuroditError, match="num_layers=2 but the preset needs 3"):
         load_init(tmp_path / "ok.pt", dt.pixel_preset(num_layers=3), 2)
-    with pytest.raises(NeuroditError, match="cannot adapt 1 input channels to 4"):
+    with pytest.raises(NeuroditError, match="cannot adapt 1 input channels to 4 .only C -> C, C -> 1, or 1 -> C for a pixel"):
         load_init(tmp_path / "ok.pt", dt.latent_preset(grid_shape=(4, 4, 4), latent_downsample=1), 2)
     src.save_pretrained(tmp_path / "folder")
     with pytest.raises(NeuroditError, match="2 attention heads but preset 'test-pixel' has 1"):

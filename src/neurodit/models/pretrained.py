@@ -303,20 +303,20 @@ def _diffusers_arch(sd: Mapping[str, torch.Tensor], where: str) -> dict[str, int
             "num_classes": int(table.shape[0]) - 1}
 
 
-def _adapt_in(w: torch.Tensor, cin: int, reduce: str, where: str) -> torch.Tensor:
-    """Patch-embed weight (W, C_src, p, p) -> (W, cin, p, p)."""
+def _adapt_in(w: torch.Tensor, cin: int, reduce: str, where: str, spread: bool = False) -> torch.Tensor:
+    """Patch-embed weight (W, C_src, p, p) -> (W, cin, p, p); ``spread``: 1 -> cin allowed (pixel maps)."""
     if w.shape[1] == cin:
         return w
     if cin == 1:
         out = w.sum(dim=1, keepdim=True)  # gray mosaic = the same value in every source channel
         return out / w.shape[1] if reduce == "mean" else out
-    if w.shape[1] == 1:  # a grey model into several maps: C equal channels embed as the grey mosaic did
+    if w.shape[1] == 1 and spread:  # a grey model into several maps: C equal channels embed as the grey mosaic did
         return w.repeat(1, cin, 1, 1) / cin
-    raise NeuroditError(f"{where}: cannot adapt {w.shape[1]} input channels to {cin} (only C -> C, C -> 1 or 1 -> C)")
+    raise NeuroditError(f"{where}: cannot adapt {w.shape[1]} input channels to {cin} (only C -> C, C -> 1, or 1 -> C for a pixel preset's maps)")
 
 
 def _adapt_out(t: torch.Tensor, patch: int, src: tuple[int, int], dst: tuple[int, int],
-               init: torch.Tensor, where: str) -> tuple[torch.Tensor, str]:
+               init: torch.Tensor, where: str, spread: bool = False) -> tuple[torch.Tensor, str]:
     """proj_out_2 weight (p*p*C_out, W) or bias (p*p*C_out,) from source to target output channels.
 
     Rows are ordered (p_row, p_col, channel) (diffusers unpatchify: "nhwpqc->nchpwq"), so channels are
@@ -338,11 +338,11 @@ def _adapt_out(t: torch.Tensor, patch: int, src: tuple[int, int], dst: tuple[int
         elif dc == 1:
             y[:, :, g] = x[:, :, g].mean(dim=2, keepdim=True)  # gray = mean of the source channels
             how.append(f"group {g}: mean of {sc} channels")
-        elif sc == 1:  # several maps from a grey model: every map starts from the grey prediction
+        elif sc == 1 and spread:  # several maps from a grey model: every map starts from the grey prediction
             y[:, :, g] = x[:, :, g].expand_as(y[:, :, g])
             how.append(f"group {g}: the grey channel copied to {dc} maps")
         else:
-            raise NeuroditError(f"{where}: cannot adapt {sc} output channels to {dc} (only C -> C, C -> 1 or 1 -> C)")
+            raise NeuroditError(f"{where}: cannot adapt {sc} output channels to {dc} (only C -> C, C -> 1, or 1 -> C for a pixel preset's maps)")
     if sg > dg:
         how.append("source variance channels dropped (target has no learn_sigma)")
     return y.reshape(t.shape[0] * dc * dg // (sc * sg), *rest), "; ".join(how) or "copied"
@@ -378,8 +378,9 @@ def _adapt_table(src: torch.Tensor, dst_init: torch.Tensor, class_init: str | li
 
 def adapt_state_dict(src: Mapping[str, torch.Tensor], target: DiTTransformer2DModel, *,
                      class_init: str | list[int] = "auto", class_noise: float = 0.1, in_reduce: str = "sum",
-                     seed: int = 0, where: str = "source") -> dict[str, Any]:
+                     seed: int = 0, where: str = "source", spread: bool = False) -> dict[str, Any]:
     """Copy a diffusers-format DiT state dict ``src`` into ``target`` with shape-checked adaptation.
+    ``spread``: a one-channel source may fill several target channels (a pixel preset's maps; never latents).
 
     Returns a summary: ``copied`` (names copied unchanged), ``adapted`` ({name: how: e.g. new class
     rows, new zero variance channels, channel sums}), ``class_table`` (how the label table was made).
@@ -418,10 +419,10 @@ def adapt_state_dict(src: Mapping[str, torch.Tensor], target: DiTTransformer2DMo
         t = src[name].to(init.dtype)
         how = None
         if name == "pos_embed.proj.weight" and t.shape[1] != init.shape[1]:
-            t = _adapt_in(t, init.shape[1], in_reduce, where)
+            t = _adapt_in(t, init.shape[1], in_reduce, where, spread)
             how = f"{sa['in_channels']} -> {init.shape[1]} input channels ({in_reduce})"
         elif name.startswith("proj_out_2.") and (src_groups != tgt_groups):
-            t, how = _adapt_out(t, p, src_groups, tgt_groups, init, where)
+            t, how = _adapt_out(t, p, src_groups, tgt_groups, init, where, spread)
             how = f"{sa['out_channels']} -> {ta['out_channels']} output channels: {how}"
         elif name.endswith(_TABLE) and (t.shape != init.shape or class_init != "auto"):
             # same seed for every block: identical source tables stay identical (one shared embedder)
@@ -498,7 +499,8 @@ def load_init(source: str | Path, preset: ModelPreset, num_classes: int, subfold
     # it costs ~10 s for XL on 2 cores
     model = build_dit(preset, num_classes, dit_init=False)
     summary = adapt_state_dict(sd, model, class_init=class_init, class_noise=class_noise,
-                               in_reduce=in_reduce, seed=seed, where=text)
+                               in_reduce=in_reduce, seed=seed, where=text,
+                               spread=preset.space == "pixel" and preset.maps > 1)
     summary.update(info)
     disable_label_dropout(model)
     log.info("load_init %s (%s): %d tensors copied unchanged, %d adapted (%s)",
