@@ -220,6 +220,17 @@ def test_shared_participants_and_bad_label_refused(cohorts, tmp_path):
 
 
 # ------------------------------------------------------------------ headlines claim only what was shown
+def _same(a, b, rel: float = 1e-9) -> bool:
+    """Nested dicts / lists equal, floats within ``rel`` (never bytes: sums may run in another order)."""
+    if isinstance(a, dict) and isinstance(b, dict):
+        return a.keys() == b.keys() and all(_same(a[k], b[k], rel) for k in a)
+    if isinstance(a, list) and isinstance(b, list):
+        return len(a) == len(b) and all(_same(x, y, rel) for x, y in zip(a, b, strict=True))
+    if isinstance(a, float) and isinstance(b, float):
+        return a == pytest.approx(b, rel=rel, abs=1e-12, nan_ok=True)
+    return a == b
+
+
 def _row(name, auc, auc_ci, gain=None, gain_ci=None, eligible=True, p=0.01):
     """A comparison row as rank_rows reads it: one C2ST view, an optional downstream gain (its outcome as the
     downstream verdict gives it when the Wilcoxon test agrees with the CI)."""
@@ -288,7 +299,7 @@ def test_compare_reuses_an_evaluation_with_its_inputs_and_settings(cmp_dir, coho
     before = next(r for r in read_comparison(cmp_dir)["rows"] if r["name"] == "noise")
     row = data["rows"][0]
     for key in ("quality", "diversity", "memorization", "verdicts"):
-        assert row[key] == before[key], key
+        assert _same(row[key], before[key]), key  # floats to 1e-9: summation order may differ by process
     assert read_json(tmp_path / "c" / "eval-noise" / "metrics.json") == read_json(ev / "metrics.json")
     # other settings, folders or a later-written input: judged again, and said why
     items = _parse_inputs([cohorts["noise"]], {})
