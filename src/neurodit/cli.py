@@ -272,6 +272,31 @@ def train_cmd(
     typer.echo(f"train: wrote {path} ({cfg.generator}; model in {path / 'model'})")
 
 
+@command("pretrain")
+def pretrain_cmd(
+    images: Annotated[str, typer.Option(help="skimage (scikit-image's sample images) | sklearn (its two sample "
+                                             "photos) | a folder of image files")],
+    preset: Annotated[str, typer.Option(help="model preset whose DiT is pretrained (tiny-p32, S-8, ...)")],
+    out: Annotated[Path, typer.Option(help="run folder: model/ (an --init source), images.json (images, "
+                                           "licences), crops.png")],
+    max_steps: Annotated[int | None, typer.Option(help="optimiser steps (default: the preset's recipe)")] = None,
+    crops: Annotated[int, typer.Option(help="random crops drawn before training (rescale, crop, flip)")] = 1024,
+    label: Annotated[str, typer.Option(help="none (unconditional) | image (the image id as class)")] = "none",
+    seed: Annotated[int, typer.Option(help="random seed (crops and training)")] = 0,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a TrainConfig key, key=value")] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing run folder")] = False,
+):
+    """Pretrain a preset's DiT on natural images with the finetune's objective; then finetune it with
+    `neurodit train PREP --init OUT/model`."""
+    from neurodit.config import parse_overrides
+    from neurodit.pretrain import pretrain
+
+    path = pretrain(images, preset, out, max_steps=max_steps, n_crops=crops, label=label, seed=seed,
+                    overrides=parse_overrides(set_), overwrite=overwrite)
+    typer.echo(f"pretrain: wrote {path}; finetune with: neurodit train PREP_DIR --init {path / 'model'} "
+               f"--preset {preset}")
+
+
 @command("sample")
 def sample_cmd(
     run_dir: Annotated[Path, typer.Argument(help="run folder written by `neurodit train`")],
