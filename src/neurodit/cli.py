@@ -391,10 +391,23 @@ def demo_cmd(
     full: Annotated[bool, typer.Option(help="fair budgets for every generator (configs/demo/full.yaml): "
                                             "a GPU or hours of CPU")] = False,
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a demo setting, key=value")] = None,
+    ablation: Annotated[str | None, typer.Option(help="run an ablation instead of the demo: pretraining (scratch "
+                                                      "vs natural-image vs other-cohort starts; "
+                                                      "configs/ablation/pretraining.yaml, --set its keys)")] = None,
 ):
     """Run the whole mission on the phantom cohorts: phantom → prepare → tile → train → sample →
-    evaluate → downstream → report.html."""
+    evaluate → downstream → report.html (or, with --ablation, an ablation on the same cohorts)."""
     from neurodit.config import parse_overrides
+
+    if ablation is not None:
+        from neurodit.ablation import ABLATIONS, run_pretraining_ablation
+
+        if ablation not in ABLATIONS:
+            raise NeuroditError(f"--ablation must be one of {', '.join(ABLATIONS)}, got '{ablation}'")
+        if full:
+            raise NeuroditError("--ablation takes --quick or its own --set keys, not --full")
+        run_pretraining_ablation(out, overrides=parse_overrides(set_), quick=quick, echo=typer.echo)
+        return
     from neurodit.demo import run_demo
 
     run_demo(out, quick=quick, full=full, overrides=parse_overrides(set_), echo=typer.echo)
