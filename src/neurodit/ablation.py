@@ -99,7 +99,7 @@ def run_pretraining_ablation(out: str | Path, overrides: dict[str, Any] | None =
     r = _DemoRun(dcfg, out, echo)
     for step in (_phantoms, _split, _prepare):
         step(r)
-    d, preset, s = r.d, dcfg.preset, dcfg.seed
+    d, s = r.d, dcfg.seed
     # the demo's recipe for every training here; a start's class label is its own cohort's
     recipe = {k: v for k, v in dcfg.train_overrides.items() if k not in ("label", "age_bins")}
     if acfg.num_threads:
