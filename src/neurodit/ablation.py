@@ -62,6 +62,9 @@ class PretrainingAblationConfig:
     budgets: list[int] = field(default_factory=lambda: [100, 300, 1000])  # finetuning steps
     seeds: list[int] = field(default_factory=lambda: [0])  # finetuning seeds (the starts use the demo's seed)
     num_threads: int = 0  # training threads (0: timed at start-up, as train does)
+    # the natural-image start as given (hub id, diffusers folder, original DiT .pt: any --init source), not
+    # pretrained here: facebook/DiT-XL-2-256 with demo.preset XL-2-256 on a GPU is the method's own start
+    natural_init: str | None = None
 
     def __post_init__(self) -> None:
         if not self.budgets or min(self.budgets) < 1 or not self.seeds or self.pretrain_steps < 1:
@@ -104,15 +107,21 @@ def run_pretraining_ablation(out: str | Path, overrides: dict[str, Any] | None =
     recipe = {k: v for k, v in dcfg.train_overrides.items() if k not in ("label", "age_bins")}
     if acfg.num_threads:
         recipe["num_threads"] = acfg.num_threads
+    # each start's --init source: a run's model/ folder, or natural_init as given
     starts = {"natural": out / "start_natural", "adni": out / "start_adni"}
-    _pretrain_natural(r, acfg, starts["natural"], recipe, _q, _set_flags)
+    inits = {k: str(v / "model") for k, v in starts.items()}
+    if acfg.natural_init:
+        inits["natural"] = acfg.natural_init
+        del starts["natural"]
+    else:
+        _pretrain_natural(r, acfg, starts["natural"], recipe, _q, _set_flags)
     _pretrain_brain(r, acfg, starts["adni"], recipe, _q, _set_flags)
 
     runs: dict[tuple[str, int, int], Path] = {}
     for budget in acfg.budgets:
         for seed in acfg.seeds:
             for start in STARTS:
-                runs[(start, budget, seed)] = _finetune(r, start, budget, seed, starts.get(start), _q, _set_flags)
+                runs[(start, budget, seed)] = _finetune(r, start, budget, seed, inits.get(start), _q, _set_flags)
     labels = {str(p): _label(st, b, sd, acfg.seeds) for (st, b, sd), p in runs.items()}
     _compare_runs(r, list(runs.values()), labels, _q)
     data = summarize(read_json(d["compare"] / "comparison.json"), runs, acfg, starts)
@@ -162,12 +171,11 @@ def _pretrain_brain(r, acfg: PretrainingAblationConfig, run: Path, recipe: dict,
             f"{acfg.brain_label} --max-steps {acfg.pretrain_steps} --seed {c.seed}{_set_flags(recipe)} --overwrite", go)
 
 
-def _finetune(r, start: str, budget: int, seed: int, source: Path | None, _q, _set_flags) -> Path:
+def _finetune(r, start: str, budget: int, seed: int, init: str | None, _q, _set_flags) -> Path:
     from neurodit.train import resolve_train_config, train_diffusion
 
     c, d = r.cfg, r.d
     run = r.out / _run_name(start, budget, seed)
-    init = None if source is None else str(source / "model")
 
     def go() -> str:
         cfg = resolve_train_config(None, dict(c.train_overrides), prep_dir=str(d["prep_train"]), out=str(run),
@@ -312,7 +320,9 @@ def summarize(comparison: dict, runs: dict[tuple[str, int, int], Path], acfg: Pr
         info = read_json(run / "run.json")
         pre[name] = {"run": str(run), "steps": info.get("steps_trained"), "train_seconds": info.get("train_seconds"),
                      "final_loss": info.get("final_loss")}
-    if (starts["natural"] / "images.json").is_file():
+    if acfg.natural_init:
+        pre["natural"] = {"run": None, "init": acfg.natural_init, "steps": None}
+    elif (starts["natural"] / "images.json").is_file():
         imgs = read_json(starts["natural"] / "images.json")
         pre["natural"]["images"] = [{k: im[k] for k in ("name", "licence", "crops")} for im in imgs["images"]]
     return {"schema": "neurodit.ablation.pretraining/1", "config": to_dict(acfg), "starts": pre, "table": table,
@@ -397,9 +407,9 @@ def ablation_figure(data: dict) -> bytes:
         ax.set_title(title, fontsize=10)
         ax.legend(fontsize=7)
     cfg = data["config"]
-    fig.suptitle(f"Pretraining ablation: finetune from scratch vs natural images ({cfg['images']}, "
-                 f"{cfg['pretrain_steps']} steps) vs another brain cohort (adni-like, {cfg['pretrain_steps']} steps); "
-                 f"seeds {cfg['seeds']}", fontsize=10)
+    natural = cfg.get("natural_init") or f"{cfg['images']}, {cfg['pretrain_steps']} steps"
+    fig.suptitle(f"Pretraining ablation: finetune from scratch vs natural images ({natural}) vs another brain "
+                 f"cohort (adni-like, {cfg['pretrain_steps']} steps); seeds {cfg['seeds']}", fontsize=10)
     fig.tight_layout()
     return png_bytes(fig)
 
