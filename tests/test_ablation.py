@@ -12,13 +12,9 @@ from typer.testing import CliRunner
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from neurodit.ablation import (  # noqa: E402
-    STARTS,
-    ablation_figure,
-    ablation_markdown,
-    load_ablation_config,
-    summarize,
-)
+from neurodit.ablation.render import ablation_figure, ablation_markdown  # noqa: E402
+from neurodit.ablation.schema import STARTS  # noqa: E402
+from neurodit.ablation.stage import load_ablation_config, summarize  # noqa: E402
 from neurodit.cli import app  # noqa: E402
 
 
@@ -57,7 +53,18 @@ def test_verdicts_follow_the_ci_rule(tmp_path):
     assert got[("adni", 300)]["downstream_verdict"] == "no clear difference"
     md = ablation_markdown(data)
     assert "| natural | 100 | 0.70 (0.67–0.73)" in md and md.count("\n- ") == 4
-    assert ablation_figure(data)[:8] == b"\x89PNG\r\n\x1a\n"
+    png = ablation_figure(data)
+    assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    # the report's section: found by its ablation.json, verdicts in the summary box, figure embedded
+    from neurodit.io import write_json
+    from neurodit.report import build_report
+
+    folder = tmp_path / "abl"
+    folder.mkdir()
+    write_json(folder / "ablation.json", data)
+    (folder / "ablation.png").write_bytes(png)
+    page = build_report([folder], tmp_path / "report.html").read_text()
+    assert 'id="ablation"' in page and page.count("Pretraining: natural vs scratch at") == 2
 
 
 def test_config_rejects_unknown_keys_and_ablations():

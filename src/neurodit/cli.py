@@ -400,7 +400,8 @@ def demo_cmd(
     from neurodit.config import parse_overrides
 
     if ablation is not None:
-        from neurodit.ablation import ABLATIONS, run_pretraining_ablation
+        from neurodit.ablation.schema import ABLATIONS
+        from neurodit.ablation.stage import run_pretraining_ablation
 
         if ablation not in ABLATIONS:
             raise NeuroditError(f"--ablation must be one of {', '.join(ABLATIONS)}, got '{ablation}'")

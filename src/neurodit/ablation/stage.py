@@ -23,7 +23,7 @@ training seeds: with one seed it does not include training noise). ``helped`` wh
 wholly below 0 and none wholly above, ``hurt`` for the reverse, ``mixed`` for both, else ``no clear
 difference``. The downstream sex gain is compared the same way (a gain larger than scratch's helps).
 
-ABL_DIR: the demo folders it uses (``camcan``, ``prep_train``, ``real_heldout``, ...), ``start_natural/``,
+ABL_DIR (schema: :mod:`neurodit.ablation.schema`): the demo folders it uses (``camcan``, ``prep_train``, ``real_heldout``, ...), ``start_natural/``,
 ``start_adni/``, ``ft_<start>_<steps>_s<seed>/``, ``compare/`` (CMP_DIR), ``ablation.{json,md,png}``,
 ``run.json``.
 """
@@ -37,15 +37,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from neurodit.ablation.render import ablation_figure, ablation_markdown
+from neurodit.ablation.schema import ABLATIONS, FIGURE, RESULT, SCHEMA, STARTS, TABLE, VIEWS
 from neurodit.config import CONFIG_DIR, deep_merge, from_dict, read_yaml, to_dict
 from neurodit.errors import NeuroditError
 from neurodit.io import atomic_write_bytes, atomic_write_text, read_json, write_json, write_run_info
 
 ABLATION_CONFIG_DIR = CONFIG_DIR / "ablation"
-ABLATIONS = ("pretraining",)
-STARTS = ("scratch", "natural", "adni")
-VIEWS = ("voxel", "texture", "cnn")
-RESULT, TABLE, FIGURE = "ablation.json", "ablation.md", "ablation.png"
 
 
 @dataclass
@@ -325,94 +323,9 @@ def summarize(comparison: dict, runs: dict[tuple[str, int, int], Path], acfg: Pr
     elif (starts["natural"] / "images.json").is_file():
         imgs = read_json(starts["natural"] / "images.json")
         pre["natural"]["images"] = [{k: im[k] for k in ("name", "licence", "crops")} for im in imgs["images"]]
-    return {"schema": "neurodit.ablation.pretraining/1", "config": to_dict(acfg), "starts": pre, "table": table,
+    return {"schema": SCHEMA, "config": to_dict(acfg), "starts": pre, "table": table,
             "contrasts": contrasts, "verdicts": verdicts, "floor": comparison["floor"],
             "compare": "compare/comparison.json", "rule": __doc__.split("Verdict rule, ")[1].split("\n\n")[0]}
 
 
-def _ci(x: float | None, ci: list | None, digits: int = 2) -> str:
-    if x is None:
-        return "—"
-    return f"{x:.{digits}f}" + (f" ({ci[0]:.{digits}f}–{ci[1]:.{digits}f})" if ci and None not in ci else "")
-
-
-def _ratio(x: float | None) -> str:
-    return "—" if x is None else f"{x:.2f}x"
-
-
-def ablation_markdown(data: dict) -> str:
-    """The table (one row per start and budget, seed-averaged), the real floor and the verdicts."""
-    head = ("| start | finetune steps | C2ST AUC voxel (95% CI) | texture | CNN | Fréchet / floor | "
-            "MS-SSIM syn-syn / real-real | memorization | sex gain real+syn (95% CI) |")
-    lines = [head, "|" + "---|" * 9]
-    for e in data["table"]:
-        lines.append(f"| {e['start']} | {e['steps']} | {_ci(e['auc_voxel'], e['auc_voxel_ci95'])} | "
-                     f"{_ci(e['auc_texture'], e['auc_texture_ci95'])} | {_ci(e['auc_cnn'], e['auc_cnn_ci95'])} | "
-                     f"{_ratio(e['frechet_ratio'])} | "
-                     f"{e['msssim_syn_syn']:.3f} / {e['msssim_real_real']:.3f} | {e['memorization']:.0%} | "
-                     f"{_ci(e['gain'], e['gain_ci95'], 3)} |")
-    fl = data["floor"].get("c2st") or {}
-    lines.append("| real held-out vs real train (floor) | — | "
-                 + " | ".join(_ci(fl[v]["auc"], fl[v].get("auc_ci95")) if v in fl else "—" for v in VIEWS)
-                 + " | 1x | — | — | — |")
-    pre = data["starts"]
-    lines += ["", "Starts: " + "; ".join(f"{k}: {v['steps']} steps, {v['train_seconds']:.0f} s, final loss "
-                                        f"{v['final_loss']:.3f}" for k, v in pre.items() if v.get("steps")) + ".",
-              "", "Verdicts (rule: " + " ".join(data["rule"].split()) + "):", ""]
-    lines += [f"- {v}" for v in data["verdicts"]]
-    return "\n".join(lines) + "\n"
-
-
-def ablation_figure(data: dict) -> bytes:
-    """Quality against finetuning steps, one line per start: the three C2ST views (AUC, 95 % CI), Fréchet /
-    floor, diversity (syn-syn MS-SSIM, the real-real level dashed) and the downstream sex gain (95 % CI)."""
-    from matplotlib.ticker import ScalarFormatter
-
-    from neurodit.metrics.figures import plt, png_bytes
-
-    fig, axes = plt.subplots(2, 3, figsize=(13, 7.5))
-    colors = {"scratch": "#555555", "natural": "#1f77b4", "adni": "#d62728"}
-    panels = [("auc_voxel", "C2ST AUC, voxel view"), ("auc_texture", "C2ST AUC, texture view"),
-              ("auc_cnn", "C2ST AUC, CNN view"), ("frechet_ratio", "Fréchet / real floor"),
-              ("msssim_syn_syn", "MS-SSIM syn-syn (diversity)"), ("gain", "downstream sex gain, real+syn")]
-    for ax, (key, title) in zip(axes.flat, panels, strict=True):
-        for k, start in enumerate(STARTS):
-            es = [e for e in data["table"] if e["start"] == start and e[key] is not None]
-            if not es:
-                continue
-            x = [e["steps"] * (1 + 0.03 * (k - 1)) for e in es]  # small offset: the CIs stay readable
-            y = [e[key] for e in es]
-            ci = [e.get(f"{key}_ci95") for e in es]
-            if all(c and None not in c for c in ci):
-                err = [[yy - c[0] for yy, c in zip(y, ci, strict=True)], [c[1] - yy for yy, c in zip(y, ci, strict=True)]]
-                ax.errorbar(x, y, yerr=err, marker="o", capsize=3, color=colors[start], label=start)
-            else:
-                ax.plot(x, y, marker="o", color=colors[start], label=start)
-        if key.startswith("auc"):
-            fl = (data["floor"].get("c2st") or {}).get(key.removeprefix("auc_"))
-            ax.axhline(0.5, color="k", lw=0.6, ls=":")
-            if fl:
-                ax.axhline(fl["auc"], color="green", lw=0.8, ls="--", label="real vs real")
-        if key == "msssim_syn_syn":
-            ax.axhline(data["table"][0]["msssim_real_real"], color="green", lw=0.8, ls="--", label="real-real")
-        if key == "frechet_ratio":
-            ax.axhline(1.0, color="green", lw=0.8, ls="--", label="floor")
-        if key == "gain":
-            ax.axhline(0.0, color="k", lw=0.6, ls=":")
-        ax.set_xscale("log")
-        ax.set_xticks(sorted({e["steps"] for e in data["table"]}))
-        ax.get_xaxis().set_major_formatter(ScalarFormatter())
-        ax.minorticks_off()
-        ax.set_xlabel("finetuning steps")
-        ax.set_title(title, fontsize=10)
-        ax.legend(fontsize=7)
-    cfg = data["config"]
-    natural = cfg.get("natural_init") or f"{cfg['images']}, {cfg['pretrain_steps']} steps"
-    fig.suptitle(f"Pretraining ablation: finetune from scratch vs natural images ({natural}) vs another brain "
-                 f"cohort (adni-like, {cfg['pretrain_steps']} steps); seeds {cfg['seeds']}", fontsize=10)
-    fig.tight_layout()
-    return png_bytes(fig)
-
-
-__all__ = ["ABLATIONS", "PretrainingAblationConfig", "ablation_figure", "ablation_markdown",
-           "load_ablation_config", "run_pretraining_ablation", "summarize"]
+__all__ = ["PretrainingAblationConfig", "load_ablation_config", "run_pretraining_ablation", "summarize"]
