@@ -75,7 +75,7 @@ SKIMAGE_IMAGES: dict[str, str] = {
 }
 SKLEARN_IMAGES: dict[str, str] = {  # sklearn/datasets/images/README.txt
     "china.jpg": "CC BY 2.0 (Flickr, danielbuechele)",
-    "flower.jpg": "CC BY 2.0 (Flickr, vultilion)",
+    "flower.jpg": "CC BY 2.0 (Flickr photo of user vultilion; the README names danielbuechele as attribution)",
 }
 
 
