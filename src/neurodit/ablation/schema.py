@@ -9,9 +9,12 @@ one reader, :func:`read_ablation`.
                 natural {init} instead when it was given (natural_init), not pretrained here
     table       [{start, steps, seeds, auc_<view>, auc_<view>_ci95 (view: voxel, texture, cnn; seed means),
                   frechet_ratio, precision, recall, msssim_syn_syn, msssim_real_real, memorization,
-                  gain, gain_ci95 (downstream sex gain, real+synthetic vs real), train_seconds}]
+                  gain, gain_ci95 (downstream sex gain, real+synthetic vs real), train_seconds,
+                  loss_end (mean training loss over the last quarter of logged steps),
+                  frechet_ratio_seeds, loss_end_seeds (each seed's value)}]
     contrasts   [{start, steps, c2st {view: {diff, ci95}}, verdict, downstream {diff, ci95} | null,
-                  downstream_verdict, frechet_ratio {start, scratch}}]  (each pretrained start vs scratch)
+                  downstream_verdict, frechet_ratio {start, scratch, per_seed_diff}, loss_end {per_seed_diff}}]
+                (each pretrained start vs scratch; per_seed_diff: start - scratch for each training seed)
     verdicts    one sentence per contrast
     floor       compare's real-vs-real floor;  compare  "compare/comparison.json";  rule  the verdict rule
     timings_s, wall_s, commands (each stage's CLI command)

@@ -21,7 +21,10 @@ Verdict rule, per start against scratch at the same budget and per C2ST view: th
 read from that row's bootstrap CI as (hi - lo) / 3.92 (the bootstrap is over the judged volumes, not over
 training seeds: with one seed it does not include training noise). ``helped`` where some view's CI lies
 wholly below 0 and none wholly above, ``hurt`` for the reverse, ``mixed`` for both, else ``no clear
-difference``. The downstream sex gain is compared the same way (a gain larger than scratch's helps).
+difference``. The downstream sex gain is compared the same way (a gain larger than scratch's helps). Shown
+beside the verdict, not part of it (no CI): the Fréchet ratio and the training loss over the last quarter of
+steps, start minus scratch per training seed (a seed draws the same batches, noise and timesteps whatever the
+start, so each pair differs only by the start), with how many seeds agree in sign.
 
 ABL_DIR (schema: :mod:`neurodit.ablation.schema`): the demo folders it uses (``camcan``, ``prep_train``, ``real_heldout``, ...), ``start_natural/``,
 ``start_adni/``, ``ft_<start>_<steps>_s<seed>/``, ``compare/`` (CMP_DIR), ``ablation.{json,md,png}``,
@@ -236,6 +239,19 @@ def _diff(a: list[tuple[float, float]], b: list[tuple[float, float]]) -> dict[st
     return {"diff": round(diff, 4), "ci95": [round(diff - 1.96 * se, 4), round(diff + 1.96 * se, 4)]}
 
 
+def _loss_end(run: Path) -> float | None:
+    """Mean training loss over the last quarter of a run's logged steps (``loss.csv``; None without it)."""
+    import csv
+
+    path = Path(run) / "loss.csv"
+    if not path.is_file():
+        return None
+    with open(path) as f:
+        losses = [float(r["loss"]) for r in csv.DictReader(f)]
+    tail = losses[-max(1, len(losses) // 4):]
+    return round(sum(tail) / len(tail), 4) if tail else None
+
+
 def _word(signs: list[int]) -> str:
     """+1 per comparison shown better, -1 shown worse, 0 not shown -> the verdict word."""
     better, worse = any(v > 0 for v in signs), any(v < 0 for v in signs)
@@ -251,7 +267,7 @@ def summarize(comparison: dict, runs: dict[tuple[str, int, int], Path], acfg: Pr
     for (start, budget, seed), path in runs.items():
         row = by_input[str(path)]
         cell = cells.setdefault(start, {}).setdefault(budget, {"rows": []})
-        cell["rows"].append({"seed": seed, "name": row["name"], "quality": row["quality"],
+        cell["rows"].append({"seed": seed, "name": row["name"], "quality": row["quality"], "loss_end": _loss_end(path),
                              "diversity": row["diversity"], "memorization": row["memorization"],
                              "downstream": row["downstream"], "cost": row["cost"]})
     table: list[dict[str, Any]] = []
@@ -275,6 +291,10 @@ def summarize(comparison: dict, runs: dict[tuple[str, int, int], Path], acfg: Pr
             entry["gain"] = _mean([g["gain"] for g in ds])
             entry["gain_ci95"] = [_mean([g["ci95"][0] for g in ds]), _mean([g["ci95"][1] for g in ds])] if ds else None
             entry["train_seconds"] = _mean([x["cost"]["train_seconds"] for x in rows if x["cost"]])
+            entry["loss_end"] = _mean([x["loss_end"] for x in rows])
+            # the per-seed values of the two measures without a CI (the figure draws them)
+            entry["frechet_ratio_seeds"] = [x["quality"]["frechet_ratio"] for x in rows]
+            entry["loss_end_seeds"] = [x["loss_end"] for x in rows]
             table.append(entry)
     contrasts, verdicts = [], []
     for start in STARTS[1:]:
@@ -301,14 +321,26 @@ def summarize(comparison: dict, runs: dict[tuple[str, int, int], Path], acfg: Pr
                 c["downstream_verdict"] = _word([1 if dg["ci95"][0] > 0 else -1 if dg["ci95"][1] < 0 else 0])
             f_a = _mean([x["quality"]["frechet_ratio"] for x in a])
             f_b = _mean([x["quality"]["frechet_ratio"] for x in b])
-            c["frechet_ratio"] = {"start": f_a, "scratch": f_b}
+            # per seed, start minus scratch: the same seed draws the same batches, noise and timesteps
+            # at every step (neurodit.train.loop._seeded), so these pairs differ only by the start
+            pairs = [(x, y) for x in a for y in b if x["seed"] == y["seed"]]
+            fd = [x["quality"]["frechet_ratio"] - y["quality"]["frechet_ratio"] for x, y in pairs
+                  if x["quality"]["frechet_ratio"] is not None and y["quality"]["frechet_ratio"] is not None]
+            ld = [x["loss_end"] - y["loss_end"] for x, y in pairs if x["loss_end"] is not None
+                  and y["loss_end"] is not None]
+            c["frechet_ratio"] = {"start": f_a, "scratch": f_b, "per_seed_diff": [round(v, 3) for v in fd]}
+            c["loss_end"] = {"per_seed_diff": [round(v, 4) for v in ld]}
             contrasts.append(c)
             parts = [f"{v} {dv['diff']:+.2f} ({dv['ci95'][0]:+.2f} to {dv['ci95'][1]:+.2f})"
                      for v, dv in c["c2st"].items()]
             line = (f"{start} vs scratch at {budget} steps: {c['verdict']} by the C2ST views (AUC difference, "
                     f"95% CI: {', '.join(parts)})")
             if f_a is not None and f_b is not None:
-                line += f"; Fréchet/floor {f_a:.2f} vs {f_b:.2f}"
+                line += (f"; Fréchet/floor {f_a:.1f} vs {f_b:.1f} (lower in {sum(v < 0 for v in fd)} of "
+                         f"{len(fd)} seeds)")
+            if ld:
+                line += (f"; training loss (last quarter) {_mean(ld):+.3f} vs scratch (lower in "
+                         f"{sum(v < 0 for v in ld)} of {len(ld)} seeds)")
             if dg is not None:
                 line += (f"; downstream sex gain difference {dg['diff']:+.3f} ({dg['ci95'][0]:+.3f} to "
                          f"{dg['ci95'][1]:+.3f}): {c['downstream_verdict']}")
