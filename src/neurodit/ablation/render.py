@@ -92,7 +92,8 @@ def ablation_figure(data: dict) -> bytes:
         ax.minorticks_off()
         ax.set_xlabel("finetuning steps")
         ax.set_title(title, fontsize=10)
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     cfg = data["config"]
     natural = cfg.get("natural_init") or f"{cfg['images']}, {cfg['pretrain_steps']} steps"
     fig.suptitle(f"Pretraining ablation: finetune from scratch vs natural images ({natural}) vs another brain "
