@@ -143,3 +143,21 @@ def test_cli_refuses_an_unknown_image_source(tmp_path, preset_file):
                                    "--out", str(tmp_path / "run")])
     assert res.exit_code == 2 and "nope" in res.output and "--images" in res.output
     assert not (tmp_path / "run").exists()
+
+
+def test_latent_preset_pretrains_on_vae_latents_of_the_grey_crops(tmp_path, image_folder):
+    """A latent preset (tiny AutoencoderKL): the crops reach the DiT as 4-channel latents, the model loads back."""
+    from diffusers import DiTTransformer2DModel
+    from safetensors.torch import load_file
+
+    from neurodit.models import make_tiny_vae
+
+    preset = tmp_path / "pre-latent.yaml"
+    preset.write_text(yaml.safe_dump({"grid_shape": list(GRID), "space": "latent", "vae": None, "latent_scale": 0.5,
+                                      "num_layers": 2, "num_attention_heads": 2, "attention_head_dim": 16,
+                                      "patch_size": 2, "learn_sigma": True}))
+    run = pretrain(image_folder, str(preset), tmp_path / "run", max_steps=2, n_crops=6, overrides=FAST,
+                   vae=make_tiny_vae())
+    assert load_file(str(run / "cache" / "inputs.safetensors"))["inputs"].shape == (6, 4, 8, 8)
+    model = DiTTransformer2DModel.from_pretrained(run / "model")
+    assert model.config.in_channels == 4 and model.config.out_channels == 8
