@@ -90,3 +90,11 @@ def test_quick_ablation_end_to_end(tmp_path):
     assert ft["init"] == str(out / "start_natural" / "model")
     assert yaml.safe_load((out / "ft_scratch_2_s0" / "train_config.yaml").read_text())["init"] is None
     assert (out / "ablation.md").read_text().count("vs scratch at") == 4
+    # natural_init: the natural start as given (as facebook/DiT-XL-2-256 would be), nothing pretrained here
+    out2 = tmp_path / "abl2"
+    res = CliRunner().invoke(app, ["demo", "--ablation", "pretraining", "--quick", "--out", str(out2), "--set",
+                                   f"natural_init={out / 'start_natural' / 'model'}"])
+    assert res.exit_code == 0, res.output
+    assert not (out2 / "start_natural").exists()
+    ft = yaml.safe_load((out2 / "ft_natural_4_s0" / "train_config.yaml").read_text())
+    assert ft["init"] == str(out / "start_natural" / "model")
