@@ -277,6 +277,31 @@ def train_cmd(
     typer.echo(f"train: wrote {path} ({cfg.generator}; model in {path / 'model'})")
 
 
+@command("pretrain")
+def pretrain_cmd(
+    images: Annotated[str, typer.Option(help="skimage (scikit-image's sample images) | sklearn (its two sample "
+                                             "photos) | a folder of image files")],
+    preset: Annotated[str, typer.Option(help="model preset whose DiT is pretrained (tiny-p32, S-8, ...)")],
+    out: Annotated[Path, typer.Option(help="run folder: model/ (an --init source), images.json (images, "
+                                           "licences), crops.png")],
+    max_steps: Annotated[int | None, typer.Option(help="optimiser steps (default: the preset's recipe)")] = None,
+    crops: Annotated[int, typer.Option(help="random crops drawn before training (rescale, crop, flip)")] = 1024,
+    label: Annotated[str, typer.Option(help="none (unconditional) | image (the image id as class)")] = "none",
+    seed: Annotated[int, typer.Option(help="random seed (crops and training)")] = 0,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="override a TrainConfig key, key=value")] = None,
+    overwrite: Annotated[bool, typer.Option(help="replace an existing run folder")] = False,
+):
+    """Pretrain a preset's DiT on natural images with the finetune's objective; then finetune it with
+    `neurodit train PREP --init OUT/model`."""
+    from neurodit.config import parse_overrides
+    from neurodit.pretrain import pretrain
+
+    path = pretrain(images, preset, out, max_steps=max_steps, n_crops=crops, label=label, seed=seed,
+                    overrides=parse_overrides(set_), overwrite=overwrite)
+    typer.echo(f"pretrain: wrote {path}; finetune with: neurodit train PREP_DIR --init {path / 'model'} "
+               f"--preset {preset}")
+
+
 @command("sample")
 def sample_cmd(
     run_dir: Annotated[Path, typer.Argument(help="run folder written by `neurodit train`")],
@@ -371,10 +396,24 @@ def demo_cmd(
     full: Annotated[bool, typer.Option(help="fair budgets for every generator (configs/demo/full.yaml): "
                                             "a GPU or hours of CPU")] = False,
     set_: Annotated[list[str] | None, typer.Option("--set", help="override a demo setting, key=value")] = None,
+    ablation: Annotated[str | None, typer.Option(help="run an ablation instead of the demo: pretraining (scratch "
+                                                      "vs natural-image vs other-cohort starts; "
+                                                      "configs/ablation/pretraining.yaml, --set its keys)")] = None,
 ):
     """Run the whole mission on the phantom cohorts: phantom → prepare → tile → train → sample →
-    evaluate → downstream → report.html."""
+    evaluate → downstream → report.html (or, with --ablation, an ablation on the same cohorts)."""
     from neurodit.config import parse_overrides
+
+    if ablation is not None:
+        from neurodit.ablation.schema import ABLATIONS
+        from neurodit.ablation.stage import run_pretraining_ablation
+
+        if ablation not in ABLATIONS:
+            raise NeuroditError(f"--ablation must be one of {', '.join(ABLATIONS)}, got '{ablation}'")
+        if full:
+            raise NeuroditError("--ablation takes --quick or its own --set keys, not --full")
+        run_pretraining_ablation(out, overrides=parse_overrides(set_), quick=quick, echo=typer.echo)
+        return
     from neurodit.demo import run_demo
 
     run_demo(out, quick=quick, full=full, overrides=parse_overrides(set_), echo=typer.echo)

@@ -27,6 +27,7 @@ from neurodit.io import atomic_write_text, read_json
 from neurodit.metrics.schema import read_metrics
 from neurodit.report import figures as F
 from neurodit.report import html as H
+from neurodit.report.ablation import ablation_section
 from neurodit.report.compare import compare_section
 from neurodit.report.discover import Found, detect_kind, discover
 from neurodit.report.downstream import downstream_section
@@ -38,8 +39,9 @@ from neurodit.report.volumes import images_section
 
 CONFIG_FILES = ("run.json", "train_config.yaml", "labels.json", "preset.json", "tiling.json", "prepare.json")
 NAV = [("summary", "Summary"), ("images", "Volumes"), ("judge", "Judge"), ("similarity", "MS-SSIM / MMD"),
-       ("memorization", "Memorization"), ("maps", "Maps"), ("downstream", "Downstream"), ("effect", "Effect"), ("sweep", "Sweep"),
-       ("compare", "Compared"), ("training", "Training"), ("provenance", "Configs")]
+       ("memorization", "Memorization"), ("maps", "Maps"), ("downstream", "Downstream"), ("effect", "Effect"),
+       ("sweep", "Sweep"), ("ablation", "Ablation"), ("compare", "Compared"), ("training", "Training"),
+       ("provenance", "Configs")]
 
 
 def training_sources(by_kind: dict[str, list[Found]]) -> set[Path]:
@@ -164,11 +166,12 @@ def build_report(dirs: list[str | Path], out_html: str | Path, title: str = "neu
                 downstream_section([f.path for f in by_kind.get("downstream", [])], summary, phantom_sites(by_kind)),
                 effect_section([f.path for f in by_kind.get("effect", [])], summary),
                 sweep_section([f.path for f in by_kind.get("sweep", [])], summary),
+                ablation_section([f.path for f in by_kind.get("ablation", [])], summary),
                 compare_section([f.path for f in by_kind.get("compare", [])], summary),
                 training_section(by_kind.get("train", []), summary), provenance_section(found, roots)]
     kinds = ", ".join(f"{len(v)} {k}" for k, v in by_kind.items())
     subtitle = f"{kinds} · generated {time.strftime('%Y-%m-%d %H:%M')} · neurodit {__version__}"
-    nav = [x for x in NAV if x[0] not in ("compare", "effect", "sweep", "maps") or by_kind.get(x[0])]
+    nav = [x for x in NAV if x[0] not in ("compare", "effect", "sweep", "maps", "ablation") or by_kind.get(x[0])]
     return atomic_write_text(out_html, H.page(title, subtitle, nav, summary.html_items(), [s for s in sections if s]))
 
 

@@ -10,6 +10,8 @@ Kinds (see docs/ARCHITECTURE.md for each stage's folder layout):
 - ``sweep``: a SWEEP_DIR (``results.json`` of schema ``neurodit.sweep/1``, learning-curve PNGs).
 - ``effect``: an effect folder of ``neurodit effect`` (``effect.json``, ``effect.png``; its ``samples/`` are
   its own, not searched).
+- ``ablation``: an ABL_DIR of ``neurodit demo --ablation`` (``ablation.json``, ``ablation.png``; its run and
+  compare subfolders are its own, not searched).
 - ``prepared``: a PREP_DIR (``prepare.json`` + ``volumes.npy``).
 - ``synthetic`` / ``real``: a cohort folder (``participants.tsv`` + NIfTI, read by
   :func:`neurodit.data.cohort.read_cohort`); synthetic when its ``synthetic`` column is 1 everywhere.
@@ -25,7 +27,8 @@ from neurodit.data.cohort import read_cohort
 from neurodit.errors import NeuroditError
 from neurodit.run_folder import is_run_folder
 
-KINDS = ("train", "compare", "eval", "maps", "sweep", "downstream", "effect", "prepared", "synthetic", "real")
+KINDS = ("train", "compare", "eval", "maps", "sweep", "downstream", "effect", "ablation", "prepared", "synthetic",
+         "real")
 
 
 @dataclass(frozen=True)
@@ -63,6 +66,8 @@ def detect_kind(path: str | Path) -> str | None:
         return "sweep" if is_sweep_folder(p) else "downstream"
     if (p / "effect.json").is_file():
         return "effect"
+    if (p / "ablation.json").is_file():
+        return "ablation"
     if (p / "prepare.json").is_file():
         return "prepared"
     if (p / "participants.tsv").is_file():
@@ -91,7 +96,7 @@ def discover(dirs: list[str | Path]) -> list[Found]:
             if not items:
                 raise NeuroditError(
                     "no neurodit output found here or in its subfolders (expected one of loss.csv, "
-                    "comparison.json, metrics.json, results.json, effect.json, prepare.json, participants.tsv)", p)
+                    "comparison.json, metrics.json, results.json, effect.json, ablation.json, prepare.json, participants.tsv)", p)
         for item in items:
             key = item.path.resolve()
             if key not in seen:
