@@ -4,6 +4,7 @@ seconds on 2 CPU cores."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import numpy as np
@@ -16,6 +17,7 @@ from typer.testing import CliRunner
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from neurodit.cli import app  # noqa: E402
+from neurodit.errors import NeuroditError  # noqa: E402
 from neurodit.pretrain import NaturalImage, load_images, make_crops, pretrain, read_images  # noqa: E402
 from neurodit.tiling import make_spec, mosaic_to_volume, volume_to_mosaic  # noqa: E402
 
@@ -74,7 +76,8 @@ def test_crops_are_mosaics_in_model_range_and_untile_exactly():
 def test_shipped_image_sets_load_offline_with_a_licence_each():
     sk = load_images("sklearn")
     assert [i.name for i in sk] == ["china.jpg", "flower.jpg"]
-    assert all("CC BY 2.0" in i.licence and i.pixels.ndim == 2 for i in sk)
+    assert all("CC BY 2.0" in i.licence and i.colour and i.pixels.shape[2] == 3 and i.view(False).ndim == 2
+               for i in sk)
     ski = {i.name: i for i in load_images("skimage")}
     assert len(ski) >= 15 and ski["lfw_subset"].pixels.shape == (200, 25, 25)
     assert "CC0" in ski["camera"].licence
@@ -145,8 +148,9 @@ def test_cli_refuses_an_unknown_image_source(tmp_path, preset_file):
     assert not (tmp_path / "run").exists()
 
 
-def test_latent_preset_pretrains_on_vae_latents_of_the_grey_crops(tmp_path, image_folder):
-    """A latent preset (tiny AutoencoderKL): the crops reach the DiT as 4-channel latents, the model loads back."""
+def test_latent_preset_pretrains_on_vae_latents_of_the_rgb_crops(tmp_path, image_folder, preset_file):
+    """A latent preset (tiny AutoencoderKL): the RGB crops reach the DiT as 4-channel latents, the model loads
+    back and initialises a one-map latent DiT unchanged."""
     from diffusers import DiTTransformer2DModel
     from safetensors.torch import load_file
 
@@ -161,3 +165,28 @@ def test_latent_preset_pretrains_on_vae_latents_of_the_grey_crops(tmp_path, imag
     assert load_file(str(run / "cache" / "inputs.safetensors"))["inputs"].shape == (6, 4, 8, 8)
     model = DiTTransformer2DModel.from_pretrained(run / "model")
     assert model.config.in_channels == 4 and model.config.out_channels == 8
+    # RGB through the VAE: the crops were three maps (red, green, blue) filling the VAE's colour channels
+    assert read_images(run)["colour"].startswith("RGB") and json.loads((run / "prepare.json").read_text())["maps"] == [
+        "red", "green", "blue"]
+    from neurodit.models import load_init, load_preset
+
+    one_map = load_init(run / "model", load_preset(str(preset)), 3)  # a one-map (MD) latent finetune's DiT
+    assert one_map.config.in_channels == 4 and torch.equal(one_map.pos_embed.proj.weight,
+                                                           model.pos_embed.proj.weight)
+    with pytest.raises(NeuroditError, match="RGB crops need a latent preset"):
+        pretrain(image_folder, str(preset_file), tmp_path / "r2", rgb=True)
+
+
+def test_rgb_crops_are_the_grey_crops_colour_twins():
+    spec = make_spec(GRID, axis=2)
+    rng = np.random.default_rng(1)
+    grey = NaturalImage("g", "test", rng.random((40, 50)).astype(np.float32), "CC0")
+    colour = NaturalImage("c", "test", rng.random((40, 50, 3)).astype(np.float32), "CC0", colour=True)
+    g, wg = make_crops([grey, colour], spec, 8, seed=2)
+    c, wc = make_crops([grey, colour], spec, 8, seed=2, rgb=True)
+    assert c.shape == (8, 3, 64, 64) and np.array_equal(wg, wc)
+    for i in np.flatnonzero(wg == 0):  # a grey image: three equal channels, each the grey crop
+        assert all(np.allclose(c[i, k], g[i], atol=1e-6) for k in range(3))
+    i = int(np.flatnonzero(wg == 1)[0])  # a colour image: the channels differ, the grey crop is their luma's
+    luma = np.tensordot(np.array([0.299, 0.587, 0.114], np.float32), c[i], axes=1)  # (M, M)
+    assert not np.allclose(c[i, 0], c[i, 1]) and np.corrcoef(g[i].ravel(), luma.ravel())[0, 1] > 0.99

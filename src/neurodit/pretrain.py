@@ -20,8 +20,12 @@ Standardization: the recipe's, except ``highpass`` becomes ``pixel`` (per-pixel 
 mostly at coarse scales, so scaled by their fine texture they would reach the network at sd ~6 instead of
 the brain mosaics' ~1. The finetune fits its own standardizer on its brains, whatever the source did.
 
-Grey only: a latent preset sees the SD-VAE latents of the grey mosaic (the input adapter encodes it as it
-encodes brain mosaics), not of the RGB photo.
+Colour: a pixel preset sees grey crops (one channel, as an MD mosaic); a latent preset sees the SD-VAE
+latents of the RGB crops (``rgb`` None = by the preset's space): the crops are written as three maps
+(``red``, ``green``, ``blue``, window [0, 1]; ``neurodit.data.prepare.write_prepared``) and the input adapter
+fills the VAE's RGB with them (``neurodit.models.LatentCodec``: map k -> image channel k), as the ImageNet DiT
+saw its photos. Grey photos and face stacks give equal channels. The DiT's input (4 latent channels) is the same
+either way, so the model initialises a one-map latent finetune unchanged.
 
 RUN (``neurodit.train`` layout) plus ``images.json``: every image used (name, source, shape, licence and
 credit as the package documents it, crops drawn from it) and the crop recipe; ``crops.png``: the first crops.
@@ -81,21 +85,43 @@ SKLEARN_IMAGES: dict[str, str] = {  # sklearn/datasets/images/README.txt
 
 @dataclasses.dataclass
 class NaturalImage:
-    """One source image: ``pixels`` float32 grey in [0, 1], (H, W), or (K, H, W) for a stack of small images
-    that fill a mosaic tile by tile; ``licence`` as its package (or folder) states it."""
+    """One source image: ``pixels`` float32 in [0, 1], grey (H, W), colour (H, W, 3) (``colour`` True), or
+    (K, H, W) for a stack of small grey images that fill a mosaic tile by tile; ``licence`` as its package (or
+    folder) states it."""
 
     name: str
     source: str
     pixels: np.ndarray
     licence: str
+    colour: bool = False
 
     @property
     def is_stack(self) -> bool:
-        return self.pixels.ndim == 3
+        return self.pixels.ndim == 3 and not self.colour
+
+    def view(self, rgb: bool) -> np.ndarray:
+        """The pixels as crops take them: grey (ITU-R 601 luma of a colour image, min-max to [0, 1]) or RGB
+        (H, W, 3) (a grey image repeated; stacks stay (K, H, W) and are repeated per tile)."""
+        if rgb:
+            return self.pixels if self.colour or self.is_stack else np.repeat(self.pixels[..., None], 3, axis=-1)
+        return _grey01(self.pixels) if self.colour else self.pixels
 
     def describe(self) -> dict[str, Any]:
         return {"name": self.name, "source": self.source, "shape": list(self.pixels.shape),
                 "licence": self.licence}
+
+
+def _pixels01(img: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Any uint8 / bool / float image -> (float32 in [0, 1], colour?): RGB(A) keeps its three channels (one
+    min-max over all of them), anything else goes through :func:`_grey01`."""
+    a = np.asarray(img)
+    if a.ndim == 3 and a.shape[-1] in (3, 4):
+        a = a[..., :3]
+        a = a.astype(np.float32) / float(np.iinfo(a.dtype).max) if np.issubdtype(a.dtype, np.integer) else a
+        a = a.astype(np.float32)
+        lo, hi = float(a.min()), float(a.max())
+        return (np.clip((a - lo) / (hi - lo), 0, 1).astype(np.float32) if hi > lo else np.zeros_like(a)), True
+    return _grey01(a), False
 
 
 def _grey01(img: np.ndarray) -> np.ndarray:
@@ -120,11 +146,13 @@ def _skimage_images() -> list[NaturalImage]:
     out = []
     for name, licence in SKIMAGE_IMAGES.items():
         img = getattr(data, name)()
+        colour = False
         if name == "lfw_subset":  # (200, 25, 25) float in [0, 1]
             pixels = np.stack([_grey01(x) for x in img])
         else:
-            pixels = _grey01(img)
-        out.append(NaturalImage(name, f"scikit-image {_version('skimage')} skimage.data.{name}", pixels, licence))
+            pixels, colour = _pixels01(img)
+        out.append(NaturalImage(name, f"scikit-image {_version('skimage')} skimage.data.{name}", pixels, licence,
+                                colour))
     return out
 
 
@@ -132,9 +160,12 @@ def _sklearn_images() -> list[NaturalImage]:
     from sklearn.datasets import load_sample_images
 
     bunch = load_sample_images()
-    return [NaturalImage(Path(f).name, f"scikit-learn {_version('sklearn')} load_sample_images()", _grey01(img),
-                         SKLEARN_IMAGES.get(Path(f).name, "see sklearn/datasets/images/README.txt"))
-            for img, f in zip(bunch.images, bunch.filenames, strict=True)]
+    out = []
+    for img, f in zip(bunch.images, bunch.filenames, strict=True):
+        pixels, colour = _pixels01(img)  # (427, 640, 3) uint8 photos
+        out.append(NaturalImage(Path(f).name, f"scikit-learn {_version('sklearn')} load_sample_images()", pixels,
+                                SKLEARN_IMAGES.get(Path(f).name, "see sklearn/datasets/images/README.txt"), colour))
+    return out
 
 
 def _folder_images(folder: Path) -> list[NaturalImage]:
@@ -155,10 +186,11 @@ def _folder_images(folder: Path) -> list[NaturalImage]:
     for f in files:
         try:
             with Image.open(f) as im:
-                pixels = _grey01(np.asarray(im.convert("L")))
+                pixels, colour = _pixels01(np.asarray(im.convert("RGB" if im.mode not in ("L", "1", "I", "F", "I;16")
+                                                                else "L")))
         except (UnidentifiedImageError, OSError) as exc:
             raise NeuroditError(f"cannot read the image ({exc})", f) from None
-        out.append(NaturalImage(f.name, str(f.resolve()), pixels, licence))
+        out.append(NaturalImage(f.name, str(f.resolve()), pixels, licence, colour))
     return out
 
 
@@ -187,8 +219,9 @@ def _resize(img: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
 
 
 def make_crops(images: list[NaturalImage], spec: Any, n: int, seed: int = 0,
-               scale: tuple[float, float] = (0.3, 1.0)) -> tuple[np.ndarray, np.ndarray]:
-    """``n`` mosaic-sized crops (n, M, M) float32 in [-1, 1] and the source image index of each (n,).
+               scale: tuple[float, float] = (0.3, 1.0), rgb: bool = False) -> tuple[np.ndarray, np.ndarray]:
+    """``n`` mosaic-sized crops (n, M, M) float32 in [-1, 1] [``rgb``: (n, 3, M, M)] and the source image index
+    of each (n,). The random draws do not depend on ``rgb``: the RGB crops are the grey crops' colour twins.
 
     Images are drawn uniformly (each image, not each pixel, is equally likely); a crop is a random square of
     side ``scale`` x the image's shorter side (uniform in ``scale``), rescaled to M x M, flipped left-right
@@ -203,65 +236,71 @@ def make_crops(images: list[NaturalImage], spec: Any, n: int, seed: int = 0,
     rng = np.random.default_rng(seed)
     m = spec.mosaic_shape[0]
     th, tw = spec.tile_shape
-    crops = np.empty((n, m, m), dtype=np.float32)
+    crops = np.empty((n, m, m, 3) if rgb else (n, m, m), dtype=np.float32)
     which = rng.integers(0, len(images), size=n)
     for i, k in enumerate(which):
-        px = images[k].pixels
+        px = images[k].view(rgb)  # (H, W), (H, W, 3) or a stack (K, h, w)
         if images[k].is_stack:
             tiles = px[rng.integers(0, len(px), size=spec.rows * spec.cols)]
             flips = rng.random(len(tiles)) < 0.5
             cells = [_resize(t[:, ::-1] if f else t, (th, tw)) for t, f in zip(tiles, flips, strict=True)]
             crop = np.block([[cells[r * spec.cols + c] for c in range(spec.cols)] for r in range(spec.rows)])
+            crop = np.repeat(crop[..., None], 3, axis=-1) if rgb else crop
         else:
-            h, w = px.shape
+            h, w = px.shape[:2]
             side = max(2, int(round(rng.uniform(lo, hi) * min(h, w))))
             y, x = int(rng.integers(0, h - side + 1)), int(rng.integers(0, w - side + 1))
             crop = _resize(px[y:y + side, x:x + side], (m, m))
             if rng.random() < 0.5:
                 crop = crop[:, ::-1]
         crops[i] = np.clip(crop, 0.0, 1.0) * 2.0 - 1.0  # [0, 1] -> model range [-1, 1]
+    if rgb:
+        crops = np.ascontiguousarray(crops.transpose(0, 3, 1, 2))  # (n, M, M, 3) -> (n, 3, M, M)
     return crops, which.astype(np.int64)
+
+
+RGB_MAPS = ("red", "green", "blue")  # the channels of RGB crops, as maps of window [0, 1]
 
 
 def write_crops_folder(crops: np.ndarray, which: np.ndarray, images: list[NaturalImage], preset: Any,
                        out: Path, dataset: str) -> Path:
-    """The crops as a prepared folder on ``preset``'s grid (``neurodit.data.prepare``'s files: volumes, an
-    all-true mask, participants.tsv with ``dataset`` and ``image`` columns, prepare.json), so
-    ``train_diffusion`` trains on them as on brains. Each crop is untiled exactly (``mosaic_to_volume``)."""
-    from neurodit.data.cohort import write_participants
+    """The crops as a prepared folder on ``preset``'s grid (``neurodit.data.prepare.write_prepared``: volumes,
+    an all-true mask, participants.tsv with ``dataset`` and ``image`` columns), so ``train_diffusion`` trains on
+    them as on brains. Each crop is untiled exactly; grey crops (N, M, M) are one map, RGB crops (N, 3, M, M)
+    three (:data:`RGB_MAPS`)."""
     from neurodit.data.grid import make_grid
-    from neurodit.data.maps import get_map
-    from neurodit.data.prepare import MASK, META, TABLE, VOLUMES
-    from neurodit.tiling import make_spec, mosaic_to_volume
+    from neurodit.data.maps import custom_map, get_map
+    from neurodit.data.prepare import write_prepared
+    from neurodit.generators.inputs import untile_maps
+    from neurodit.tiling import make_spec
 
     grid = make_grid(preset.grid_shape)
     spec = make_spec(grid.shape, axis=preset.axis, fill=-1.0, affine=grid.affine)
-    vols = np.asarray(mosaic_to_volume(crops, spec), dtype=np.float32)  # (N, D, H, W)
+    mos = crops[:, None] if crops.ndim == 3 else crops  # (N, C, M, M)
+    vols = np.asarray(untile_maps(mos, spec), dtype=np.float32)  # (N, D, H, W) or (N, 3, D, H, W)
     table = pd.DataFrame({"participant_id": [f"crop-{i:05d}" for i in range(len(crops))],
                           "dataset": dataset, "image": [images[k].name for k in which]})
-    with atomic_dir(out, overwrite=True) as tmp:
-        np.save(tmp / VOLUMES, vols)
-        np.save(tmp / MASK, np.ones(grid.shape, dtype=bool))
-        write_participants(table, tmp / TABLE)
-        # the map's window only gives the folder the normalisation every prepared folder has; the volumes
-        # are natural-image crops already in [-1, 1] (never converted to mm²/s)
-        write_json(tmp / META, {"map": "md", "grid": grid.to_dict(),
-                                "normalization": get_map("md").normalization().to_dict(),
-                                "source": f"natural images ({dataset})", "natural_images": True,
-                                "n": len(crops), "counts": {"volumes": len(crops)}})
-    return out
+    # the windows only give the folder the normalisation every prepared folder has; the crops are already in
+    # [-1, 1] and are never converted to physical units
+    if mos.shape[1] == 1:
+        norms = {"md": get_map("md").normalization()}
+    else:
+        norms = {m: custom_map(m, "1", (0.0, 1.0), out).normalization() for m in RGB_MAPS}
+    return write_prepared(out, vols, np.ones(grid.shape, dtype=bool), table, grid, norms,
+                          f"natural images ({dataset})", extra={"natural_images": True}, overwrite=True)
 
 
 def pretrain(images: str | Path, preset: str, out: str | Path, *, max_steps: int | None = None,
              n_crops: int = 1024, label: str = "none", seed: int = 0, scale: tuple[float, float] = (0.3, 1.0),
              overrides: dict[str, Any] | None = None, overwrite: bool = False, crops_dir: str | Path | None = None,
-             vae=None) -> Path:
+             vae=None, rgb: bool | None = None) -> Path:
     """Train a DiT of ``preset`` on random crops of natural ``images`` (see the module docstring); returns RUN.
 
     ``label``: ``none`` (one class and the null row: unconditional in effect) or ``image`` (the image id as
     class). ``overrides``: TrainConfig keys over the preset's recipe (``configs/train/<preset>.yaml``), as for
     ``neurodit train``. ``crops_dir``: keep the crops' prepared folder there (default: a temporary folder,
-    removed at the end; ``images.json`` records the recipe and seed that redraw it).
+    removed at the end; ``images.json`` records the recipe and seed that redraw it). ``rgb``: colour crops
+    through the VAE (None: for a latent preset; a pixel preset stays grey, as the MD mosaics it will see).
     """
     from neurodit.generators.registry import DEFAULT
     from neurodit.models import load_preset
@@ -275,7 +314,11 @@ def pretrain(images: str | Path, preset: str, out: str | Path, *, max_steps: int
     imgs = load_images(images)
     dataset = str(images) if str(images) in ("skimage", "sklearn") else Path(images).name
     spec = make_spec(tuple(p.grid_shape), axis=p.axis, fill=-1.0)
-    crops, which = make_crops(imgs, spec, n_crops, seed=seed, scale=scale)
+    rgb = p.space == "latent" if rgb is None else bool(rgb)
+    if rgb and p.space != "latent":
+        raise NeuroditError(f"pretrain: RGB crops need a latent preset (the VAE's colour channels); '{preset}' is "
+                            "a pixel preset, whose DiT sees grey mosaics")
+    crops, which = make_crops(imgs, spec, n_crops, seed=seed, scale=scale, rgb=rgb)
     tmp_root = None
     if crops_dir is None:
         tmp_root = Path(tempfile.mkdtemp(prefix="neurodit-pretrain-"))
@@ -301,13 +344,15 @@ def pretrain(images: str | Path, preset: str, out: str | Path, *, max_steps: int
     write_json(run / IMAGES_FILE, {
         "images": [{**im.describe(), "crops": int(c)} for im, c in zip(imgs, counts, strict=True)],
         "dataset": dataset, "n_crops": int(n_crops), "seed": seed, "label": label,
+        "colour": "RGB through the VAE (maps red, green, blue)" if rgb else "grey",
         "crop": {"scale_of_shorter_side": list(scale), "flip_left_right": 0.5, "size": list(spec.mosaic_shape),
                  "grey": "ITU-R 601 luma, then min-max to [0, 1], then [-1, 1]",
+                 "rgb": "min-max over the three channels to [0, 1], then [-1, 1]; grey images repeated",
                  "stacks": "one random member per tile, rescaled to the tile"},
         "crops_dir": None if tmp_root is not None else str(crops_dir),
         "use": f"neurodit train PREP_DIR --init {run / 'model'} --preset {preset}",
     })
-    _crops_png(crops[:16], run / CROPS_PNG)
+    _crops_png(crops[:16] if crops.ndim == 3 else crops[:16].mean(axis=1), run / CROPS_PNG)
     return run
 
 

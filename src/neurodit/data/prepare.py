@@ -337,6 +337,32 @@ def load_prepared(prep_dir: str | Path) -> Prepared:
                     path=prep_dir, map=str(meta.get("map", "md")), maps=maps, norms=norms)
 
 
+def write_prepared(out: str | Path, volumes: np.ndarray, mask: np.ndarray, table: pd.DataFrame, grid: Grid,
+                   norms: dict[str, Normalization], source: str, extra: dict[str, Any] | None = None,
+                   overwrite: bool = False) -> Path:
+    """A PREP_DIR from arrays already in model range (the format's one writer besides :func:`prepare`, for
+    volumes that come from no cohort folder: ``neurodit pretrain``'s natural-image crops). ``norms``: one map
+    -> ``volumes`` (N, D, H, W); several (e.g. red, green, blue) -> (N, C, D, H, W) in ``norms``' order.
+    ``table`` needs ``participant_id``; ``extra`` joins ``prepare.json``. Atomic."""
+    names = list(norms)
+    several = len(names) > 1
+    want = (len(volumes), *((len(names),) if several else ()), *grid.shape)
+    if tuple(volumes.shape) != want or mask.shape != grid.shape:
+        raise NeuroditError(f"write_prepared: volumes {volumes.shape} / mask {mask.shape} do not fit {want}", out)
+    meta: dict[str, Any] = {"map": "+".join(names), "grid": grid.to_dict(), "normalization": norms[names[0]].to_dict(),
+                            "source": source, "n": len(volumes), "counts": {"volumes": len(volumes)},
+                            "versions": package_versions(), **(extra or {})}
+    if several:
+        meta.update(maps=names, normalizations={m: n.to_dict() for m, n in norms.items()},
+                    map_units={m: n.unit for m, n in norms.items()})
+    with atomic_dir(out, overwrite=overwrite) as tmp:
+        np.save(tmp / VOLUMES, np.ascontiguousarray(volumes, dtype=np.float32))
+        np.save(tmp / MASK, np.asarray(mask, dtype=bool))
+        write_participants(table, tmp / TABLE)
+        write_json(tmp / META, meta)
+    return Path(out)
+
+
 def subset_prepared(prep_dir: str | Path, participant_ids, out: str | Path, overwrite: bool = False) -> Path:
     """Write a PREP_DIR holding only the rows of ``participant_ids`` (every session of each), in the
     source's order: the same grid, normalisation and mask (the mask is the source's, so a generator
