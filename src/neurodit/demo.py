@@ -347,11 +347,9 @@ def _downstream(r: _DemoRun) -> _Child | None:
 
 
 def _compare(r: _DemoRun) -> None:
-    from neurodit.compare import COMPARE_ARMS, CompareConfig, compare, read_comparison
-    from neurodit.downstream import DownstreamConfig
+    from neurodit.compare import compare, read_comparison
     from neurodit.generators import fit
     from neurodit.generators.registry import DEFAULT
-    from neurodit.metrics.evaluate import EvalConfig
     from neurodit.train import resolve_train_config
 
     c, d, s = r.cfg, r.d, r.cfg.seed
@@ -368,14 +366,7 @@ def _compare(r: _DemoRun) -> None:
             flags = {"prep_dir": str(d["prep_train"]), "out": str(run_dir), "generator": g, "seed": s,
                      "overwrite": True, **steps[g]}
             fit(d["prep_train"], resolve_train_config(None, extra[g], **flags))
-        ccfg = CompareConfig(
-            n=c.n_synthetic, seed=s, sample_steps=c.sample_steps, sample_guidance=c.guidance,
-            run_downstream=c.compare_downstream,
-            eval=EvalConfig(max_pairs=c.eval_max_pairs, seed=s, permutations=c.eval_permutations,
-                            encoder_cache=str(d["cache"])),
-            downstream=DownstreamConfig(folds=c.downstream_folds, seeds=c.downstream_seeds,
-                                        epochs=c.downstream_epochs, seed=s, arms=COMPARE_ARMS),
-            labels=labels, reuse_eval=reuse)
+        ccfg = compare_settings(c, d["cache"], labels, reuse)
         compare([d["synthetic"], *runs.values()], d["real_heldout"], d["real_train"], d["compare"], cfg=ccfg,
                 overwrite=True)
         return read_comparison(d["compare"])["summary"]
@@ -394,6 +385,23 @@ def _compare(r: _DemoRun) -> None:
             f"--n {c.n_synthetic} --seed {s}" + "".join(f" --label-as {_q(f'{name}={p}')}" for p, name in labels.items())
             + "".join(f" --reuse-eval {_q(f'{syn}={ev}')}" for syn, ev in reuse.items())
             + ("" if c.compare_downstream else " --no-downstream") + _set_flags(settings) + " --overwrite", run)
+
+
+def compare_settings(c: DemoConfig, cache: Path, labels: dict[str, str], reuse: dict[str, str] | None = None):
+    """The demo's ``CompareConfig``: its sample, judge and downstream settings, one seed (the compare stage and
+    ``demo --ablation`` judge with these)."""
+    from neurodit.compare import COMPARE_ARMS, CompareConfig
+    from neurodit.downstream import DownstreamConfig
+    from neurodit.metrics.evaluate import EvalConfig
+
+    s = c.seed
+    return CompareConfig(
+        n=c.n_synthetic, seed=s, sample_steps=c.sample_steps, sample_guidance=c.guidance,
+        run_downstream=c.compare_downstream,
+        eval=EvalConfig(max_pairs=c.eval_max_pairs, seed=s, permutations=c.eval_permutations, encoder_cache=str(cache)),
+        downstream=DownstreamConfig(folds=c.downstream_folds, seeds=c.downstream_seeds, epochs=c.downstream_epochs,
+                                    seed=s, arms=COMPARE_ARMS),
+        labels=labels, reuse_eval=dict(reuse or {}))
 
 
 def _sweep(r: _DemoRun) -> None:

@@ -44,7 +44,7 @@ import numpy as np
 import pandas as pd
 
 from neurodit.errors import NeuroditError
-from neurodit.io import atomic_dir, write_json
+from neurodit.io import write_json
 
 IMAGES_FILE = "images.json"
 CROPS_PNG = "crops.png"

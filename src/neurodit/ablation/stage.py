@@ -193,21 +193,13 @@ def _finetune(r, start: str, budget: int, seed: int, init: str | None, _q, _set_
 
 
 def _compare_runs(r, runs: list[Path], labels: dict[str, str], _q) -> None:
-    from neurodit.compare import COMPARE_ARMS, CompareConfig, compare, read_comparison
-    from neurodit.downstream import DownstreamConfig
-    from neurodit.metrics.evaluate import EvalConfig
+    from neurodit.compare import compare, read_comparison
+    from neurodit.demo import compare_settings
 
     c, d, s = r.cfg, r.d, r.cfg.seed
 
     def go() -> str:
-        ccfg = CompareConfig(
-            n=c.n_synthetic, seed=s, sample_steps=c.sample_steps, sample_guidance=c.guidance,
-            run_downstream=c.compare_downstream,
-            eval=EvalConfig(max_pairs=c.eval_max_pairs, seed=s, permutations=c.eval_permutations,
-                            encoder_cache=str(d["cache"])),
-            downstream=DownstreamConfig(folds=c.downstream_folds, seeds=c.downstream_seeds,
-                                        epochs=c.downstream_epochs, seed=s, arms=COMPARE_ARMS),
-            labels=labels)
+        ccfg = compare_settings(c, d["cache"], labels)
         compare(runs, d["real_heldout"], d["real_train"], d["compare"], cfg=ccfg, overwrite=True)
         return read_comparison(d["compare"])["summary"]
 
