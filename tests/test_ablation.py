@@ -80,21 +80,25 @@ def test_config_rejects_unknown_keys_and_ablations():
 
 @pytest.mark.slow
 def test_quick_ablation_end_to_end(tmp_path):
+    """One quick ablation at one budget: the natural start given as an --init source (``natural_init``, as
+    facebook/DiT-XL-2-256 would be; here a ``neurodit pretrain`` run at the quick config's sizes, so the
+    stage's own pretraining call is the one tests/test_pretrain.py runs), the adni start trained here."""
+    from neurodit.pretrain import pretrain
+
+    quick = load_ablation_config("pretraining", quick=True)
+    natural = pretrain(quick.images, "tiny-p32", tmp_path / "natural", max_steps=quick.pretrain_steps,
+                       n_crops=quick.n_crops, overrides={"num_threads": 1, "preview_per_class": 0})
     out = tmp_path / "abl"
-    res = CliRunner().invoke(app, ["demo", "--ablation", "pretraining", "--quick", "--out", str(out)])
+    res = CliRunner().invoke(app, ["demo", "--ablation", "pretraining", "--quick", "--out", str(out), "--set",
+                                   f"natural_init={natural / 'model'}", "--set", "budgets=[2]"])
     assert res.exit_code == 0, res.output
     for name in ("ablation.md", "ablation.png", "ablation.json", "compare/comparison.json",
-                 "start_natural/images.json", "start_adni/model/config.json"):
+                 "start_adni/model/config.json"):
         assert (out / name).is_file(), name
+    assert not (out / "start_natural").exists()  # given, not pretrained here
     ft = yaml.safe_load((out / "ft_natural_2_s0" / "train_config.yaml").read_text())
-    assert ft["init"] == str(out / "start_natural" / "model")
+    assert ft["init"] == str(natural / "model")
+    assert yaml.safe_load((out / "ft_adni_2_s0" / "train_config.yaml").read_text())["init"] == str(
+        out / "start_adni" / "model")
     assert yaml.safe_load((out / "ft_scratch_2_s0" / "train_config.yaml").read_text())["init"] is None
-    assert (out / "ablation.md").read_text().count("vs scratch at") == 4
-    # natural_init: the natural start as given (as facebook/DiT-XL-2-256 would be), nothing pretrained here
-    out2 = tmp_path / "abl2"
-    res = CliRunner().invoke(app, ["demo", "--ablation", "pretraining", "--quick", "--out", str(out2), "--set",
-                                   f"natural_init={out / 'start_natural' / 'model'}"])
-    assert res.exit_code == 0, res.output
-    assert not (out2 / "start_natural").exists()
-    ft = yaml.safe_load((out2 / "ft_natural_4_s0" / "train_config.yaml").read_text())
-    assert ft["init"] == str(out / "start_natural" / "model")
+    assert (out / "ablation.md").read_text().count("vs scratch at") == 2
