@@ -205,10 +205,11 @@ def check_consistent(volumes: dict[str, np.ndarray], atol: float = 1e-7) -> list
 
 def require_md(cohort, stage: str) -> None:
     """NeuroditError naming the folder's ``map.json`` when ``cohort`` (a ``neurodit.data.cohort.Cohort``)
-    holds another map than MD: ``stage``'s thresholds and windows (the judge's morphometry and tissue
-    histograms, its MD windows) are MD's and have no FA / AD / RD counterpart yet."""
+    holds another map than MD: ``stage`` (compare: its rows share one MD reference and normalisation) takes MD
+    only so far; ``neurodit evaluate`` judges any map (``neurodit.metrics.volumes.md_scale``)."""
     if cohort.map != DEFAULT:
-        raise NeuroditError(f"{stage} judges MD maps only so far; this folder holds {cohort.map.upper()}",
+        raise NeuroditError(f"{stage} judges MD maps only so far; this folder holds {cohort.map.upper()} "
+                            "(neurodit evaluate judges any map)",
                             Path(cohort.data_dir) / MAP_FILE)
 
 

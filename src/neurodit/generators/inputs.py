@@ -11,8 +11,8 @@ The training loop (``neurodit.train.loop``), the run folder (``neurodit.runs.Tra
 
 Both standardize per pixel when the run does (``neurodit.standardize``): :meth:`InputAdapter.encode` is
 ``standardize(encode_raw(volumes))`` and :meth:`InputAdapter.decode` its inverse, back to volumes in
-the model range. ``channels`` (C of the network input) is the adapter's: the seam where several maps
-per subject (MD, FA, ... as channels) will come in.
+the model range. ``channels`` (C of the network input) is the adapter's; ``maps`` (M) the scalar maps per
+subject (``prepare --maps md,fa``): volumes come as (N, M, D, H, W) and mosaics carry one channel per map.
 
 An adapter is made twice in a run's life: by ``plan(cfg, prep, prep_dir)`` before training (checks the
 prepared grid, writes nothing) and by ``open(run_dir)`` for sampling (reads ``preset.json``,
