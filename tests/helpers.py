@@ -6,6 +6,7 @@ use the ``tiny_cohort`` / ``make_tiny_cohort`` fixtures from tests/conftest.py.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -126,3 +127,16 @@ def write_labelled_cohort(folder, ds, label_col, synthetic=False):
         rows.append({"participant_id": g, "session_id": ses, label_col: ds.classes[y],
                      "synthetic": int(synthetic)})
     pd.DataFrame(rows).to_csv(folder / "participants.tsv", sep="\t", index=False)
+
+
+def tree_hash(*folders: str | Path) -> str:
+    """sha256 over every file's relative path and bytes (and the folder listing) of ``folders``: the "inputs
+    untouched / nothing half-written" check, before and after a command in one test on one machine (never a
+    digest recorded elsewhere: float output may differ in its last bits between CPU kinds)."""
+    h = hashlib.sha256()
+    for folder in folders:
+        for p in sorted(Path(folder).rglob("*")):
+            h.update(str(p.relative_to(folder)).encode())
+            if p.is_file():
+                h.update(p.read_bytes())
+    return h.hexdigest()

@@ -5,7 +5,6 @@ inputs (every input folder is hashed before and after)."""
 from __future__ import annotations
 
 import errno
-import hashlib
 import os
 import re
 import shutil
@@ -18,20 +17,9 @@ from typer.testing import CliRunner
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from helpers import write_tiny_cohort  # noqa: E402
+from helpers import tree_hash, write_tiny_cohort  # noqa: E402
 from neurodit.cli import app  # noqa: E402
 from test_weights import malicious  # noqa: E402
-
-
-def tree_hash(*folders: Path) -> str:
-    """sha256 over every file's relative path and bytes (and the folder listing) of ``folders``."""
-    h = hashlib.sha256()
-    for folder in folders:
-        for p in sorted(Path(folder).rglob("*")):
-            h.update(str(p.relative_to(folder)).encode())
-            if p.is_file():
-                h.update(p.read_bytes())
-    return h.hexdigest()
 
 
 def run_cli(args: list[str], inputs: list[Path], pattern: str, filename: str, out: Path | None = None) -> str:

@@ -265,6 +265,7 @@ class TrainedRun:
         from neurodit.config import from_dict
         from neurodit.data.grid import Grid
         from neurodit.data.normalize import Normalization
+        from neurodit.data.prepare import maps_of
         from neurodit.diffusion import DiffusionConfig
         from neurodit.generators.registry import get_generator, is_diffusion
 
@@ -287,11 +288,8 @@ class TrainedRun:
         cfg = yaml.safe_load((self.path / "train_config.yaml").read_text()) or {}
         self.train_config = cfg
         self.diffusion = from_dict(DiffusionConfig, cfg.get("diffusion", {}), "diffusion")
-        self.maps = tuple(str(m) for m in prep.get("maps") or ())  # several maps: channel names; () for one
-        try:
-            self.norms = tuple(Normalization.from_dict(prep["normalizations"][m]) for m in self.maps)
-        except (KeyError, TypeError) as exc:
-            raise NeuroditError(f"missing or bad normalizations entry {exc}", self.path / "prepare.json") from exc
+        # several maps: the channel names and windows; ((), ()) for one
+        self.maps, self.norms = maps_of(prep, self.path / "prepare.json")
         mask_file = self.path / "mask.npy"
         self.mask = np.load(mask_file, allow_pickle=False) if mask_file.is_file() else None
         self.inputs = get_generator(self.generator).inputs.open(self.path)

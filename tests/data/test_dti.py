@@ -4,7 +4,6 @@ folder mode's cohort folders."""
 
 from __future__ import annotations
 
-import hashlib
 import re
 import shutil
 from pathlib import Path
@@ -14,6 +13,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
+from helpers import tree_hash
 from neurodit.cli import app
 from neurodit.data.cohort import read_cohort
 from neurodit.data.dti import MAPS, dti_file
@@ -150,15 +150,6 @@ def test_bvec_layouts_3xn_and_nx3_give_the_same_maps(tmp_path):
 
 
 # ----------------------------------------------------------------------------------------- (4) bad input
-def tree_hash(folder: Path) -> str:
-    h = hashlib.sha256()
-    for p in sorted(folder.rglob("*")):
-        h.update(str(p.relative_to(folder)).encode())
-        if p.is_file():
-            h.update(p.read_bytes())
-    return h.hexdigest()
-
-
 def _bad(root: Path, case: str) -> tuple[list[str], Path, str]:
     """Write the synthetic DWI with one defect; returns (CLI options, the file to name, message pattern)."""
     p = synthetic_dwi(root)

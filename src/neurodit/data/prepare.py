@@ -190,9 +190,8 @@ def prepare(data_dir: str | Path, out: str | Path, shape: Sequence[int] | None =
                 counts[col] = {str(k): int(v) for k, v in sorted(vc.items())}
         names = [c.map for c in cohorts]
         meta = {
-            "map": "+".join(names),
+            **maps_meta(dict(zip(names, norms, strict=True))),
             "grid": grid.to_dict(),
-            "normalization": norms[0].to_dict(),
             "source": str(data_dir.resolve() if several else cohort.data_dir),
             "n": n,
             "counts": counts,
@@ -205,9 +204,6 @@ def prepare(data_dir: str | Path, out: str | Path, shape: Sequence[int] | None =
             "checksums": checksums,
             "seconds": round(time.perf_counter() - t0, 3),
         }
-        if several:
-            meta.update(maps=names, normalizations={m: nm.to_dict() for m, nm in zip(names, norms, strict=True)},
-                        map_units={m: get_map(m).unit for m in names})
         config = {"data_dir": str(data_dir), "out": str(out), "shape": list(grid.shape),
                   "voxel_size": list(grid.voxel_size), "mask_margin_mm": float(mask_margin_mm),
                   "normalization": norms[0].to_dict(), "map": meta["map"], "maps": list(maps) if maps else None,
@@ -311,18 +307,7 @@ def load_prepared(prep_dir: str | Path) -> Prepared:
         mask = np.load(prep_dir / MASK, allow_pickle=False)
     except (ValueError, OSError) as exc:
         raise NeuroditError(f"cannot read arrays ({exc})", prep_dir) from exc
-    maps = tuple(str(m) for m in meta.get("maps") or ())
-    norms: tuple[Normalization, ...] = ()
-    if maps:
-        from neurodit.data.maps import BUILTIN, custom_map
-
-        try:
-            norms = tuple(Normalization.from_dict(meta["normalizations"][m]) for m in maps)
-        except (KeyError, TypeError) as exc:
-            raise NeuroditError(f"missing or bad normalizations entry {exc}", prep_dir / META) from exc
-        for m, nm in zip(maps, norms, strict=True):  # a custom map's window, for make_consistent
-            if m not in BUILTIN:
-                custom_map(m, nm.unit, (nm.vmin, nm.vmax), prep_dir / META)
+    maps, norms = maps_of(meta, prep_dir / META)
     want = ((len(maps),) if maps else ()) + tuple(grid.shape)
     if volumes.shape[1:] != want or volumes.dtype != np.float32:
         raise NeuroditError(f"volumes {volumes.shape} {volumes.dtype} do not match grid {grid.shape}"
@@ -337,6 +322,34 @@ def load_prepared(prep_dir: str | Path) -> Prepared:
                     path=prep_dir, map=str(meta.get("map", "md")), maps=maps, norms=norms)
 
 
+def maps_meta(norms: dict[str, Normalization]) -> dict[str, Any]:
+    """The ``prepare.json`` keys that say which maps a PREP_DIR holds: ``map`` (``"md"``, ``"md+fa"``) and
+    ``normalization`` (the first map's), plus ``maps`` and ``normalizations`` for several (read back by
+    :func:`maps_of`)."""
+    names = list(norms)
+    meta: dict[str, Any] = {"map": "+".join(names), "normalization": norms[names[0]].to_dict()}
+    if len(names) > 1:
+        meta.update(maps=names, normalizations={m: n.to_dict() for m, n in norms.items()})
+    return meta
+
+
+def maps_of(meta: dict[str, Any], where: str | Path) -> tuple[tuple[str, ...], tuple[Normalization, ...]]:
+    """``prepare.json``'s several maps (a PREP_DIR's, or its copy in a run folder) -> (names, windows); ((), ())
+    for one map. A custom map's window is registered on the way (``neurodit.data.maps.custom_map``), so
+    ``make_consistent`` knows it in any process. NeuroditError naming ``where`` on a bad entry."""
+    from neurodit.data.maps import BUILTIN, custom_map
+
+    maps = tuple(str(m) for m in meta.get("maps") or ())
+    try:
+        norms = tuple(Normalization.from_dict(meta["normalizations"][m]) for m in maps)
+    except (KeyError, TypeError) as exc:
+        raise NeuroditError(f"missing or bad normalizations entry {exc}", where) from exc
+    for m, nm in zip(maps, norms, strict=True):
+        if m not in BUILTIN:
+            custom_map(m, nm.unit, (nm.vmin, nm.vmax), where)
+    return maps, norms
+
+
 def write_prepared(out: str | Path, volumes: np.ndarray, mask: np.ndarray, table: pd.DataFrame, grid: Grid,
                    norms: dict[str, Normalization], source: str, extra: dict[str, Any] | None = None,
                    overwrite: bool = False) -> Path:
@@ -344,17 +357,11 @@ def write_prepared(out: str | Path, volumes: np.ndarray, mask: np.ndarray, table
     volumes that come from no cohort folder: ``neurodit pretrain``'s natural-image crops). ``norms``: one map
     -> ``volumes`` (N, D, H, W); several (e.g. red, green, blue) -> (N, C, D, H, W) in ``norms``' order.
     ``table`` needs ``participant_id``; ``extra`` joins ``prepare.json``. Atomic."""
-    names = list(norms)
-    several = len(names) > 1
-    want = (len(volumes), *((len(names),) if several else ()), *grid.shape)
+    want = (len(volumes), *((len(norms),) if len(norms) > 1 else ()), *grid.shape)
     if tuple(volumes.shape) != want or mask.shape != grid.shape:
         raise NeuroditError(f"write_prepared: volumes {volumes.shape} / mask {mask.shape} do not fit {want}", out)
-    meta: dict[str, Any] = {"map": "+".join(names), "grid": grid.to_dict(), "normalization": norms[names[0]].to_dict(),
-                            "source": source, "n": len(volumes), "counts": {"volumes": len(volumes)},
-                            "versions": package_versions(), **(extra or {})}
-    if several:
-        meta.update(maps=names, normalizations={m: n.to_dict() for m, n in norms.items()},
-                    map_units={m: n.unit for m, n in norms.items()})
+    meta = {**maps_meta(norms), "grid": grid.to_dict(), "source": source, "n": len(volumes),
+            "counts": {"volumes": len(volumes)}, "versions": package_versions(), **(extra or {})}
     with atomic_dir(out, overwrite=overwrite) as tmp:
         np.save(tmp / VOLUMES, np.ascontiguousarray(volumes, dtype=np.float32))
         np.save(tmp / MASK, np.asarray(mask, dtype=bool))

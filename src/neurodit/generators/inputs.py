@@ -133,9 +133,12 @@ def with_pixel_head(model: torch.nn.Module, preset: Any) -> torch.nn.Module:
     return HeadedDiT(model, PixelHead(preset.in_channels, preset.pixel_head, preset.pixel_head_depth))
 
 
-def run_maps(run_dir: Path) -> int:
-    """Scalar maps per subject of a run: the length of its ``prepare.json`` ``maps`` (1 when absent)."""
-    return len(read_json(Path(run_dir) / "prepare.json").get("maps") or ()) or 1
+def run_maps(run_dir: Path) -> tuple[str, ...]:
+    """The several maps of a run (its ``prepare.json`` copy, ``neurodit.data.prepare.maps_of``); () for one."""
+    from neurodit.data.prepare import maps_of
+
+    where = Path(run_dir) / "prepare.json"
+    return maps_of(read_json(where), where)[0]
 
 
 def tile_maps(volumes: Any, spec: Any) -> Any:
@@ -306,7 +309,7 @@ class VolumeInputs(InputAdapter):
 
         spec = TilingSpec.from_dict(read_json(run_dir / "tiling.json"), run_dir / "tiling.json")
         preset = from_dict(UNet3DConfig, read_json(run_dir / "preset.json"), "preset.json")
-        return cls(preset, spec, load_standardizer(run_dir), maps=run_maps(run_dir))
+        return cls(preset, spec, load_standardizer(run_dir), maps=len(run_maps(run_dir)) or 1)
 
     @property
     def input_shape(self) -> tuple[int, ...]:

@@ -503,9 +503,9 @@ def evaluate(real: str | Path, synthetic: str | Path, out: str | Path, train: st
     cfg = cfg or EvalConfig(**loose)
     if cfg.calibrate and train is None:
         raise NeuroditError("--calibrate needs --train (the reference generators are fitted on it)")
-    from neurodit.metrics.joint import evaluate_maps, maps_of
+    from neurodit.metrics.joint import evaluate_maps, judged_maps
 
-    maps = maps_of(real, synthetic, train)
+    maps = judged_maps(real, synthetic, train)
     if maps:  # multi-map folders: every map judged on its own, then the joint view (neurodit.metrics.joint)
         return evaluate_maps(real, synthetic, out, maps, judge_folders, train=train, cfg=cfg, overwrite=overwrite)
     with atomic_dir(out, overwrite=overwrite) as tmp:

@@ -43,7 +43,7 @@ JOINT_FILE, JOINT_FIGURE = "joint.json", "joint.png"
 BINS = 64
 
 
-def maps_of(real: str | Path, synthetic: str | Path, train: str | Path | None = None) -> tuple[str, ...]:
+def judged_maps(real: str | Path, synthetic: str | Path, train: str | Path | None = None) -> tuple[str, ...]:
     """The maps to judge when the folders are multi-map folders (``neurodit.data.maps.map_folders``): the
     synthetic folder's maps, each of which the real (and train) folder must hold too; () when none of them
     is a multi-map folder. NeuroditError naming the odd folder when only some are."""
@@ -271,5 +271,5 @@ def read_joint(eval_dir: str | Path) -> dict[str, Any] | None:
     return data
 
 
-__all__ = ["JOINT_FILE", "SCHEMA", "evaluate_maps", "joint_verdict", "joint_view", "maps_of", "pair_stats",
+__all__ = ["JOINT_FILE", "SCHEMA", "evaluate_maps", "joint_verdict", "joint_view", "judged_maps", "pair_stats",
            "read_joint", "tv_distance"]

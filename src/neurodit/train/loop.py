@@ -530,6 +530,7 @@ def render_previews(model, labels: LabelSpec, cfg: TrainConfig, process: Diffusi
     """Sample ``preview_per_class`` inputs per class and render them (and real ones) as mosaics to
     samples/*.png (``adapter.preview_mosaics``: volume models' outputs are tiled, latents decoded).
     ``real`` (N, C, *spatial) and the samples are in the network's (standardized, when the run is) space."""
+    from neurodit.generators.inputs import run_maps
     from neurodit.mosaic_files import save_mosaic_png
 
     if cfg.preview_per_class == 0:
@@ -550,7 +551,7 @@ def render_previews(model, labels: LabelSpec, cfg: TrainConfig, process: Diffusi
     out = run_dir / "samples"
     real_titles = [labels.classes[int(real_ids[i])] for i in pick]
     # several maps (MD, FA, ...): preview.png / real.png show the first, preview_<map>.png the others
-    names = read_json(run_dir / "prepare.json").get("maps") or [None]
+    names = run_maps(run_dir) or (None,)
     for c, name in enumerate(names):
         tail = f"_{name}" if c else ""
         save_mosaic_png(mos[:, c].cpu(), out / f"preview{tail}.png", vmin=-1.0, vmax=1.0, titles=titles)
